@@ -1,0 +1,64 @@
+# One entry point for everything. The venv is built from the lock on first use and reused
+# afterwards (its stamp depends on requirements.txt and pyproject.toml).
+PYTHON      ?= python3.11
+VENV        := .venv
+BIN         := $(VENV)/bin
+STAMP       := $(VENV)/.installed
+UV_VERSION  := 0.13.9
+PYTEST_ARGS ?=
+
+.PHONY: help test test-fast faults lint lock demo sandbox receiver airflow bench migrate clean-local venv
+
+help:
+	@echo "make demo      run the main job end to end on embedded defaults"
+	@echo "make test      run the test suite (unit + integration, real PostgreSQL and sandbox)"
+	@echo "make lint      ruff"
+	@echo "make lock      regenerate requirements.txt from requirements.in"
+	@echo "make sandbox   run the vendor sandbox (NXCLOUD + AccuAuth) on its own"
+	@echo "make receiver  run the webhook receiver on its own"
+	@echo "make airflow   airflow standalone with the project's DAGs and connections wired"
+	@echo "make bench     benchmarks (not part of make test)"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.txt
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check --diff dags plugins include tests bench || (echo "run: $(BIN)/ruff format ." && false)
+
+lock: $(STAMP)
+	$(BIN)/uv pip compile requirements.in --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--no-header --no-annotate -o requirements.txt
+
+demo: $(STAMP)
+	$(BIN)/python -m phonecheck.cli demo
+
+migrate: $(STAMP)
+	$(BIN)/python -m phonecheck.cli migrate
+
+sandbox: $(STAMP)
+	$(BIN)/python -m phonecheck.sandbox
+
+receiver: $(STAMP)
+	$(BIN)/python -m phonecheck.receiver
+
+airflow: $(STAMP)
+	$(BIN)/python -m phonecheck_airflow.local standalone
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean-local:
+	rm -rf .local

@@ -1,0 +1,202 @@
+"""Warehouse runtime: where the PostgreSQL warehouse is, how to reach it, how to migrate it.
+
+* ``WAREHOUSE_DSN`` set → that server is used as is.
+* unset → an embedded PostgreSQL from the ``pgserver`` wheel, data under ``.local/pgdata``
+  (git-ignored). It is started on first use and stopped when the process that started it
+  exits (pgserver counts the processes using it, so nested users share one server).
+
+Migrations are plain SQL files in ``phonecheck/sql/migrations`` named ``V<4 digits>__<name>.sql``.
+Each is applied once, in order, inside a transaction, under an advisory lock (several
+receivers and an init job may start at once), and recorded in ``ops.schema_migration``.
+Files are also written to be re-runnable on their own (``IF NOT EXISTS`` everywhere).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+import psycopg
+from psycopg import sql
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "sql" / "migrations"
+_MIGRATION_RE = re.compile(r"^V(\d{4})__([a-z0-9_]+)\.sql$")
+_ADVISORY_LOCK_KEY = 7_311_337  # arbitrary, constant: serialises concurrent migrators
+WAREHOUSE_SCHEMAS = ("raw", "ops", "telco", "dq", "mart")
+
+
+def local_dir() -> Path:
+    """Project-local state (embedded PG data, Airflow home for demo, spools). Git-ignored."""
+    path = Path(os.environ.get("PHONECHECK_LOCAL_DIR", PROJECT_ROOT / ".local"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+_embedded_server = None
+
+
+def start_embedded(pgdata: Path | None = None):
+    """Start (or join) the embedded PostgreSQL and return the pgserver handle."""
+    global _embedded_server
+    if _embedded_server is None:
+        import logging
+
+        import pgserver  # only needed when no WAREHOUSE_DSN is given
+
+        # pgserver logs at interpreter exit, after pytest/uvicorn closed their streams.
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+        _embedded_server = pgserver.get_server(pgdata or (local_dir() / "pgdata"), cleanup_mode="stop")
+    return _embedded_server
+
+
+def stop_embedded() -> None:
+    """Stop the embedded server if this process started it and nobody else uses it."""
+    global _embedded_server
+    if _embedded_server is not None:
+        _embedded_server.cleanup()
+        _embedded_server = None
+
+
+def resolve_dsn() -> str:
+    """The warehouse DSN: ``WAREHOUSE_DSN`` if set, else the embedded server's."""
+    dsn = os.environ.get("WAREHOUSE_DSN")
+    if dsn:
+        return dsn
+    return start_embedded().get_uri()
+
+
+@dataclass(frozen=True)
+class DsnParts:
+    host: str | None
+    port: int | None
+    user: str | None
+    password: str | None
+    dbname: str | None
+
+
+def parse_dsn(dsn: str) -> DsnParts:
+    """Split a libpq URI (``postgresql://u:p@host:port/db?host=/socket/dir``) into parts."""
+    url = urlparse(dsn)
+    query = parse_qs(url.query)
+    host = query.get("host", [url.hostname])[0]
+    return DsnParts(
+        host=host,
+        port=url.port or (int(query["port"][0]) if "port" in query else None),
+        user=unquote(url.username) if url.username else None,
+        password=unquote(url.password) if url.password else None,
+        dbname=(url.path.lstrip("/") or None),
+    )
+
+
+def with_database(dsn: str, dbname: str) -> str:
+    """The same server, another database."""
+    url = urlparse(dsn)
+    return url._replace(path=f"/{dbname}").geturl()
+
+
+def airflow_connection_json(dsn: str) -> str:
+    """``AIRFLOW_CONN_WAREHOUSE`` value for a DSN (a socket directory works as host)."""
+    parts = parse_dsn(dsn)
+    conn = {
+        "conn_type": "postgres",
+        "host": parts.host or "localhost",
+        "login": parts.user or "postgres",
+        "password": parts.password or "",
+        "schema": parts.dbname or "postgres",
+        "port": parts.port or 5432,
+    }
+    return json.dumps(conn)
+
+
+def connect(dsn: str | None = None, **kwargs) -> psycopg.Connection:
+    return psycopg.connect(dsn or resolve_dsn(), **kwargs)
+
+
+@contextlib.contextmanager
+def throwaway_database(server_dsn: str, prefix: str = "phonecheck_test") -> Iterator[str]:
+    """Create a fresh database on ``server_dsn``'s server, yield its DSN, drop it afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(server_dsn, name)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def list_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION_RE.match(path.name)
+        if not match:
+            raise ValueError(f"migration file {path.name} does not match V<4 digits>__<name>.sql")
+        found.append(Migration(int(match.group(1)), match.group(2), path))
+    versions = [m.version for m in found]
+    if len(versions) != len(set(versions)):
+        raise ValueError(f"duplicate migration versions in {directory}")
+    return found
+
+
+def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Apply pending migrations; return the ones applied now (empty when up to date)."""
+    applied_now: list[Migration] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_KEY,))
+        try:
+            conn.execute("CREATE SCHEMA IF NOT EXISTS ops")
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS ops.schema_migration (
+                       version integer PRIMARY KEY,
+                       name text NOT NULL,
+                       checksum text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            done = {
+                row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM ops.schema_migration")
+            }
+            for migration in list_migrations(directory):
+                if migration.version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(migration.path.read_text(encoding="utf-8"))
+                    conn.execute(
+                        "INSERT INTO ops.schema_migration (version, name, checksum) VALUES (%s, %s, %s)",
+                        (migration.version, migration.name, migration.checksum),
+                    )
+                applied_now.append(migration)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_KEY,))
+    return applied_now
+
+
+def list_tables(dsn: str) -> list[tuple[str, str, str]]:
+    """(schema, name, kind) of every table and view in the warehouse schemas."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            """SELECT table_schema, table_name, table_type FROM information_schema.tables
+               WHERE table_schema = ANY(%s) ORDER BY 1, 2""",
+            (list(WAREHOUSE_SCHEMAS),),
+        ).fetchall()
+    return [(s, n, "view" if t == "VIEW" else "table") for s, n, t in rows]
