@@ -1,0 +1,97 @@
+"""AccuAuth phone status payloads (SEED 002, api-facts.md §7): submit answers, task results,
+callbacks. ``PENDING`` (answered with HTTP 400) is a state, not an error."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from phonecheck.numbers import to_e164
+from phonecheck.parsers import PayloadError, opt_str, require_str
+
+
+def _result(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    result = payload.get("result")
+    if result is None:
+        return {}
+    if not isinstance(result, Mapping):
+        raise PayloadError("result: expected an object")
+    return result
+
+
+def parse_submit_response(
+    payload: Mapping[str, Any], phone_number: str, submitted_at: datetime | None = None
+) -> dict[str, Any]:
+    """The answer to ``/check/phone_number/o1``: either a result at once (row keyed on its
+    request_id) or a ``task_id`` to wait for (row in status PENDING)."""
+    if not isinstance(payload, Mapping):
+        raise PayloadError("expected a JSON object")
+    request_id = opt_str(payload.get("request_id"))
+    task_id = opt_str(payload.get("task_id"))
+    result = _result(payload)
+    status = require_str(payload, "status")
+    if result:
+        key, status_out = task_id or request_id, status
+    elif task_id:
+        key, status_out = task_id, "PENDING"
+    else:
+        raise PayloadError("answer has neither result nor task_id")
+    if not key:
+        raise PayloadError("answer has no request_id/task_id to key the check on")
+    phone = opt_str(result.get("phone_number")) or phone_number
+    return {
+        "task_id": key,
+        "request_id": request_id,
+        "phone_number": phone,
+        "e164": to_e164(phone),
+        "status": status_out,
+        "reason": opt_str(payload.get("reason")),
+        "phone_status": opt_str(result.get("phone_status")),
+        "submitted_at": submitted_at,
+        "completed_at": submitted_at if result else None,
+        "source": "submit",
+    }
+
+
+def parse_task_result(
+    payload: Mapping[str, Any], task_id: str, phone_number: str, polled_at: datetime | None = None
+) -> dict[str, Any]:
+    """The answer to ``task_result/o1`` for ``task_id``: OK with a result, or PENDING."""
+    if not isinstance(payload, Mapping):
+        raise PayloadError("expected a JSON object")
+    status = require_str(payload, "status")
+    result = _result(payload)
+    phone = opt_str(result.get("phone_number")) or phone_number
+    return {
+        "task_id": task_id,
+        "request_id": opt_str(payload.get("request_id")),
+        "phone_number": phone,
+        "e164": to_e164(phone),
+        "status": status,
+        "reason": opt_str(payload.get("reason")),
+        "phone_status": opt_str(result.get("phone_status")),
+        "completed_at": polled_at if status == "OK" else None,
+        "source": "poll",
+    }
+
+
+def parse_callback(params: Mapping[str, str], received_at: datetime | None = None) -> dict[str, Any]:
+    """The AccuAuth callback (HTTP GET, query params request_id, phone_number, phone_status,
+    task_id) for a pending check that finished."""
+    phone = require_str(params, "phone_number")
+    return {
+        "task_id": require_str(params, "task_id"),
+        "request_id": opt_str(params.get("request_id")),
+        "phone_number": phone,
+        "e164": to_e164(phone),
+        "status": "OK",
+        "reason": None,
+        "phone_status": require_str(params, "phone_status"),
+        "completed_at": received_at,
+        "source": "callback",
+    }
+
+
+def callback_dedupe_key(params: Mapping[str, str]) -> str:
+    return require_str(params, "task_id")

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+from phonecheck.numbers import Normalised, Rejected, normalise, normalise_many, split_input, to_e164
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "e164", "region_out"),
+    [
+        ("+52 55 1234 5678", None, "+525512345678", "MX"),
+        ("55 1234 5678", "MX", "+525512345678", "MX"),
+        ("525512345678", "GB", "+525512345678", "MX"),  # vendor style digits with calling code
+        ("020 7946 0018", "gb", "+442079460018", "GB"),
+        ("0086 138 0013 8000", "GB", "+8613800138000", "CN"),
+    ],
+)
+def test_valid_numbers_normalise_to_e164(raw, region, e164, region_out):
+    result = normalise(raw, region)
+    assert isinstance(result, Normalised)
+    assert (result.e164, result.region_code, result.digits) == (e164, region_out, e164[1:])
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "reason"),
+    [
+        ("", "GB", "empty"),
+        ("not a number", "GB", "not a phone number"),
+        ("5512345678", None, "no country code"),
+        ("07700 900123", "GB", "not a valid number"),  # Ofcom drama range: never assigned
+        ("+44 20 79", None, "too short"),
+        ("+52 55 1234 56789012", None, "too long"),
+        ("12345", "XX", "unknown default region"),
+    ],
+)
+def test_invalid_numbers_are_rejected_with_a_reason(raw, region, reason):
+    result = normalise(raw, region)
+    assert isinstance(result, Rejected)
+    assert reason in result.reason
+
+
+def test_normalise_many_keeps_order_and_drops_duplicates():
+    batch = normalise_many(split_input("+525512345678\n55 1234 5678, junk\n+8613800138000"), "MX")
+    assert [n.e164 for n in batch.numbers] == ["+525512345678", "+8613800138000"]
+    assert batch.duplicates == 1
+    assert [r.raw for r in batch.rejected] == ["junk"]
+    assert set(batch.by_region) == {"MX", "CN"}
+
+
+def test_to_e164_for_vendor_echoes():
+    assert to_e164("8613800138000") == "+8613800138000"
+    assert to_e164("8498****") is None
+    assert to_e164(None) is None
