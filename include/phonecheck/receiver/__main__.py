@@ -1,0 +1,59 @@
+"""``python -m phonecheck.receiver`` (``make receiver``): the standalone webhook receiver.
+
+Environment: ``TELCO_WEBHOOK_TOKEN`` (required), ``WAREHOUSE_DSN`` (unset → the embedded
+warehouse), ``RECEIVER_PORT`` (default 8090), ``RECEIVER_HOST`` (default 127.0.0.1),
+``RECEIVER_SPOOL_DIR``, ``RECEIVER_DB_POOL_SIZE``, ``RECEIVER_ACCESS_LOG`` (0 to silence the
+per-request log). Pending warehouse migrations are applied before the port is opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import uvicorn
+
+from phonecheck import warehouse
+from phonecheck.receiver.app import DEFAULT_PREFIX, ReceiverConfig, create_app
+
+log = logging.getLogger("phonecheck.receiver")
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    token = os.environ.get("TELCO_WEBHOOK_TOKEN", "")
+    if not token:
+        print(
+            "TELCO_WEBHOOK_TOKEN is required (the secret path segment of every webhook URL)", file=sys.stderr
+        )
+        return 2
+    port = int(os.environ.get("RECEIVER_PORT", "8090"))
+    host = os.environ.get("RECEIVER_HOST", "127.0.0.1")
+
+    dsn = warehouse.resolve_dsn()  # starts the embedded server when WAREHOUSE_DSN is unset
+    applied = warehouse.migrate(dsn)
+    log.info("warehouse migrations applied now: %s", [f"V{m.version:04d}" for m in applied] or "none")
+
+    app = create_app(
+        DEFAULT_PREFIX, ReceiverConfig.from_env(token_provider=lambda: token, dsn_provider=lambda: dsn)
+    )
+    log.info("receiver listening on http://%s:%d%s/", host, port, DEFAULT_PREFIX)
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,  # uvicorn's access log prints the path, i.e. the token
+            log_config=None,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        warehouse.stop_embedded()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
