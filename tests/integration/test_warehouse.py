@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+
 from phonecheck import warehouse
 
 pytestmark = pytest.mark.integration

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+
 from phonecheck.signing import canonical_json, sign, signed_headers, string_to_sign
 
 VENDOR_HEADERS = {"accessKey": "fme2na3kdi3ki", "action": "send", "bizType": "1", "ts": "1655710885431"}
