@@ -1,0 +1,375 @@
+"""AccuAuth wire clients: ``/check/phone_number/o1`` (submit) and ``task_result/o1`` (poll).
+
+One classification of vendor answers (:func:`classify`) is shared by the sync client (requests,
+used by tasks) and the async client (aiohttp, used by the trigger), so both agree on what is a
+state, what is retried and what is fatal:
+
+* ``OK`` and ``PENDING`` are states. ``PENDING`` comes with HTTP 400 (SEED 002) and is returned,
+  never raised.
+* ``RATE_LIMIT_EXCEEDED`` (HTTP 403!), ``INTERNAL_ERROR`` / any 5xx and connection failures are
+  retried with full-jitter exponential backoff (tenacity ``wait_random_exponential``).
+* ``UNAUTHORIZED``, ``KEY_EXPIRED``, ``NO_PERMISSION``, ``OUT_OF_QUOTA``, ``INVALID_ARGUMENT``,
+  ``NOT_FOUND`` raise their own exception class carrying the vendor's ``reason``.
+
+Credentials travel only in the ``X-DF-API-ID`` / ``X-DF-API-SECRET`` headers of each request:
+they are never part of an exception message, a log line or a ``repr``.
+
+Bodies are form-encoded (api-facts §7.3: the vendor's public clients post forms).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import tenacity
+
+log = logging.getLogger(__name__)
+
+SUBMIT_PATH = "/check/phone_number/o1"
+TASK_RESULT_PATH = "/check/phone_number/task_result/o1"
+
+
+# ---- errors -----------------------------------------------------------------------------------
+class AccuAuthError(Exception):
+    """A vendor answer that is neither ``OK`` nor ``PENDING``.
+
+    :param status: the vendor ``status`` (e.g. ``UNAUTHORIZED``), or ``HTTP_<code>`` when the body
+        was not a vendor answer.
+    :param reason: the vendor ``reason`` text, as received.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        status: str,
+        reason: str | None,
+        *,
+        http_status: int | None = None,
+        request_id: str | None = None,
+        path: str = "",
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.http_status = http_status
+        self.request_id = request_id
+        self.path = path
+        where = f" on {path}" if path else ""
+        rid = f" [request_id {request_id}]" if request_id else ""
+        super().__init__(f"AccuAuth {status} (HTTP {http_status}){where}: {reason or 'no reason given'}{rid}")
+
+
+class AccuAuthUnauthorized(AccuAuthError):
+    """401 UNAUTHORIZED: wrong API id or secret (fix the ``accuauth`` connection)."""
+
+
+class AccuAuthKeyExpired(AccuAuthError):
+    """401 KEY_EXPIRED: the API id has expired (ask AccuAuth support for a new one)."""
+
+
+class AccuAuthNoPermission(AccuAuthError):
+    """403 NO_PERMISSION: the account may not use this API."""
+
+
+class AccuAuthOutOfQuota(AccuAuthError):
+    """403 OUT_OF_QUOTA: the account's call quota is used up."""
+
+
+class AccuAuthInvalidArgument(AccuAuthError):
+    """400 INVALID_ARGUMENT: a bad phone number / task id (also seen for expired task ids)."""
+
+
+class AccuAuthNotFound(AccuAuthError):
+    """404 NOT_FOUND: the API (path) does not exist: check the connection's base URL."""
+
+
+class AccuAuthRateLimited(AccuAuthError):
+    """403 RATE_LIMIT_EXCEEDED: retried with backoff."""
+
+    retryable = True
+
+
+class AccuAuthServerError(AccuAuthError):
+    """500 INTERNAL_ERROR or any 5xx / non-vendor answer from a 5xx: retried with backoff."""
+
+    retryable = True
+
+
+class AccuAuthTransportError(AccuAuthError):
+    """The request did not complete (connection refused, reset, timeout): retried."""
+
+    retryable = True
+
+
+ERRORS_BY_STATUS: dict[str, type[AccuAuthError]] = {
+    "UNAUTHORIZED": AccuAuthUnauthorized,
+    "KEY_EXPIRED": AccuAuthKeyExpired,
+    "NO_PERMISSION": AccuAuthNoPermission,
+    "OUT_OF_QUOTA": AccuAuthOutOfQuota,
+    "INVALID_ARGUMENT": AccuAuthInvalidArgument,
+    "NOT_FOUND": AccuAuthNotFound,
+    "RATE_LIMIT_EXCEEDED": AccuAuthRateLimited,
+    "INTERNAL_ERROR": AccuAuthServerError,
+}
+
+#: Errors that concern the account or configuration, not one task: stop everything.
+FATAL_ERRORS: tuple[type[AccuAuthError], ...] = (
+    AccuAuthUnauthorized,
+    AccuAuthKeyExpired,
+    AccuAuthNoPermission,
+    AccuAuthOutOfQuota,
+    AccuAuthNotFound,
+)
+
+
+# ---- answers ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Answer:
+    """An ``OK`` or ``PENDING`` vendor answer."""
+
+    http_status: int
+    payload: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return str(self.payload.get("status"))
+
+    @property
+    def pending(self) -> bool:
+        return self.status == "PENDING"
+
+
+def classify(http_status: int, body: bytes | str, path: str = "") -> Answer:
+    """Turn one HTTP answer into an :class:`Answer` or raise the matching :class:`AccuAuthError`."""
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("status"), str):
+        cls = AccuAuthServerError if http_status >= 500 else AccuAuthError
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        raise cls(
+            f"HTTP_{http_status}", f"not a vendor answer: {text[:200]!r}", http_status=http_status, path=path
+        )
+    payload = dict(payload)
+    status = payload["status"]
+    if status == "OK" and http_status < 300:
+        return Answer(http_status, payload)
+    if status == "PENDING":
+        return Answer(http_status, payload)
+    cls = ERRORS_BY_STATUS.get(status)
+    if cls is None:
+        cls = AccuAuthServerError if http_status >= 500 else AccuAuthError
+    raise cls(
+        status,
+        payload.get("reason"),
+        http_status=http_status,
+        request_id=payload.get("request_id"),
+        path=path,
+    )
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, AccuAuthError) and exc.retryable
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Full-jitter exponential backoff: wait U(0, min(max_wait_s, multiplier_s * 2**n))."""
+
+    attempts: int = 6
+    multiplier_s: float = 0.5
+    max_wait_s: float = 30.0
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "retry": tenacity.retry_if_exception(is_retryable),
+            "wait": tenacity.wait_random_exponential(multiplier=self.multiplier_s, max=self.max_wait_s),
+            "stop": tenacity.stop_after_attempt(self.attempts),
+            "reraise": True,
+            "before_sleep": _log_retry,
+        }
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.warning("AccuAuth call retried (attempt %d, next in %.2fs): %s", state.attempt_number, wait, exc)
+
+
+def _headers(api_id: str, api_secret: str) -> dict[str, str]:
+    return {"X-DF-API-ID": api_id, "X-DF-API-SECRET": api_secret, "Accept": "application/json"}
+
+
+class _Credentials:
+    """Holds the API id and secret; its repr never shows the secret."""
+
+    __slots__ = ("api_id", "_secret")
+
+    def __init__(self, api_id: str, api_secret: str) -> None:
+        if not api_id or not api_secret:
+            raise ValueError("AccuAuth needs an API id (login) and an API secret (password)")
+        self.api_id = api_id
+        self._secret = api_secret
+
+    def headers(self) -> dict[str, str]:
+        return _headers(self.api_id, self._secret)
+
+    def __repr__(self) -> str:
+        return f"<AccuAuth credentials id={self.api_id!r} secret=***>"
+
+
+# ---- sync client (tasks) ------------------------------------------------------------------------
+class AccuAuthClient:
+    """Blocking client (requests) for tasks: submit and task_result with retries.
+
+    :param base_url: e.g. ``https://cloudapi.mexico.accuauth.com`` (paths are appended).
+    :param timeout_s: connect/read timeout of one attempt.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_id: str,
+        api_secret: str,
+        *,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        pool_size: int = 16,
+    ) -> None:
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        self.base_url = base_url.rstrip("/")
+        self._credentials = _Credentials(api_id, api_secret)
+        self.timeout_s = timeout_s
+        self.retry = retry or RetryPolicy()
+        self.calls = 0  # HTTP attempts made, retries included
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    def __repr__(self) -> str:
+        return f"AccuAuthClient({self.base_url!r}, {self._credentials!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> AccuAuthClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _post_once(self, path: str, fields: dict[str, str]) -> Answer:
+        import requests
+
+        self.calls += 1
+        try:
+            response = self._session.post(
+                self.base_url + path, data=fields, headers=self._credentials.headers(), timeout=self.timeout_s
+            )
+        except requests.ConnectionError as exc:
+            # The message names the host, never the headers.
+            raise AccuAuthTransportError("TRANSPORT", type(exc).__name__, path=path) from None
+        except requests.Timeout as exc:
+            raise AccuAuthTransportError("TIMEOUT", type(exc).__name__, path=path) from None
+        return classify(response.status_code, response.content, path)
+
+    def post(self, path: str, fields: dict[str, str]) -> Answer:
+        for attempt in tenacity.Retrying(**self.retry.kwargs()):
+            with attempt:
+                return self._post_once(path, fields)
+        raise AssertionError("unreachable")  # pragma: no cover - reraise=True
+
+    def submit(self, phone_number: str, callback: str | None = None) -> Answer:
+        """Start a check (paid). ``phone_number``: digits with the country code (52...)."""
+        fields = {"phone_number": phone_number}
+        if callback:
+            fields["callback"] = callback
+        return self.post(SUBMIT_PATH, fields)
+
+    def task_result(self, task_id: str) -> Answer:
+        """The state of a pending check: ``OK`` with a result, or ``PENDING``."""
+        return self.post(TASK_RESULT_PATH, {"task_id": task_id})
+
+
+# ---- async client (trigger) -----------------------------------------------------------------------
+class AsyncAccuAuthClient:
+    """Non-blocking client (aiohttp) for the trigger; same classification and retries.
+
+    Use as ``async with AsyncAccuAuthClient(...) as client``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_id: str,
+        api_secret: str,
+        *,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        max_connections: int = 16,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._credentials = _Credentials(api_id, api_secret)
+        self.timeout_s = timeout_s
+        self.retry = retry or RetryPolicy()
+        self.max_connections = max_connections
+        self.calls = 0
+        self.retried = 0
+        self._session = None
+
+    def __repr__(self) -> str:
+        return f"AsyncAccuAuthClient({self.base_url!r}, {self._credentials!r})"
+
+    async def __aenter__(self) -> AsyncAccuAuthClient:
+        import aiohttp
+
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.max_connections),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            headers=self._credentials.headers(),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _post_once(self, path: str, fields: dict[str, str]) -> Answer:
+
+        import aiohttp
+
+        assert self._session is not None, "use 'async with AsyncAccuAuthClient(...)'"
+        self.calls += 1
+        try:
+            async with self._session.post(self.base_url + path, data=fields) as response:
+                body = await response.read()
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise AccuAuthTransportError("TRANSPORT", type(exc).__name__, path=path) from None
+        return classify(status, body, path)
+
+    async def post(self, path: str, fields: dict[str, str]) -> Answer:
+        async for attempt in tenacity.AsyncRetrying(**self.retry.kwargs()):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    self.retried += 1
+                return await self._post_once(path, fields)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def submit(self, phone_number: str, callback: str | None = None) -> Answer:
+        fields = {"phone_number": phone_number}
+        if callback:
+            fields["callback"] = callback
+        return await self.post(SUBMIT_PATH, fields)
+
+    async def task_result(self, task_id: str) -> Answer:
+        return await self.post(TASK_RESULT_PATH, {"task_id": task_id})
