@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -248,7 +249,8 @@ class AccuAuthClient:
         self._credentials = _Credentials(api_id, api_secret)
         self.timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
-        self.calls = 0  # HTTP attempts made, retries included
+        self.calls = 0  # HTTP attempts made, retries included (the client is shared by threads)
+        self._calls_lock = threading.Lock()
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
         self._session.mount("http://", adapter)
@@ -269,7 +271,8 @@ class AccuAuthClient:
     def _post_once(self, path: str, fields: dict[str, str]) -> Answer:
         import requests
 
-        self.calls += 1
+        with self._calls_lock:
+            self.calls += 1
         try:
             response = self._session.post(
                 self.base_url + path, data=fields, headers=self._credentials.headers(), timeout=self.timeout_s

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from airflow.sdk import BaseHook
+
+if TYPE_CHECKING:
+    from phonecheck.accuauth.api import AccuAuthClient, Answer, AsyncAccuAuthClient, RetryPolicy
 
 
 class AccuAuthHook(BaseHook):
     """Calls the AccuAuth phone status API with ``X-DF-API-ID`` / ``X-DF-API-SECRET``.
 
+    The wire work (form-encoded bodies, ``PENDING`` with HTTP 400 as a state, retries of
+    ``RATE_LIMIT_EXCEEDED`` / 5xx with full-jitter backoff, one exception class per vendor error)
+    lives in :mod:`phonecheck.accuauth.api`; this hook only turns the Airflow connection into a
+    client: :meth:`get_client` (blocking, for tasks) or :meth:`aget_async_client` (for triggers,
+    reads the connection with ``await BaseHook.aget_connection``). The secret is only ever put in
+    the request headers, never in logs or exception messages.
+
     :param accuauth_conn_id: connection of type ``accuauth``: host = base URL, login = API id,
         password = API secret.
+    :param timeout_s: connect/read timeout of one HTTP attempt.
+    :param retry: retry policy for rate limits, 5xx and network errors (default: 6 attempts,
+        full jitter, at most 30 s between attempts).
     """
 
     conn_name_attr = "accuauth_conn_id"
@@ -17,6 +32,76 @@ class AccuAuthHook(BaseHook):
     conn_type = "accuauth"
     hook_name = "AccuAuth"
 
-    def __init__(self, accuauth_conn_id: str = default_conn_name, **kwargs) -> None:
+    def __init__(
+        self,
+        accuauth_conn_id: str = default_conn_name,
+        *,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.accuauth_conn_id = accuauth_conn_id
+        self.timeout_s = timeout_s
+        self.retry = retry
+        self._client: AccuAuthClient | None = None
+
+    @staticmethod
+    def _base_url(conn: Any) -> str:
+        host = (conn.host or "").strip()
+        if not host:
+            raise ValueError("the accuauth connection needs a host (base URL)")
+        if "://" not in host:
+            scheme = conn.schema or "https"
+            host = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
+        return host.rstrip("/")
+
+    def get_client(self, *, pool_size: int = 16) -> AccuAuthClient:
+        """A blocking client (requests) built from the connection; reused by this hook."""
+        from phonecheck.accuauth.api import AccuAuthClient
+
+        if self._client is None:
+            conn = self.get_connection(self.accuauth_conn_id)
+            self._client = AccuAuthClient(
+                self._base_url(conn),
+                conn.login or "",
+                conn.password or "",
+                timeout_s=self.timeout_s,
+                retry=self.retry,
+                pool_size=pool_size,
+            )
+        return self._client
+
+    async def aget_async_client(self, *, max_connections: int = 16) -> AsyncAccuAuthClient:
+        """A non-blocking client (aiohttp); use it as ``async with``."""
+        from phonecheck.accuauth.api import AsyncAccuAuthClient
+
+        conn = await BaseHook.aget_connection(self.accuauth_conn_id)
+        return AsyncAccuAuthClient(
+            self._base_url(conn),
+            conn.login or "",
+            conn.password or "",
+            timeout_s=self.timeout_s,
+            retry=self.retry,
+            max_connections=max_connections,
+        )
+
+    def submit(self, phone_number: str, callback: str | None = None) -> Answer:
+        """Start a (paid) check. Returns the answer: a result at once, or a ``task_id``."""
+        return self.get_client().submit(phone_number, callback)
+
+    def task_result(self, task_id: str) -> Answer:
+        """Poll one task: ``OK`` with a result, or ``PENDING`` (HTTP 400, not an error)."""
+        return self.get_client().task_result(task_id)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """UI "Test": an unknown task id must come back as INVALID_ARGUMENT, not UNAUTHORIZED."""
+        from phonecheck.accuauth.api import AccuAuthError, AccuAuthInvalidArgument
+
+        try:
+            self.task_result("connection-test")
+        except AccuAuthInvalidArgument:
+            return True, "credentials accepted"
+        except AccuAuthError as exc:
+            return False, str(exc)
+        return True, "credentials accepted"
