@@ -566,7 +566,10 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
     @app.post("/_sandbox/faults")
     async def set_faults(request: Request) -> Response:
         """Body ``{"rules": [...], "mode": "replace"|"add"}`` (or just the list of rules)."""
-        spec = json.loads(await request.body() or b"[]")
+        try:
+            spec = json.loads(await request.body() or b"[]")
+        except ValueError:
+            return JSONResponse({"error": "body must be JSON"}, status_code=422)
         rules, mode = (
             (spec, "replace")
             if isinstance(spec, list)
@@ -601,7 +604,10 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
     @app.post("/_sandbox/settings")
     async def set_settings(request: Request) -> Response:
         try:
-            state.config = state.config.replace(json_object(await request.body()) or {})
+            changes = json_object(await request.body()) or {}
+            state.config = state.config.replace(changes)
+            if "push_concurrency" in changes:  # applies to pushes scheduled from now on
+                state.push_slots = asyncio.Semaphore(state.config.push_concurrency)
         except (TypeError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=422)
         return JSONResponse(state.config.public())

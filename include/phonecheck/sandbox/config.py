@@ -36,7 +36,7 @@ class SandboxConfig:
     vendor_minute_s: float = 1.0
     push_retry_minutes: int = 60  # retry every vendor minute for this many vendor minutes
     push_delay_s: float = 0.0  # real seconds between submit and the first push attempt
-    push_concurrency: int = 32  # push attempts in flight at once (read at start/reset only)
+    push_concurrency: int = 32  # push attempts in flight at once
     push_timeout_s: float = 10.0
     push_shape: PushShape = "2023"  # default shape of number-check pushes (per batch: header)
 
