@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -59,3 +60,31 @@ def test_make_sandbox_prints_base_url_and_credentials():
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=15)
         process.stdout.close()
+
+
+def test_vendor_connections_point_at_the_sandbox(vendor_connections):
+    from tests.integration.test_sandbox_nxcloud import own_sign
+
+    nxcloud = json.loads(os.environ["AIRFLOW_CONN_NXCLOUD_DEFAULT"])
+    accuauth = json.loads(os.environ["AIRFLOW_CONN_ACCUAUTH_DEFAULT"])
+    assert (nxcloud["conn_type"], accuauth["conn_type"]) == ("nxcloud", "accuauth")
+    assert nxcloud["extra"] == {"appkey": "sandbox-appkey", "sign_algorithm": "md5"}
+
+    body = json.dumps({"phone": "5215512345670", "checkLevel": 1, "appkey": nxcloud["extra"]["appkey"]})
+    ts = str(vendor_connections.control.clock()["now_ms"])
+    headers = {"accessKey": nxcloud["login"], "action": "numbercheck", "bizType": "1", "ts": ts}
+    headers["sign"] = own_sign(headers, body, nxcloud["password"])
+    answer = httpx.post(
+        f"{nxcloud['host']}/api/number/check",
+        content=body,
+        headers=headers | {"Content-Type": "application/json"},
+    )
+    assert answer.json()["code"] == 0
+
+    aa_headers = {"X-DF-API-ID": accuauth["login"], "X-DF-API-SECRET": accuauth["password"]}
+    submitted = httpx.post(
+        f"{accuauth['host']}/check/phone_number/o1",
+        data={"phone_number": "5215512345621"},
+        headers=aa_headers,
+    )
+    assert submitted.status_code == 200 and submitted.json()["result"]["phone_status"] == "connected"
