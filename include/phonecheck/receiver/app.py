@@ -102,13 +102,16 @@ class ReceiverConfig:
         return cls(**values)
 
 
-_SUCCESS = PlainTextResponse("success")  # NXCLOUD: HTTP 200; voice: the body must say success
-_ACCUAUTH_OK = JSONResponse({"status": "OK"})
+_ACCUAUTH_OK_BODY = b'{"status":"OK"}'
 _NOT_FOUND_BODY = b'{"detail":"Not Found"}'
 
 
+# A fresh Response per request: host middlewares (the api-server's GZip) mutate header lists.
 def _ack(endpoint: Endpoint) -> Response:
-    return _ACCUAUTH_OK if endpoint is Endpoint.ACCUAUTH_PHONE_NUMBER else _SUCCESS
+    if endpoint is Endpoint.ACCUAUTH_PHONE_NUMBER:
+        return Response(_ACCUAUTH_OK_BODY, media_type="application/json")
+    # NXCLOUD: HTTP 200 is the ack; voice receipts also need the body to say success
+    return PlainTextResponse("success")
 
 
 def _not_found() -> Response:
