@@ -1,0 +1,430 @@
+"""Local Airflow runtime: ``make airflow`` (= ``python -m phonecheck_airflow.local standalone``).
+
+Starts, in order, everything ``airflow standalone`` needs to run the project's DAGs on one
+machine, and stops what it started on Ctrl-C / SIGTERM:
+
+1. the warehouse: ``WAREHOUSE_DSN`` when set, else the embedded PostgreSQL under
+   ``.local/pgdata``; pending migrations are applied;
+2. the vendor sandbox (``python -m phonecheck.sandbox``) on localhost, unless both vendor
+   connections are given in the environment (real credentials);
+3. ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; LocalExecutor,
+   SQLite metadata, SimpleAuthManager) with ``AIRFLOW_HOME=.local/airflow``, ``dags/`` as the
+   DAG folder and the contract connections (``warehouse``, ``nxcloud_default``,
+   ``accuauth_default``) as ``AIRFLOW_CONN_*`` JSON; the webhook receiver is served by the
+   api-server under ``/telco-webhooks`` through the installed distribution's plugin entry
+   point.
+
+Then it prints the UI URL and the admin login. The plugins folder is an empty directory on
+purpose: the receiver plugin is registered by the ``airflow.plugins`` entry point, and pointing
+``plugins_folder`` at the repository's ``plugins/`` would import the package a second time
+under another name.
+
+The functions that build the environment (:func:`airflow_env`, :func:`sandbox_connections`)
+are reused by the tests that start Airflow components as separate processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from phonecheck import warehouse
+
+REPO_ROOT = warehouse.PROJECT_ROOT
+DAGS_FOLDER = REPO_ROOT / "dags"
+RECEIVER_PREFIX = "/telco-webhooks"
+DEFAULT_API_PORT = 8080
+DEFAULT_SANDBOX_PORT = 8089
+PASSWORD_FILE_NAME = "simple_auth_manager_passwords.json.generated"
+# Vendor-specific secret names Airflow should mask in task logs, on top of its own list.
+SENSITIVE_NAMES = "accessKey,accessSecret,appkey,sign,X-DF-API-SECRET"
+CONNECTION_ENV = {
+    "warehouse": "AIRFLOW_CONN_WAREHOUSE",
+    "nxcloud_default": "AIRFLOW_CONN_NXCLOUD_DEFAULT",
+    "accuauth_default": "AIRFLOW_CONN_ACCUAUTH_DEFAULT",
+}
+
+
+def airflow_home() -> Path:
+    """``.local/airflow`` (or under ``PHONECHECK_LOCAL_DIR``): metadata DB, logs, generated login."""
+    home = warehouse.local_dir() / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def venv_bin() -> Path:
+    """The directory of this interpreter's ``airflow`` script (``.venv/bin``)."""
+    return Path(sys.executable).parent
+
+
+def sandbox_connections(sandbox_url: str) -> dict[str, str]:
+    """``AIRFLOW_CONN_*`` JSON for both vendors pointing at a running sandbox.
+
+    The credentials are the sandbox's defaults (:class:`phonecheck.sandbox.config.SandboxConfig`):
+    they are not secrets, the sandbox prints them at start.
+    """
+    from phonecheck.sandbox.config import SandboxConfig
+
+    cfg = SandboxConfig()
+    base = sandbox_url.rstrip("/")
+    nxcloud = {
+        "conn_type": "nxcloud",
+        "host": f"{base}/nxcloud",
+        "login": cfg.nxcloud_access_key,
+        "password": cfg.nxcloud_access_secret,
+        "extra": {
+            "appkey": cfg.nxcloud_appkey,
+            "sign_algorithm": "md5",
+            "query_timezone": "UTC",
+            "query_min_interval_s": cfg.query_min_interval_s,
+        },
+    }
+    accuauth = {
+        "conn_type": "accuauth",
+        "host": f"{base}/accuauth",
+        "login": cfg.accuauth_api_id,
+        "password": cfg.accuauth_api_secret,
+    }
+    return {
+        CONNECTION_ENV["nxcloud_default"]: json.dumps(nxcloud),
+        CONNECTION_ENV["accuauth_default"]: json.dumps(accuauth),
+    }
+
+
+def receiver_url(api_base_url: str, path: str, token: str) -> str:
+    """A webhook URL served by the api-server's receiver mount, e.g. ``/nxcloud/voice/{token}``."""
+    return api_base_url.rstrip("/") + RECEIVER_PREFIX + path.format(token=token)
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """What the local Airflow processes must agree on."""
+
+    home: Path
+    warehouse_dsn: str
+    webhook_token: str
+    api_host: str = "127.0.0.1"
+    api_port: int = DEFAULT_API_PORT
+
+    @property
+    def api_base_url(self) -> str:
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "") else self.api_host  # noqa: S104
+        return f"http://{host}:{self.api_port}"
+
+
+def airflow_env(
+    settings: LocalSettings,
+    connections: Mapping[str, str],
+    base_env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment for every local Airflow process (standalone or its components).
+
+    ``connections``: ``AIRFLOW_CONN_*`` values to set unless ``base_env`` already has one
+    (a user's real vendor credentials win over the sandbox's). Paths, the metadata DB and the
+    ports are always set here: they are what makes the processes agree with each other.
+    """
+    env = dict(os.environ if base_env is None else base_env)
+    home = settings.home
+    plugins = home / "plugins"  # empty on purpose: see the module docstring
+    plugins.mkdir(parents=True, exist_ok=True)
+    env["PATH"] = f"{venv_bin()}{os.pathsep}{env.get('PATH', '')}"  # standalone runs `airflow ...`
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__API__HOST": settings.api_host,
+            "AIRFLOW__API__PORT": str(settings.api_port),
+            # Tasks reach the api-server's Execution API; the default assumes port 8080.
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.api_base_url}/execution/",
+            "AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES": SENSITIVE_NAMES,
+            # The receiver mounted in the api-server (and the standalone one) read these.
+            "WAREHOUSE_DSN": settings.warehouse_dsn,
+            "TELCO_WEBHOOK_TOKEN": settings.webhook_token,
+            "RECEIVER_SPOOL_DIR": str(home / "receiver-spool"),
+            "PHONECHECK_RECEIVER_BASE_URL": settings.api_base_url + RECEIVER_PREFIX,
+        }
+    )
+    # A laptop does not need 32 LocalExecutor worker processes; the user's value wins.
+    env.setdefault("AIRFLOW__CORE__PARALLELISM", "8")
+    env.setdefault(CONNECTION_ENV["warehouse"], warehouse.airflow_connection_json(settings.warehouse_dsn))
+    for name, value in connections.items():
+        env.setdefault(name, value)
+    # The test harness's unit-test switch would change Airflow's behaviour in real processes.
+    env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
+    return env
+
+
+def webhook_token(home: Path) -> str:
+    """``TELCO_WEBHOOK_TOKEN`` if set, else a random token kept in ``$AIRFLOW_HOME`` (0600) so
+    the webhook URLs stay the same across restarts."""
+    configured = os.environ.get("TELCO_WEBHOOK_TOKEN")
+    if configured:
+        return configured
+    path = home / "webhook_token"
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token)
+    return token
+
+
+def admin_password(home: Path) -> str | None:
+    """The admin password SimpleAuthManager generated, once it exists."""
+    path = home / PASSWORD_FILE_NAME
+    try:
+        return json.loads(path.read_text()).get("admin")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host if host not in ("0.0.0.0", "") else "127.0.0.1", port)) == 0  # noqa: S104
+
+
+def wait_for_http(url: str, timeout: float, proc: subprocess.Popen | None = None, what: str = "") -> None:
+    """Poll ``url`` until it answers 200; fail early when ``proc`` exits."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what or url}: process exited with {proc.returncode} before it was ready")
+        try:
+            last = httpx.get(url, timeout=2)
+            if last.status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.3)
+    raise TimeoutError(f"{what or url} not ready after {timeout:.0f} s (last: {last!r})")
+
+
+def stop_process_group(
+    proc: subprocess.Popen, first_signal: int = signal.SIGTERM, grace_s: float = 30, leader_only: bool = False
+) -> None:
+    """Stop a child started with ``start_new_session=True`` and everything it spawned.
+
+    ``first_signal`` goes to the group (or only to the leader with ``leader_only``, for a
+    supervisor that stops its own children, like ``airflow standalone``); whatever still runs
+    after ``grace_s`` gets SIGTERM, then SIGKILL (the leader may be gone while its children
+    still run in its group).
+    """
+    steps = [(first_signal, not leader_only, grace_s), (signal.SIGTERM, True, 10), (signal.SIGKILL, True, 5)]
+    for sig, whole_group, wait_s in steps:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if whole_group:
+                os.killpg(proc.pid, sig)
+            elif proc.poll() is None:
+                proc.send_signal(sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None and not group_members(proc.pid):
+                return
+            time.sleep(0.2)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may contain spaces, split after the last ')'
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def start_sandbox(port: int, log_path: Path, voice_dr_url: str, pns_push_url: str) -> subprocess.Popen:
+    """``python -m phonecheck.sandbox`` in its own process group, output to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "phonecheck.sandbox",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--voice-dr-url",
+                voice_dr_url,
+                "--pns-push-url",
+                pns_push_url,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            start_new_session=True,
+        )
+    return proc
+
+
+class _Stop(Exception):
+    """Raised by the signal handler to leave the wait loop."""
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    def handler(signum, _frame):
+        raise _Stop(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def say(message: str) -> None:
+    print(f"[make airflow] {message}", flush=True)
+
+
+def run_standalone(args: argparse.Namespace) -> int:
+    """Start warehouse, sandbox and ``airflow standalone``; block until stopped."""
+    started = time.monotonic()
+    home = airflow_home()
+    if port_in_use(args.host, args.port):
+        say(f"port {args.port} is already in use (another Airflow?); choose one with --port")
+        return 2
+    use_sandbox = not all(CONNECTION_ENV[c] in os.environ for c in ("nxcloud_default", "accuauth_default"))
+    if use_sandbox and port_in_use("127.0.0.1", args.sandbox_port):
+        say(f"sandbox port {args.sandbox_port} is already in use; choose one with --sandbox-port")
+        return 2
+
+    sandbox: subprocess.Popen | None = None
+    airflow: subprocess.Popen | None = None
+    embedded = "WAREHOUSE_DSN" not in os.environ
+    exit_code = 0
+    try:
+        with _stop_on_signals():
+            dsn = warehouse.resolve_dsn()
+            applied = warehouse.migrate(dsn)
+            say(
+                f"warehouse: {'embedded PostgreSQL under ' + str(warehouse.local_dir() / 'pgdata') if embedded else 'WAREHOUSE_DSN'}"
+                f" ({len(applied)} migration(s) applied now)"
+            )
+            settings = LocalSettings(
+                home=home,
+                warehouse_dsn=dsn,
+                webhook_token=webhook_token(home),
+                api_host=args.host,
+                api_port=args.port,
+            )
+            connections: dict[str, str] = {}
+            if use_sandbox:
+                sandbox_url = f"http://127.0.0.1:{args.sandbox_port}"
+                sandbox = start_sandbox(
+                    args.sandbox_port,
+                    home / "logs" / "sandbox.log",
+                    voice_dr_url=receiver_url(
+                        settings.api_base_url, "/nxcloud/voice/{token}", settings.webhook_token
+                    ),
+                    pns_push_url=receiver_url(
+                        settings.api_base_url, "/nxcloud/call/{token}", settings.webhook_token
+                    ),
+                )
+                wait_for_http(f"{sandbox_url}/_sandbox/health", 60, sandbox, "vendor sandbox")
+                connections = sandbox_connections(sandbox_url)
+                say(f"vendor sandbox: {sandbox_url} (log: {home / 'logs' / 'sandbox.log'})")
+            else:
+                say("vendor connections: from the environment (sandbox not started)")
+
+            env = airflow_env(settings, connections)
+            airflow = subprocess.Popen(
+                [str(venv_bin() / "airflow"), "standalone"], env=env, cwd=REPO_ROOT, start_new_session=True
+            )
+            wait_for_http(f"{settings.api_base_url}/api/v2/version", 240, airflow, "airflow api-server")
+            deadline = time.monotonic() + 30
+            while admin_password(home) is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            password = admin_password(home)
+            say(f"ready in {time.monotonic() - started:.0f} s")
+            say(f"Airflow UI:   {settings.api_base_url}/")
+            say(
+                f"login:        admin / {password}  (generated into {home / PASSWORD_FILE_NAME})"
+                if password
+                else f"login:        see {home / PASSWORD_FILE_NAME}"
+            )
+            say(
+                f"webhooks:     {settings.api_base_url}{RECEIVER_PREFIX}/... (token in {home / 'webhook_token'})"
+            )
+            say("stop with Ctrl-C")
+            exit_code = airflow.wait()
+            say(f"airflow standalone exited with {exit_code}")
+            exit_code = exit_code or 1  # it only exits on its own when something broke
+    except _Stop as stop:
+        say(f"{stop}: stopping")
+    except (RuntimeError, TimeoutError) as exc:
+        say(f"failed: {exc}")
+        exit_code = 1
+    finally:
+        with _stop_on_signals_ignored():
+            if airflow is not None:
+                # standalone shuts its components down cleanly on SIGINT (KeyboardInterrupt).
+                stop_process_group(airflow, signal.SIGINT, grace_s=40, leader_only=True)
+            if sandbox is not None:
+                stop_process_group(sandbox, signal.SIGTERM, grace_s=10)
+            if embedded:
+                warehouse.stop_embedded()
+        say("stopped")
+    return exit_code
+
+
+@contextlib.contextmanager
+def _stop_on_signals_ignored() -> Iterator[None]:
+    """A second Ctrl-C must not interrupt the clean-up."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m phonecheck_airflow.local", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    standalone = sub.add_parser("standalone", help="airflow standalone with the project wired (make airflow)")
+    standalone.add_argument("--host", default=os.environ.get("AIRFLOW_API_HOST", "127.0.0.1"))
+    standalone.add_argument(
+        "--port", type=int, default=int(os.environ.get("AIRFLOW_API_PORT", DEFAULT_API_PORT))
+    )
+    standalone.add_argument(
+        "--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", DEFAULT_SANDBOX_PORT))
+    )
+    standalone.set_defaults(func=run_standalone)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
