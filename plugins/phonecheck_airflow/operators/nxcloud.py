@@ -1,0 +1,440 @@
+"""The steps of the NXCLOUD number-check DAGs (issue #4), as functions the DAG tasks call.
+
+Each step takes what the previous one returned (XCom-sized dicts), does its work through
+:class:`~phonecheck_airflow.hooks.nxcloud.NxCloudHook` and the warehouse, logs progress and ONE
+summary line, and turns "stop here" outcomes into Airflow exceptions: over budget or a vendor
+refusal a retry cannot fix → :class:`AirflowFailException`; dry run → :class:`AirflowSkipException`.
+Heavy imports (psycopg, phonenumbers, requests) happen inside the functions, at run time.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+log = logging.getLogger(__name__)
+
+NUMBER_CHECK_TABLE = "telco.nxcloud_number_check"
+WEBHOOK_BASE_URL_VARIABLE = "telco_webhook_base_url"
+WEBHOOK_TOKEN_VARIABLE = "telco_webhook_token"
+
+
+def _run_ids(context: Any) -> tuple[str, str]:
+    return context["dag"].dag_id, context["run_id"]
+
+
+def _connect(warehouse_conn_id: str):
+    from phonecheck.warehouse import connect
+    from phonecheck_airflow.warehouse import warehouse_dsn
+
+    return connect(warehouse_dsn(warehouse_conn_id))
+
+
+def _fail_on_final_vendor_error(exc: Exception) -> None:
+    """Vendor refusals a retry cannot fix fail the task without retrying."""
+    from phonecheck.nxcloud.errors import NxCloudError, NxCloudTransientError
+
+    if isinstance(exc, NxCloudError) and not isinstance(exc, NxCloudTransientError):
+        raise AirflowFailException(str(exc)) from None
+
+
+def dr_url() -> str | None:
+    """The receiver URL NXCLOUD pushes results to: Variables ``telco_webhook_base_url`` /
+    ``telco_webhook_token`` when set, else env ``TELCO_WEBHOOK_BASE_URL`` / ``TELCO_WEBHOOK_TOKEN``.
+    None (no base URL) = no drUrl: results then come from the query API only."""
+    from airflow.sdk import Variable
+
+    from phonecheck.webhook_urls import NXCLOUD_NUMBER_CHECK, webhook_url
+
+    base = Variable.get(WEBHOOK_BASE_URL_VARIABLE, default=None)
+    token = Variable.get(WEBHOOK_TOKEN_VARIABLE, default=None)
+    return webhook_url(NXCLOUD_NUMBER_CHECK, base_url=base, token=token)
+
+
+# ---- on demand ---------------------------------------------------------------------------------
+
+
+def prepare(params: dict[str, Any], context: Any, *, warehouse_conn_id: str = "warehouse") -> dict[str, Any]:
+    """Normalise offline, record rejects, drop fresh / in-flight numbers."""
+    from phonecheck.enums import SUBMITTABLE_CHECK_LEVELS
+    from phonecheck.intake import NXCLOUD, RunContext, prepare_numbers
+    from phonecheck.numbers import split_input
+
+    dag_id, run_id = _run_ids(context)
+    level = SUBMITTABLE_CHECK_LEVELS[params["check_level"]]
+    entries = split_input(params.get("numbers") or "")
+    if not entries:
+        raise AirflowFailException("no numbers given: paste one number per line into 'numbers'")
+    region = (params.get("default_region") or "").strip().upper() or None
+    with _connect(warehouse_conn_id) as conn:
+        intake = prepare_numbers(
+            conn,
+            vendor=NXCLOUD,
+            entries=entries,
+            default_region=region,
+            freshness_days=int(params.get("freshness_days") or 0),
+            check_level=level,
+            ctx=RunContext(dag_id=dag_id, run_id=run_id),
+        )
+    summary = intake.summary()
+    for rejected in intake.rejected[:20]:
+        log.info("rejected offline: %r: %s", rejected.raw, rejected.reason)
+    log.info(
+        "SUMMARY prepare: numbers in %d, rejected offline %d (kept in ops.rejected_number), duplicates %d, "
+        "skipped fresh %d (checked at level %d within %s days or in flight), to check %d in %d region(s)",
+        summary["received"], summary["rejected_offline"], summary["duplicates"], summary["skipped_fresh"],
+        level, params.get("freshness_days"), summary["to_check"], len(intake.by_region()),
+    )  # fmt: skip
+    return {
+        "check_level": level,
+        "summary": summary,
+        "numbers": [[n.digits, n.region_code] for n in intake.to_check],
+    }
+
+
+def _chunks(prepared: dict[str, Any], params: dict[str, Any], context: Any):
+    from phonecheck.nxcloud.planning import plan_chunks
+
+    dag_id, run_id = _run_ids(context)
+    return plan_chunks(
+        [tuple(n) for n in prepared["numbers"]],
+        dag_id=dag_id,
+        run_id=run_id,
+        check_level=prepared["check_level"],
+        label=params.get("batch_label"),
+        max_per_chunk=int(params.get("max_per_chunk") or 5000),
+    )
+
+
+def estimate(
+    prepared: dict[str, Any], params: dict[str, Any], context: Any, *, warehouse_conn_id: str = "warehouse"
+) -> dict[str, Any]:
+    """Estimate the cost per country and level; stop with a clear message over budget."""
+    from phonecheck.nxcloud.cost import (
+        BudgetExceeded,
+        NoPriceKnown,
+        check_budget,
+        estimate_cost,
+        quote_prices,
+    )
+    from phonecheck.nxcloud.planning import counts_by_region
+
+    chunks = _chunks(prepared, params, context)
+    counts = counts_by_region(chunks)
+    level = prepared["check_level"]
+    with _connect(warehouse_conn_id) as conn:
+        try:
+            quotes = quote_prices(conn, list(counts), level)
+        except NoPriceKnown as exc:
+            raise AirflowFailException(str(exc)) from None
+    cost = estimate_cost(counts, quotes, level)
+    log.info("%s", cost.describe())
+    budget, currency = params.get("budget"), params.get("budget_currency") or "USD"
+    try:
+        check_budget(cost, budget, currency)
+    except BudgetExceeded as exc:
+        raise AirflowFailException(str(exc)) from None
+    totals = ", ".join(f"{a} {c}" for c, a in sorted(cost.totals.items())) or "0"
+    log.info(
+        "SUMMARY estimate: %d number(s) in %d chunk(s), estimated cost %s (budget %s %s)%s",
+        sum(counts.values()), len(chunks), totals, budget, currency,
+        " - dry run: nothing will be submitted" if params.get("dry_run") else "",
+    )  # fmt: skip
+    return cost.as_dict()
+
+
+def submit(
+    prepared: dict[str, Any],
+    cost: dict[str, Any],
+    params: dict[str, Any],
+    context: Any,
+    *,
+    nxcloud_conn_id: str = "nxcloud_default",
+    warehouse_conn_id: str = "warehouse",
+) -> dict[str, Any]:
+    """Submit every chunk at most once (``phonecheck.nxcloud.submissions``); dry run stops here."""
+    from decimal import Decimal
+
+    from phonecheck.nxcloud.submissions import submit_chunk
+    from phonecheck.webhook_urls import redact
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
+
+    chunks = _chunks(prepared, params, context)
+    if params.get("dry_run"):
+        raise AirflowSkipException(
+            f"dry run: {sum(c.size for c in chunks)} number(s) in {len(chunks)} chunk(s) would be submitted, "
+            f"estimated {cost.get('totals')}; nothing was sent"
+        )
+    dag_id, run_id = _run_ids(context)
+    prices = {
+        line["region_code"]: (Decimal(line["price"]), line["currency"]) for line in cost.get("lines", [])
+    }
+    url = dr_url()
+    log.info("drUrl: %s", redact(url) if url else "none (results via the query API only)")
+    hook = NxCloudHook(nxcloud_conn_id)
+    dag_run = context.get("dag_run")
+    submitted_by = getattr(dag_run, "triggering_user_name", None)
+    run_params = {
+        k: params.get(k) for k in ("batch_label", "check_level", "default_region", "freshness_days", "budget")
+    }
+    outcomes = []
+    with _connect(warehouse_conn_id) as conn:
+        for i, chunk in enumerate(chunks, start=1):
+            price, currency = prices.get(chunk.region_code, (None, None))
+            try:
+                outcome = submit_chunk(
+                    conn,
+                    hook,
+                    chunk,
+                    dr_url=url,
+                    estimated_cost=(price * chunk.size) if price is not None else None,
+                    currency=currency,
+                    params=run_params,
+                    dag_id=dag_id,
+                    run_id=run_id,
+                    submitted_by=submitted_by,
+                )
+            except Exception as exc:
+                _fail_on_final_vendor_error(exc)
+                raise
+            outcomes.append(outcome)
+            log.info(
+                "chunk %d/%d %s (%s, %d numbers): %s", i, len(chunks), chunk.batch_no, chunk.region_code,
+                chunk.size, outcome.status,
+            )  # fmt: skip
+    new = [o for o in outcomes if o.status == "submitted"]
+    log.info(
+        "SUMMARY submit: %d chunk(s), %d number(s) submitted now, %d chunk(s) already submitted earlier, "
+        "%d refused by the vendor at submit, %d submit call(s) incl. retries, %d query call(s)",
+        len(outcomes), sum(o.phone_count for o in new), len(outcomes) - len(new), sum(o.refused for o in outcomes),
+        hook.api_calls["submit"], hook.api_calls["query"],
+    )  # fmt: skip
+    return {
+        "batch_nos": [o.batch_no for o in outcomes],
+        "submitted": sum(o.phone_count for o in outcomes),
+        "outcomes": [o.as_dict() for o in outcomes],
+    }
+
+
+def _query_dates(submitted_at: datetime, tz, today) -> list:
+    first = submitted_at.astimezone(tz).date()
+    days = max((today - first).days, 0)
+    return [first + timedelta(days=d) for d in range(days + 1)]
+
+
+def reconcile(
+    submitted: dict[str, Any],
+    context: Any,
+    *,
+    nxcloud_conn_id: str = "nxcloud_default",
+    warehouse_conn_id: str = "warehouse",
+) -> dict[str, Any]:
+    """Every page of the query API for each batch, upserted; reports pushes that never arrived."""
+    from phonecheck.nxcloud.results import load_query_rows, missing_results, pushes_missing
+    from phonecheck.nxcloud.submissions import submissions_for
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook, QueryStats
+
+    batch_nos = list(submitted.get("batch_nos") or [])
+    hook = NxCloudHook(nxcloud_conn_id)
+    today = hook.vendor_today()
+    totals = {"query_rows": 0, "pages": 0, "inserted": 0, "updated": 0}
+    queried_pairs: list[tuple[str, str]] = []
+    with _connect(warehouse_conn_id) as conn:
+        subs = submissions_for(conn, batch_nos)
+        for i, batch_no in enumerate(batch_nos, start=1):
+            for day in _query_dates(subs[batch_no]["submitted_at"], hook.query_timezone, today):
+                stats = QueryStats()
+                items: list[dict[str, Any]] = []
+                try:
+                    for page in hook.iter_query_results(batch_no, day, stats=stats):
+                        items.extend(page)
+                except Exception as exc:
+                    _fail_on_final_vendor_error(exc)
+                    raise
+                summary = load_query_rows(conn, items, queried_at=datetime.now(UTC))
+                queried_pairs.extend((str(r.get("batchNo")), str(r.get("phone"))) for r in items)
+                totals["query_rows"] += len(items)
+                totals["pages"] += stats.pages
+                totals["inserted"] += summary.inserted
+                totals["updated"] += summary.updated
+            log.info("reconciled batch %d/%d %s", i, len(batch_nos), batch_no)
+        never_pushed = pushes_missing(conn, queried_pairs)
+        still_missing = missing_results(conn, batch_nos)
+    for batch_no, phone in never_pushed[:20]:
+        log.warning("no push ever arrived for %s / %s (result taken from the query API)", batch_no, phone)
+    for batch_no, phone in still_missing[:20]:
+        log.warning("no result at all yet for %s / %s", batch_no, phone)
+    log.info(
+        "SUMMARY reconcile: %d batch(es), %d query row(s) on %d page(s) in %d query call(s); %d push(es) never "
+        "arrived; %d number(s) still without any result",
+        len(batch_nos), totals["query_rows"], totals["pages"], hook.api_calls["query"], len(never_pushed),
+        len(still_missing),
+    )  # fmt: skip
+    return {
+        **totals,
+        "api_calls": hook.api_calls["query"],
+        "pushes_never_arrived": len(never_pushed),
+        "still_missing": len(still_missing),
+    }
+
+
+def load(
+    prepared: dict[str, Any],
+    submitted: dict[str, Any],
+    reconciled: dict[str, Any],
+    context: Any,
+    *,
+    warehouse_conn_id: str = "warehouse",
+) -> list[str]:
+    """Upsert the pushes of these batches from the inbox; returns the batch numbers loaded."""
+    from phonecheck.nxcloud.results import count_results, load_pushes, mark_complete
+
+    batch_nos = list(submitted.get("batch_nos") or [])
+    with _connect(warehouse_conn_id) as conn:
+        pushes = load_pushes(conn, batch_nos)
+        completed = mark_complete(conn, batch_nos)
+        count = count_results(conn, batch_nos)
+        rows, costs = 0, {}
+        for currency, n, amount in conn.execute(
+            "SELECT currency, count(*), sum(price) FROM telco.nxcloud_number_check WHERE batch_no = ANY(%s) "
+            "GROUP BY currency ORDER BY currency NULLS LAST",
+            (batch_nos,),
+        ):
+            rows += n
+            if currency is not None:
+                costs[currency] = str(amount)
+    s = prepared.get("summary", {})
+    log.info(
+        "loaded %d push row(s) (%d new, %d updated, %d unreadable); %d/%d batch(es) complete",
+        pushes.rows, pushes.inserted, pushes.updated, pushes.unreadable, len(completed), len(batch_nos),
+    )  # fmt: skip
+    log.info(
+        "SUMMARY run: numbers in %s, rejected offline %s, skipped fresh %s, submitted %d, results %d/%d "
+        "(%d rows in %s), cost %s",
+        s.get("received"), s.get("rejected_offline"), s.get("skipped_fresh"), submitted.get("submitted", 0),
+        count.results, count.expected, rows, NUMBER_CHECK_TABLE,
+        ", ".join(f"{a} {c}" for c, a in costs.items()) or "0",
+    )  # fmt: skip
+    return batch_nos
+
+
+# ---- daily -------------------------------------------------------------------------------------
+
+
+def plan_day(
+    params: dict[str, Any],
+    context: Any,
+    *,
+    nxcloud_conn_id: str = "nxcloud_default",
+    warehouse_conn_id: str = "warehouse",
+) -> dict[str, Any]:
+    """The run's vendor date, refused when outside the 14-day window; its batches."""
+    from datetime import date
+
+    from phonecheck.nxcloud.daily import (
+        OutsideQueryWindow,
+        batches_for_day,
+        check_query_window,
+        vendor_date_for,
+    )
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
+
+    hook = NxCloudHook(nxcloud_conn_id)
+    tz = hook.query_timezone
+    if params.get("vendor_date"):
+        day, why = date.fromisoformat(str(params["vendor_date"])), "the vendor_date param"
+    elif context.get("data_interval_start") is not None:
+        day, why = vendor_date_for(context["data_interval_start"], tz), "the data interval start"
+    else:  # a manual run without a logical date: what a scheduled run at run_after would cover
+        run_after = context["dag_run"].run_after
+        day, why = vendor_date_for(run_after - timedelta(days=1), tz), "run_after - 1 day"
+    with _connect(warehouse_conn_id) as conn:
+        try:
+            check_query_window(conn, day, tz, today=hook.vendor_today())
+        except OutsideQueryWindow as exc:
+            raise AirflowFailException(str(exc)) from None
+        batches = batches_for_day(conn, day, tz)
+    log.info(
+        "SUMMARY plan: vendor date %s (%s, query timezone %s): %d batch(es) submitted or pushed that day",
+        day, why, tz.key, len(batches),
+    )  # fmt: skip
+    return {"vendor_date": day.isoformat(), "batch_nos": batches}
+
+
+def sync_day(
+    plan: dict[str, Any],
+    context: Any,
+    *,
+    nxcloud_conn_id: str = "nxcloud_default",
+    warehouse_conn_id: str = "warehouse",
+) -> list[str]:
+    """All pages of the query API for each batch of the day, upserted; missing pushes reported."""
+    from datetime import date
+
+    from phonecheck.nxcloud.daily import write_sync_report
+    from phonecheck.nxcloud.results import load_query_rows, pushes_missing
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook, QueryStats
+
+    dag_id, run_id = _run_ids(context)
+    day = date.fromisoformat(plan["vendor_date"])
+    hook = NxCloudHook(nxcloud_conn_id)
+    totals = {"rows": 0, "inserted": 0, "updated": 0, "missing": 0, "pages": 0}
+    loaded: list[str] = []
+    with _connect(warehouse_conn_id) as conn:
+        for i, batch_no in enumerate(plan["batch_nos"], start=1):
+            stats = QueryStats()
+            items: list[dict[str, Any]] = []
+            try:
+                for page in hook.iter_query_results(batch_no, day, stats=stats):
+                    items.extend(page)
+            except Exception as exc:
+                _fail_on_final_vendor_error(exc)
+                raise
+            summary = load_query_rows(conn, items, queried_at=datetime.now(UTC))
+            missing = pushes_missing(conn, [(str(r.get("batchNo")), str(r.get("phone"))) for r in items])
+            write_sync_report(
+                conn,
+                day=day,
+                batch_no=batch_no,
+                query_rows=len(items),
+                pages=stats.pages,
+                api_calls=stats.api_calls,
+                missing_phones=[phone for _, phone in missing],
+                dag_id=dag_id,
+                run_id=run_id,
+            )
+            if items:
+                loaded.append(batch_no)
+            for _, phone in missing[:20]:
+                log.warning(
+                    "batch %s: the push for %s never arrived (query row loaded instead)", batch_no, phone
+                )
+            log.info(
+                "batch %d/%d %s on %s: %d row(s), %d page(s), %d call(s), %d push(es) never arrived",
+                i, len(plan["batch_nos"]), batch_no, day, len(items), stats.pages, stats.api_calls, len(missing),
+            )  # fmt: skip
+            totals["rows"] += len(items)
+            totals["pages"] += stats.pages
+            totals["inserted"] += summary.inserted
+            totals["updated"] += summary.updated
+            totals["missing"] += len(missing)
+    log.info(
+        "SUMMARY sync %s: %d batch(es), %d query row(s) (%d new, %d updated) on %d page(s), %d query call(s), "
+        "%d push(es) never arrived (ops.query_sync_report)",
+        day, len(plan["batch_nos"]), totals["rows"], totals["inserted"], totals["updated"], totals["pages"],
+        hook.api_calls["query"], totals["missing"],
+    )  # fmt: skip
+    return loaded
+
+
+def validate_placeholder(batch_nos: list[str]) -> list[str]:
+    """Hook point for the quality checks of issue #7 (``ValidateLoadedRowsOperator``)."""
+    log.info(
+        "quality checks of %s for %d batch(es): not wired yet - see issue #7",
+        NUMBER_CHECK_TABLE,
+        len(batch_nos),
+    )
+    return batch_nos

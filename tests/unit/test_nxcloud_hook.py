@@ -1,0 +1,162 @@
+"""NxCloudHook without a network: signature vectors, body bytes, settings, retry classification."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from phonecheck.nxcloud.errors import (
+    NxCloudAuthError,
+    NxCloudBadRequestError,
+    NxCloudBalanceError,
+    NxCloudRateLimited,
+    NxCloudServerError,
+    NxCloudTransientError,
+    NxCloudUnknownError,
+    error_for_code,
+)
+from phonecheck.signing import canonical_json, string_to_sign
+from phonecheck_airflow.hooks.nxcloud import NxCloudHook
+
+# api-facts.md §1.3, "own vectors": accessKey testAccessKey01, action numbercheck, bizType 1.
+TS = "1700000000000"
+SECRET = "testSecret123"
+SUBMIT_BODY = (
+    '{"phone":"5215512345678,5215587654321","batchNo":"batch-0001","checkLevel":1,'
+    '"drUrl":"https://example.com/nx/numbercheck","appkey":"appk01"}'
+)
+QUERY_BODY = '{"batchNo":"batch-0001","page":1,"date":"2023-11-14","pageSize":100}'
+VECTORS = {
+    "submit": (SUBMIT_BODY, "5edc647f65bb9dfa1d4bfdf73fc079a7", "24cfcedb661e1ccdff7a9515fcb494298c0e3d4c68be4293842e054aab54615e"),
+    "query": (QUERY_BODY, "1384a1b3005b1041d457667b5ceda511", "d64d8f878988b5f23dbeb32d13d0cd08d18ca5e7aac099a08931576d1e66f88d"),
+}  # fmt: skip
+
+
+def _hook(monkeypatch, conn_id="nxcloud_vectors", **extra) -> NxCloudHook:
+    conn = {
+        "conn_type": "nxcloud",
+        "host": "https://api2.nxcloud.example",
+        "login": "testAccessKey01",
+        "password": SECRET,
+        "extra": {"appkey": "appk01", **extra},
+    }
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    return NxCloudHook(conn_id)
+
+
+def test_hook_builds_the_vector_bodies_byte_for_byte(monkeypatch):
+    hook = _hook(monkeypatch)
+    submit = hook.submit_payload(
+        ["5215512345678", "5215587654321"],
+        batch_no="batch-0001",
+        check_level=1,
+        dr_url="https://example.com/nx/numbercheck",
+    )
+    assert canonical_json(submit) == SUBMIT_BODY
+    query = hook.query_payload(batch_no="batch-0001", page=1, date="2023-11-14", page_size=100)
+    assert canonical_json(query) == QUERY_BODY
+
+
+@pytest.mark.parametrize("case", sorted(VECTORS))
+def test_md5_signature_matches_the_vectors(monkeypatch, case):
+    body, md5, _ = VECTORS[case]
+    headers = _hook(monkeypatch).signed_headers(body, ts=TS)
+    assert headers["sign"] == md5
+    assert (headers["accessKey"], headers["action"], headers["bizType"], headers["ts"]) == (
+        "testAccessKey01", "numbercheck", "1", TS,
+    )  # fmt: skip
+    assert "algorithm" not in headers  # md5 is the vendor default: no header
+    assert headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("case", sorted(VECTORS))
+def test_sha256_signs_the_same_string(monkeypatch, case):
+    body, md5, sha256 = VECTORS[case]
+    headers = _hook(monkeypatch, sign_algorithm="sha256").signed_headers(body, ts=TS)
+    signed = {k: headers[k] for k in ("accessKey", "action", "bizType", "ts")}
+    text = string_to_sign(signed, body, SECRET)
+    assert hashlib.md5(text.encode()).hexdigest() == md5  # the very string of the md5 vector
+    assert headers["sign"] == hashlib.sha256(text.encode()).hexdigest() == sha256
+    assert headers["algorithm"] == "sha256"
+
+
+def test_every_signature_gets_a_fresh_ts(monkeypatch):
+    hook = _hook(monkeypatch)
+    first = hook.signed_headers(QUERY_BODY)
+    assert first["ts"].isdigit() and len(first["ts"]) == 13  # epoch milliseconds
+
+
+def test_settings_from_the_connection(monkeypatch):
+    hook = _hook(monkeypatch, sign_algorithm="SHA256", query_timezone="Asia/Shanghai", query_min_interval_s=0)
+    s = hook.settings
+    assert (s.sign_algorithm, s.query_timezone, s.query_min_interval_s, s.appkey) == (
+        "sha256", "Asia/Shanghai", 0.0, "appk01",
+    )  # fmt: skip
+    assert SECRET not in repr(s) and "appk01" not in repr(s)
+    defaults = _hook(monkeypatch, conn_id="nxcloud_defaults").settings
+    assert (defaults.sign_algorithm, defaults.query_timezone, defaults.query_min_interval_s) == (
+        "md5",
+        "UTC",
+        3.0,
+    )
+
+
+def test_bad_connection_settings_are_clear(monkeypatch):
+    with pytest.raises(ValueError, match="sign_algorithm must be md5 or sha256"):
+        _ = _hook(monkeypatch, sign_algorithm="sha1").settings
+    with pytest.raises(ValueError, match="unknown query_timezone"):
+        _ = _hook(monkeypatch, conn_id="nxcloud_tz", query_timezone="Mars/Base").settings
+
+
+def test_query_payload_rules():
+    with pytest.raises(ValueError, match="batch_no or message_id"):
+        NxCloudHook.query_payload(date="2026-11-01")
+    with pytest.raises(ValueError, match="page_size"):
+        NxCloudHook.query_payload(date="2026-11-01", batch_no="b", page_size=101)
+
+
+@pytest.mark.parametrize(
+    ("code", "msg", "kind", "transient"),
+    [
+        (1001, "missing header", NxCloudAuthError, False),
+        (1003, "sign verification failed", NxCloudAuthError, False),
+        (1004, "ts out of window", NxCloudAuthError, False),
+        (1005, "bad key", NxCloudAuthError, False),
+        (201, "phone is required", NxCloudBadRequestError, False),
+        (207, "invalid checkLevel", NxCloudBadRequestError, False),
+        (212, "batchNo too long", NxCloudBadRequestError, False),
+        (88, "Incorrect date format [yyyy-MM-dd]", NxCloudBadRequestError, False),
+        (88, "Request too frequent: at most one query every 3 s", NxCloudRateLimited, True),
+        (429, "Too many requests", NxCloudRateLimited, True),
+        (204, "deduction failed", NxCloudBalanceError, False),
+        (211, "insufficient balance", NxCloudBalanceError, False),
+        (299, "system error", NxCloudServerError, True),
+        (777, "something new", NxCloudUnknownError, False),
+    ],
+)
+def test_codes_map_to_clear_exceptions(code, msg, kind, transient):
+    exc = error_for_code("submit", code, msg)
+    assert type(exc) is kind
+    assert isinstance(exc, NxCloudTransientError) is transient
+    assert f"code {code}" in str(exc) and exc.code == code
+
+
+def test_error_messages_carry_no_secret_or_signature(monkeypatch):
+    hook = _hook(monkeypatch)
+    headers = hook.signed_headers(SUBMIT_BODY)
+    for code in (1001, 1002, 1003, 1004, 1005, 201, 204, 211, 299, 429, 777):
+        text = str(error_for_code("submit", code, "vendor text"))
+        for secret in (SECRET, headers["sign"], "appk01", "https://example.com/nx/numbercheck"):
+            assert secret not in text
+
+
+def test_retry_wait_is_full_jitter_and_honours_retry_after(monkeypatch):
+    hook = _hook(monkeypatch)
+    hook.backoff_multiplier, hook.backoff_max = 1.0, 8.0
+    waits = {round(hook._wait_seconds(3, None), 6) for _ in range(200)}
+    assert len(waits) > 50 and min(waits) >= 0 and max(waits) <= 8.0  # random in [0, min(8, 2**3)]
+    rate_limited = NxCloudRateLimited("query", "NXCLOUD query: HTTP 429")
+    rate_limited.retry_after = 5
+    assert all(hook._wait_seconds(1, rate_limited) >= 5 for _ in range(50))
