@@ -137,6 +137,9 @@ def accuauth_phone_check():
         """Paid submits (bounded concurrency; at most once per number and run). Returns what to wait for."""
         from decimal import Decimal
 
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from phonecheck.accuauth.api import FATAL_ERRORS
         from phonecheck.accuauth.store import WaitSelector, max_submission_id
         from phonecheck.accuauth.submit import submit_numbers
         from phonecheck.numbers import Normalised
@@ -153,22 +156,32 @@ def accuauth_phone_check():
             print(f"callback: {redact(callback) or 'none configured (polling only)'}")
             concurrency = int(params["submit_concurrency"])
             with AccuAuthHook(ACCUAUTH_CONN_ID).get_client(pool_size=concurrency) as client:
-                report = submit_numbers(
-                    conn,
-                    client,
-                    numbers,
-                    run_key=f"{dag_id}/{run_id}",
-                    dag_id=dag_id,
-                    run_id=run_id,
-                    callback_url=callback,
-                    max_concurrency=concurrency,
-                    params={
-                        k: params[k]
-                        for k in ("default_region", "freshness_days", "max_checks", "unit_price", "currency")
-                    },
-                    unit_price=Decimal(str(params["unit_price"])),
-                    currency=params["currency"],
-                )
+                try:
+                    report = submit_numbers(
+                        conn,
+                        client,
+                        numbers,
+                        run_key=f"{dag_id}/{run_id}",
+                        dag_id=dag_id,
+                        run_id=run_id,
+                        callback_url=callback,
+                        max_concurrency=concurrency,
+                        params={
+                            k: params[k]
+                            for k in (
+                                "default_region",
+                                "freshness_days",
+                                "max_checks",
+                                "unit_price",
+                                "currency",
+                            )
+                        },
+                        unit_price=Decimal(str(params["unit_price"])),
+                        currency=params["currency"],
+                    )
+                except FATAL_ERRORS as exc:
+                    # bad credentials / quota / wrong URL: retrying cannot help, fail with the vendor's reason
+                    raise AirflowFailException(str(exc)) from None
         print(f"submit: {report.summary()}")
         for e164, why in list(report.refused.items())[:50]:
             print(f"refused by AccuAuth: {e164}: {why}")

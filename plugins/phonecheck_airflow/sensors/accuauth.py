@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from phonecheck_airflow.triggers.accuauth import AccuAuthTaskTrigger
 
@@ -92,7 +92,8 @@ class AccuAuthTasksSensor(BaseSensorOperator):
         if not event:
             raise AirflowException("AccuAuth wait resumed without an event")
         if event.get("status") == "error":
-            raise AirflowException(f"AccuAuth wait failed: {event.get('message')}")
+            # bad credentials, quota, wrong URL: a retry cannot help
+            raise AirflowFailException(f"AccuAuth wait failed: {event.get('message')}")
         stats = event.get("stats", {})
         self.log.info(
             "AccuAuth wait: %d finished by polling, %d by callback, %d expired; %s",
