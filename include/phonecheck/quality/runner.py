@@ -152,7 +152,7 @@ def fetch_rows(
 
 def frame_from_rows(suite: TableSuite, rows: Iterable[Sequence[Any]] | Iterable[Mapping[str, Any]]) -> Any:
     """A DataFrame with the suite's columns: text/int/numeric kept as Python objects (ints stay
-    ints next to NULLs, so samples read ``999`` not ``999.0``), timestamps as UTC datetimes, and
+    ints next to NULLs, so samples read ``999`` not ``999.0``), timestamps as naive UTC datetimes, and
     a text rendering of each money column for the 4-decimals check."""
     import pandas as pd
 
@@ -164,7 +164,10 @@ def frame_from_rows(suite: TableSuite, rows: Iterable[Sequence[Any]] | Iterable[
     data: dict[str, Any] = {}
     for column, column_values in zip(columns, values, strict=True):
         if column in suite.timestamp_columns:
-            data[column] = pd.to_datetime(pd.Series(column_values, dtype=object), utc=True)
+            # naive UTC: GX reads tz-aware columns through a deprecated pandas path (warnings)
+            data[column] = pd.to_datetime(pd.Series(column_values, dtype=object), utc=True).dt.tz_convert(
+                None
+            )
         else:
             data[column] = pd.Series(column_values, dtype=object)
     for column in suite.money_columns:
