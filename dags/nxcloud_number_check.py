@@ -1,0 +1,146 @@
+"""NXCLOUD number check, on demand: paste numbers in the trigger form, get verified rows.
+
+prepare (offline normalisation, rejects recorded, fresh numbers skipped) → estimate (cost per
+country and level; over budget stops here; a dry run stops after it) → submit (one country and
+at most 5,000 numbers per batch, deterministic batchNo, recorded before the paid call so a retry
+never pays twice, drUrl = the webhook receiver) → wait_for_results (deferrable: pokes once, then
+a trigger counts the pushes in the warehouse) → reconcile (every page of the query API) → load
+(the pushes from the inbox) → validate (Great Expectations over the loaded batches).
+
+Results land in ``telco.nxcloud_number_check`` (one row per batch_no, phone); submissions in
+``ops.number_check_submission``; rejected inputs in ``ops.rejected_number``. See README
+"NXCLOUD number check".
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
+from phonecheck_airflow.sensors.nxcloud import NxCloudResultsSensor
+
+ADVANCED = "Advanced"
+
+
+@dag(
+    dag_id="nxcloud_number_check",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=4,
+    tags=["nxcloud", "number-check", "on-demand"],
+    default_args={"owner": "telco-data", "retries": 1, "retry_delay": pendulum.duration(seconds=30)},
+    doc_md=__doc__,
+    params={
+        "numbers": Param(
+            "",
+            type="string",
+            format="multiline",
+            title="Numbers",
+            description="One per line (commas and semicolons work too), with or without +country code.",
+        ),
+        "default_region": Param(
+            "MX",
+            type=["null", "string"],
+            title="Default region",
+            description="ISO country (e.g. MX) for numbers written without a country code.",
+        ),
+        "check_level": Param(
+            "basic",
+            enum=["basic", "hlr", "call"],
+            title="Check level",
+            values_display={
+                "basic": "Basic (format, type, carrier)",
+                "hlr": "HLR (live status)",
+                "call": "Call",
+            },
+        ),
+        "batch_label": Param(
+            "ui",
+            type="string",
+            maxLength=20,
+            pattern="^[A-Za-z0-9_-]*$",
+            title="Batch label",
+            description="Prefix of the vendor batchNo (letters, digits, - and _).",
+        ),  # fmt: skip
+        "freshness_days": Param(
+            30,
+            type="integer",
+            minimum=0,
+            title="Freshness window (days)",
+            description="Skip numbers already checked at this level within so many days (0 = check again).",
+        ),  # fmt: skip
+        "budget": Param(
+            50,
+            type=["null", "number"],
+            minimum=0,
+            title="Budget",
+            description="Stop before submitting when the estimated cost is higher (empty = no limit).",
+        ),  # fmt: skip
+        "budget_currency": Param("USD", type="string", minLength=3, maxLength=3, title="Budget currency"),
+        "dry_run": Param(
+            False, type="boolean", title="Dry run", description="Estimate only; submit nothing."
+        ),
+        "wait_timeout_minutes": Param(
+            75,
+            type="number",
+            minimum=0,
+            section=ADVANCED,
+            title="Wait for pushes (minutes)",
+            description="Then the query API brings the rest.",
+        ),  # fmt: skip
+        "wait_poll_seconds": Param(10, type="number", minimum=0.1, section=ADVANCED, title="Poll every (s)"),
+        "max_per_chunk": Param(
+            5000, type="integer", minimum=1, maximum=5000, section=ADVANCED, title="Numbers per batch"
+        ),
+    },
+)
+def nxcloud_number_check():
+    @task
+    def prepare(params=None, **context) -> dict:
+        from phonecheck_airflow.operators import nxcloud
+
+        return nxcloud.prepare(params, context)
+
+    @task
+    def estimate(prepared: dict, params=None, **context) -> dict:
+        from phonecheck_airflow.operators import nxcloud
+
+        return nxcloud.estimate(prepared, params, context)
+
+    @task
+    def submit(prepared: dict, cost: dict, params=None, **context) -> dict:
+        from phonecheck_airflow.operators import nxcloud
+
+        return nxcloud.submit(prepared, cost, params, context)
+
+    @task
+    def reconcile(submitted: dict, waited: dict, **context) -> dict:
+        from phonecheck_airflow.operators import nxcloud
+
+        return nxcloud.reconcile(submitted, context)
+
+    @task
+    def load(prepared: dict, submitted: dict, reconciled: dict, **context) -> list[str]:
+        from phonecheck_airflow.operators import nxcloud
+
+        return nxcloud.load(prepared, submitted, reconciled, context)
+
+    prepared = prepare()
+    cost = estimate(prepared)
+    submitted = submit(prepared, cost)
+    waited = NxCloudResultsSensor(
+        task_id="wait_for_results",
+        batch_nos=submitted["batch_nos"],
+        poll_interval_s="{{ params.wait_poll_seconds }}",
+        wait_timeout_s="{{ params.wait_timeout_minutes * 60 }}",
+    )
+    reconciled = reconcile(submitted, waited.output)
+    loaded = load(prepared, submitted, reconciled)
+    ValidateLoadedRowsOperator(
+        task_id="validate", table="telco.nxcloud_number_check", key_column="batch_no", key_values=loaded
+    )
+
+
+nxcloud_number_check()
