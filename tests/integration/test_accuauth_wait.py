@@ -1,0 +1,178 @@
+"""The AccuAuth wait: the sensor defers (no worker slot held), the trigger serialises, resumes
+and fires once with the results; callbacks received by the real receiver stop the polling of
+their task. Real sandbox over HTTP, real PostgreSQL, the real receiver app (issue #5)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+
+import psycopg
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from phonecheck.accuauth.api import AccuAuthClient
+from phonecheck.accuauth.store import (
+    load_callbacks,
+    load_poll_results,
+    reconcile_submissions,
+)
+from phonecheck.accuauth.submit import submit_numbers
+from phonecheck.accuauth.waiter import WaitOutcome
+from phonecheck.numbers import normalise
+from phonecheck.sandbox import outcomes
+from phonecheck.webhook_urls import ACCUAUTH_PHONE_NUMBER, webhook_url
+from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
+from phonecheck_airflow.triggers.accuauth import AccuAuthTaskTrigger
+
+pytestmark = pytest.mark.integration
+
+FAST_WAIT = {"poll_interval_s": 0.1, "max_poll_interval_s": 0.3, "max_requests_per_second": 200.0}
+
+
+def submit(dsn: str, sandbox, phones: list[str], run_key: str, callback: str | None = None):
+    c = sandbox.credentials
+    with (
+        psycopg.connect(dsn) as conn,
+        AccuAuthClient(sandbox.accuauth_host, c.accuauth_api_id, c.accuauth_api_secret) as client,
+    ):
+        return submit_numbers(
+            conn,
+            client,
+            [normalise("+" + p) for p in phones],
+            run_key=run_key,
+            run_id=run_key,
+            callback_url=callback,
+        )
+
+
+async def fire(trigger: AccuAuthTaskTrigger) -> list:
+    return [event async for event in trigger.run()]
+
+
+def wait_for_inbox(dsn: str, count: int, timeout_s: float = 15.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with psycopg.connect(dsn) as conn:
+            found = conn.execute(
+                "SELECT count(*) FROM raw.webhook_event WHERE endpoint = 'accuauth_phone_number'"
+            ).fetchone()[0]
+        if found >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def load(dsn: str, payload: dict) -> None:
+    with psycopg.connect(dsn) as conn:
+        load_poll_results(conn, WaitOutcome.results_from_payload(payload))
+        load_callbacks(conn)
+        reconcile_submissions(conn)
+
+
+def test_the_sensor_defers_and_the_trigger_serialises_resumes_and_fires_once(
+    vendor_connections, fresh_warehouse_dsn
+):
+    sandbox, dsn = vendor_connections, fresh_warehouse_dsn
+    sandbox.control.settings(accuauth_seconds_per_poll=3600.0)  # finish by polls only
+    phones = ["525512000071", "525512000093", "525512000062"]  # 3, 5 and 2 PENDING polls first
+    report = submit(dsn, sandbox, phones, run_key="test/defer")
+    assert report.pending == 3
+
+    sensor = AccuAuthTasksSensor(
+        task_id="wait",
+        selector={"run_id": "test/defer", "max_submission_id": report.max_submission_id},
+        wait_settings=FAST_WAIT,
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context={})  # poke once (tasks open) → defer: the worker slot is released
+    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.timeout.total_seconds() == 25 * 3600
+    assert sandbox.control.calls(event="accuauth.task_result") == []  # the poke never calls the vendor
+
+    classpath, kwargs = deferred.value.trigger.serialize()
+    assert classpath == "phonecheck_airflow.triggers.accuauth.AccuAuthTaskTrigger"
+    assert kwargs["run_id"] == "test/defer" and kwargs["max_submission_id"] == report.max_submission_id
+    assert (
+        len(json.dumps(kwargs)) < 600
+    )  # small whatever the number of tasks: ids are read from the warehouse
+
+    # the triggerer rebuilds it from (classpath, kwargs) — possibly twice; it only reads
+    module, _, name = classpath.rpartition(".")
+    resumed = getattr(importlib.import_module(module), name)(**kwargs)
+    assert resumed.serialize() == (classpath, kwargs)
+    events = asyncio.run(fire(resumed))
+    assert len(events) == 1
+    payload = events[0].payload
+    assert payload["status"] == "done"
+    assert payload["stats"]["polls"] == sum(outcomes.accuauth_pending_polls(p) + 1 for p in phones)
+    assert payload["stats"]["vendor_calls"] == len(sandbox.control.calls(event="accuauth.task_result"))
+
+    returned = sensor.execute_complete(context={}, event=payload)
+    load(dsn, returned)
+    with psycopg.connect(dsn) as conn:
+        found = dict(
+            conn.execute(
+                "SELECT phone_number, phone_status FROM telco.accuauth_phone_check WHERE status = 'OK'"
+            )
+        )
+        assert found == {p: outcomes.accuauth_phone_status(p) for p in phones}
+    # nothing open any more: a new poke succeeds at once, without deferring
+    assert sensor.poke(context={}) is True
+
+
+def test_a_fatal_vendor_answer_in_the_trigger_fails_the_sensor(
+    vendor_connections, fresh_warehouse_dsn, monkeypatch
+):
+    sandbox, dsn = vendor_connections, fresh_warehouse_dsn
+    report = submit(dsn, sandbox, ["525512000081"], run_key="test/fatal")
+    sandbox.control.faults(
+        {"target": "accuauth.task_result", "kind": "code", "accuauth_status": "KEY_EXPIRED"}
+    )
+    trigger = AccuAuthTaskTrigger("test/fatal", report.max_submission_id, **FAST_WAIT)
+    (event,) = asyncio.run(fire(trigger))
+    assert event.payload["status"] == "error" and event.payload["error"] == "KEY_EXPIRED"
+    from airflow.sdk.exceptions import AirflowFailException
+
+    sensor = AccuAuthTasksSensor(task_id="wait", selector={"run_id": "test/fatal", "max_submission_id": 1})
+    with pytest.raises(AirflowFailException, match="KEY_EXPIRED"):
+        sensor.execute_complete(context={}, event=event.payload)
+
+
+def test_a_task_finished_by_the_callback_is_not_polled(vendor_connections, live_receiver, monkeypatch):
+    """The sandbox calls the real receiver back (GET) while the trigger waits; the inbox row stops
+    the polling of that task. Tasks without a callback are polled."""
+    sandbox, dsn = vendor_connections, live_receiver.dsn
+    # every check pending; the vendor finishes it after 0.5 s (then calls back), never by polls
+    sandbox.control.settings(accuauth_pending_seconds=0.5, accuauth_pending_polls=1000)
+    callback = webhook_url(ACCUAUTH_PHONE_NUMBER, base_url=live_receiver.base_url, token=live_receiver.token)
+    with_callback = ["525512000110", "525512000121", "525512000132"]
+    without_callback = ["525512000143", "525512000154"]
+    submit(dsn, sandbox, with_callback, run_key="test/callback", callback=callback)
+    report = submit(dsn, sandbox, without_callback, run_key="test/callback")
+
+    # first polls 2 s after submission: the callbacks (after 0.5 s) are in the inbox well before
+    trigger = AccuAuthTaskTrigger(
+        "test/callback", report.max_submission_id, poll_interval_s=2.0, max_poll_interval_s=2.0
+    )
+    (event,) = asyncio.run(fire(trigger))
+    assert wait_for_inbox(dsn, len(with_callback)) == len(with_callback)
+    with psycopg.connect(dsn) as conn:
+        task_of = dict(conn.execute("SELECT phones[1], task_id FROM ops.number_check_submission"))
+    assert sorted(event.payload["finished_elsewhere"]) == sorted(task_of[p] for p in with_callback)
+    polled = [c["body"] for c in sandbox.control.calls(event="accuauth.task_result")]
+    assert sorted(polled) == sorted(f"task_id={task_of[p]}" for p in without_callback)
+
+    load(dsn, event.payload)
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT phone_number, status, phone_status, source, raw_event_id IS NOT NULL FROM telco.accuauth_phone_check"
+        ).fetchall()
+        statuses = dict(conn.execute("SELECT phones[1], status FROM ops.number_check_submission"))
+    found = {r[0]: r[1:] for r in rows}
+    for p in with_callback:
+        assert found[p] == ("OK", outcomes.accuauth_phone_status(p), "callback", True)
+    for p in without_callback:
+        assert found[p] == ("OK", outcomes.accuauth_phone_status(p), "poll", False)
+    assert set(statuses.values()) == {"complete"}
