@@ -1,0 +1,275 @@
+"""Airflow's distributed engine on one machine: CeleryExecutor, every component its own process.
+
+What the docker-compose deployment runs, without Docker: PostgreSQL metadata (a throw-away
+database on the warehouse server), Redis as the Celery broker (127.0.0.1:6379), and
+``airflow api-server``, ``scheduler``, ``dag-processor``, ``triggerer`` and ``celery worker``
+as separate processes sharing one environment (the same JWT secret, fernet key and
+Execution API URL, as airflow-notes.md §8 requires). A DAG is triggered through the REST API
+the way the UI's params form does it and must finish with success, its tasks executed by the
+Celery worker.
+
+Every process runs in its own process group, stopped at teardown even when the test fails;
+per-phase timings are printed (``pytest -s`` shows them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from phonecheck import warehouse
+from phonecheck_airflow import local
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+TARGET_DAG = "warehouse_migrate"
+TARGET_CONF: dict = {}
+COMPONENTS = {
+    "api-server": ["api-server", "--host", "127.0.0.1", "--port", "{api_port}"],
+    "scheduler": ["scheduler"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer"],
+    "celery-worker": ["celery", "worker", "--queues", "{queue}", "--concurrency", "2"],
+}
+
+
+def _redis_unavailable_reason() -> str | None:
+    """None when a Redis server answers PING on 127.0.0.1:6379, else why not."""
+    try:
+        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            answer = sock.recv(64)
+    except OSError as exc:
+        return (
+            f"no Redis server on {REDIS_HOST}:{REDIS_PORT} ({exc}); the Celery test needs one as its broker"
+        )
+    if not answer.startswith(b"+PONG"):
+        return f"{REDIS_HOST}:{REDIS_PORT} did not answer PING like Redis: {answer[:40]!r}"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sqlalchemy_url(dsn: str, driver: str = "postgresql+psycopg") -> str:
+    """A libpq URI as a SQLAlchemy URL; a unix-socket directory goes in the query string."""
+    parts = warehouse.parse_dsn(dsn)
+    auth = quote(parts.user or "postgres", safe="")
+    if parts.password:
+        auth += ":" + quote(parts.password, safe="")
+    if parts.host and parts.host.startswith("/"):
+        port = f"&port={parts.port}" if parts.port else ""
+        return f"{driver}://{auth}@/{parts.dbname}?host={quote(parts.host, safe='/')}{port}"
+    return f"{driver}://{auth}@{parts.host or 'localhost'}:{parts.port or 5432}/{parts.dbname}"
+
+
+@dataclass
+class Phases:
+    """Wall time per phase, printed at the end (and on failure)."""
+
+    started: float = field(default_factory=time.monotonic)
+    marks: list[tuple[str, float]] = field(default_factory=list)
+    _last: float = field(default_factory=time.monotonic)
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.marks.append((name, now - self._last))
+        self._last = now
+        print(f"[phase] {name}: {self.marks[-1][1]:.1f} s (at {now - self.started:.1f} s)", flush=True)
+
+    def report(self) -> str:
+        total = time.monotonic() - self.started
+        return " | ".join(f"{n} {s:.1f}s" for n, s in self.marks) + f" | total {total:.1f}s"
+
+
+@dataclass
+class Component:
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class AirflowCluster:
+    """Airflow components as separate processes with one shared environment."""
+
+    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+        self.env = env
+        self.workdir = workdir
+        self.components: dict[str, Component] = {}
+
+    def airflow(self, *args: str, timeout: float = 180) -> str:
+        out = subprocess.run(
+            [str(local.venv_bin() / "airflow"), *args],
+            env=self.env,
+            cwd=local.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(
+                f"airflow {' '.join(args)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+            )
+        return out.stdout
+
+    def start(self, name: str, args: list[str]) -> Component:
+        log_path = self.workdir / f"{name}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [str(local.venv_bin() / "airflow"), *args],
+                env=self.env,
+                cwd=local.REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: teardown reaches its children
+            )
+        self.components[name] = Component(name, proc, log_path)
+        return self.components[name]
+
+    def check_alive(self) -> None:
+        dead = {n: c.proc.returncode for n, c in self.components.items() if c.proc.poll() is not None}
+        if dead:
+            raise AssertionError(f"component(s) exited early: {dead}\n{self.tails()}")
+
+    def tails(self, chars: int = 2500) -> str:
+        return "\n".join(f"----- {n} -----\n{c.output()[-chars:]}" for n, c in self.components.items())
+
+    def stop(self) -> None:
+        for component in self.components.values():  # signal all first: they stop in parallel
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(component.proc.pid, 15)
+        for component in self.components.values():
+            local.stop_process_group(component.proc, grace_s=20)
+        leftovers = {n: local.group_members(c.proc.pid) for n, c in self.components.items()}
+        assert not any(leftovers.values()), f"processes left behind: {leftovers}"
+
+
+@pytest.fixture
+def redis_broker() -> str:
+    reason = _redis_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+@pytest.fixture
+def celery_cluster(
+    redis_broker: str, warehouse_server_dsn: str, fresh_warehouse_dsn: str, tmp_path: Path
+) -> Iterator[tuple[AirflowCluster, local.AirflowApi, Phases]]:
+    phases = Phases()
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    api_port = _free_port()
+    token = "tok-" + secrets.token_urlsafe(16)
+    queue = f"phonecheck-test-{secrets.token_hex(4)}"  # isolates this run on a shared Redis
+    password = secrets.token_urlsafe(12)
+    password_file = home / "passwords.json"
+    password_file.write_text(json.dumps({"admin": password}))
+    from cryptography.fernet import Fernet
+
+    with warehouse.throwaway_database(warehouse_server_dsn, prefix="phonecheck_airflow_meta") as meta_dsn:
+        settings = local.LocalSettings(
+            home=home, warehouse_dsn=fresh_warehouse_dsn, webhook_token=token, api_port=api_port
+        )
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        env = local.airflow_env(settings, connections={}, base_env=base_env)
+        env.update(
+            {
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_url(meta_dsn),
+                # the test server is shared with other tests: keep each process's pool small
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "2",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_MAX_OVERFLOW": "4",
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CELERY__BROKER_URL": redis_broker,
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + sqlalchemy_url(meta_dsn),
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
+                "AIRFLOW__CORE__AUTH_MANAGER": (
+                    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+                ),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
+                # identical in every process: the api-server signs task tokens, workers present them
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+            }
+        )
+        cluster = AirflowCluster(env, tmp_path)
+        api = local.AirflowApi(settings.api_base_url, "admin", password)
+        try:
+            cluster.airflow("db", "migrate")
+            phases.mark("airflow db migrate (PostgreSQL metadata)")
+            for name, args in COMPONENTS.items():
+                cluster.start(name, [a.format(api_port=api_port, queue=queue) for a in args])
+            local.wait_for_http(
+                f"{settings.api_base_url}/api/v2/version",
+                120,
+                cluster.components["api-server"].proc,
+                "api-server",
+            )
+            cluster.check_alive()
+            phases.mark("5 components started, api-server answering")
+            yield cluster, api, phases
+        finally:
+            api.close()
+            try:
+                cluster.stop()
+            finally:
+                phases.mark("stopped every process")
+                print(f"[phases] {phases.report()}", flush=True)
+
+
+def test_celery_executor_runs_a_dag_triggered_through_the_rest_api(celery_cluster) -> None:
+    cluster, api, phases = celery_cluster
+    api.login()
+    api.wait_for_dag(TARGET_DAG, timeout=90)
+    phases.mark(f"dag-processor registered {TARGET_DAG}")
+    api.unpause(TARGET_DAG)
+    run_id = api.trigger(TARGET_DAG, TARGET_CONF)
+
+    def on_poll(state, seen):
+        cluster.check_alive()
+
+    try:
+        state, seen = api.wait_for_run(TARGET_DAG, run_id, timeout=150, on_poll=on_poll)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{cluster.tails()}") from None
+    phases.mark(f"{TARGET_DAG} run finished ({state})")
+    tasks = api.task_instances(TARGET_DAG, run_id)
+    assert state == "success", (
+        f"run {run_id}: {state}; tasks {[(t['task_id'], t['state']) for t in tasks]}\n{cluster.tails()}"
+    )
+    assert tasks and all(t["state"] == "success" for t in tasks), tasks
+
+    # Executed by the Celery worker (not by a local executor in the scheduler): its log names each task.
+    worker_log = cluster.components["celery-worker"].output()
+    for ti in tasks:
+        assert ti["queue"] == cluster.env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"], ti
+        assert ti["hostname"], ti
+    assert "execute_workload" in worker_log, worker_log[-3000:]
+    for ti in tasks:
+        log = api.task_log(TARGET_DAG, run_id, ti["task_id"], ti["try_number"])
+        assert log, f"empty log for {ti['task_id']}"
+        print(f"[log] {ti['task_id']}: " + " / ".join(str(line.get("event"))[:120] for line in log[-6:]))
