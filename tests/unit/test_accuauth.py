@@ -1,0 +1,172 @@
+"""AccuAuth pure pieces: answer classification, retry policy, secrets, webhook URLs, the trigger's
+serialisation and the wait payload (no services)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from phonecheck.accuauth import api
+from phonecheck.accuauth.waiter import RateLimiter, WaitOutcome, WaitSettings
+from phonecheck.enums import ACCUAUTH_STATUS_HTTP
+from phonecheck.webhook_urls import ACCUAUTH_PHONE_NUMBER, redact, webhook_url
+
+
+def body(status: str, **extra) -> bytes:
+    return json.dumps({"status": status, "request_id": "TID" + "a" * 32, **extra}).encode()
+
+
+def test_pending_with_http_400_is_a_state_not_an_error():
+    answer = api.classify(400, body("PENDING", reason="check in progress"), api.TASK_RESULT_PATH)
+    assert answer.pending and answer.http_status == 400
+
+
+def test_ok_with_a_result_is_returned():
+    answer = api.classify(200, body("OK", result={"phone_number": "525512345678", "phone_status": "ring"}))
+    assert not answer.pending and answer.payload["result"]["phone_status"] == "ring"
+
+
+@pytest.mark.parametrize(
+    ("status", "cls", "retryable"),
+    [
+        ("UNAUTHORIZED", api.AccuAuthUnauthorized, False),
+        ("KEY_EXPIRED", api.AccuAuthKeyExpired, False),
+        ("NO_PERMISSION", api.AccuAuthNoPermission, False),
+        ("OUT_OF_QUOTA", api.AccuAuthOutOfQuota, False),
+        ("INVALID_ARGUMENT", api.AccuAuthInvalidArgument, False),
+        ("NOT_FOUND", api.AccuAuthNotFound, False),
+        ("RATE_LIMIT_EXCEEDED", api.AccuAuthRateLimited, True),
+        ("INTERNAL_ERROR", api.AccuAuthServerError, True),
+    ],
+)
+def test_every_documented_error_has_its_own_class_with_the_vendor_reason(status, cls, retryable):
+    http = ACCUAUTH_STATUS_HTTP[status]  # the documented pairing (RATE_LIMIT_EXCEEDED is a 403)
+    with pytest.raises(cls) as raised:
+        api.classify(http, body(status, reason=f"why {status}"), api.SUBMIT_PATH)
+    exc = raised.value
+    assert exc.status == status and exc.reason == f"why {status}" and exc.http_status == http
+    assert api.is_retryable(exc) is retryable
+    assert f"why {status}" in str(exc) and api.SUBMIT_PATH in str(exc)
+    assert (cls in api.FATAL_ERRORS) is (
+        status in {"UNAUTHORIZED", "KEY_EXPIRED", "NO_PERMISSION", "OUT_OF_QUOTA", "NOT_FOUND"}
+    )
+
+
+def test_a_5xx_without_a_vendor_body_is_retryable_and_a_4xx_one_is_not():
+    with pytest.raises(api.AccuAuthServerError):
+        api.classify(502, b"<html>bad gateway</html>")
+    with pytest.raises(api.AccuAuthError) as raised:
+        api.classify(418, b"teapot")
+    assert not api.is_retryable(raised.value)
+
+
+def test_ok_with_an_error_http_status_is_not_taken_as_success():
+    with pytest.raises(api.AccuAuthError):
+        api.classify(500, body("OK"))
+
+
+def test_the_secret_is_never_in_a_repr_or_an_error():
+    client = api.AccuAuthClient("https://cloudapi.example", "my-id", "s3cr3t-value")
+    assert "s3cr3t-value" not in repr(client)
+    aclient = api.AsyncAccuAuthClient("https://cloudapi.example", "my-id", "s3cr3t-value")
+    assert "s3cr3t-value" not in repr(aclient)
+    with pytest.raises(ValueError, match="API secret"):
+        api.AccuAuthClient("https://cloudapi.example", "my-id", "")
+
+
+def test_retry_policy_is_full_jitter_and_bounded():
+    policy = api.RetryPolicy(attempts=4, multiplier_s=1.0, max_wait_s=5.0)
+    kwargs = policy.kwargs()
+    assert kwargs["reraise"] is True
+    assert kwargs["stop"].max_attempt_number == 4
+    assert type(kwargs["wait"]).__name__ == "wait_random_exponential"
+    assert kwargs["wait"].max == 5.0
+
+
+def test_webhook_url_from_arguments_or_environment(monkeypatch):
+    monkeypatch.delenv("TELCO_WEBHOOK_BASE_URL", raising=False)
+    assert webhook_url(ACCUAUTH_PHONE_NUMBER) is None  # nothing configured: no callback
+    url = webhook_url(ACCUAUTH_PHONE_NUMBER, base_url="https://hooks.example/telco-webhooks/", token="t/k n")
+    assert url == "https://hooks.example/telco-webhooks/accuauth/phone-number/t%2Fk%20n"
+    assert redact(url) == "https://hooks.example/telco-webhooks/accuauth/phone-number/***"
+    monkeypatch.setenv("TELCO_WEBHOOK_BASE_URL", "https://env.example/telco-webhooks")
+    monkeypatch.setenv("TELCO_WEBHOOK_TOKEN", "envtok")
+    assert (
+        webhook_url(ACCUAUTH_PHONE_NUMBER)
+        == "https://env.example/telco-webhooks/accuauth/phone-number/envtok"
+    )
+    monkeypatch.setenv("TELCO_WEBHOOK_TOKEN", "")
+    with pytest.raises(ValueError, match="TELCO_WEBHOOK_TOKEN"):
+        webhook_url(ACCUAUTH_PHONE_NUMBER)
+
+
+def test_wait_payload_round_trips_results():
+    outcome = WaitOutcome(
+        results=[
+            {
+                "task_id": "t1",
+                "status": "OK",
+                "phone_status": "ring",
+                "request_id": "TID1",
+                "reason": None,
+                "poll_count": 3,
+                "polled_at": 1.5,
+            },
+            {
+                "task_id": "t2",
+                "status": "INVALID_ARGUMENT",
+                "phone_status": None,
+                "request_id": "TID2",
+                "reason": "expired",
+                "poll_count": 1,
+                "polled_at": 2.0,
+            },
+        ],
+        finished_elsewhere=["t3"],
+        expired=["t4"],
+    )
+    payload = json.loads(json.dumps(outcome.to_payload()))  # what travels through the metadata DB
+    assert WaitOutcome.results_from_payload(payload) == outcome.results
+    assert payload["stats"]["tasks"] == 4
+
+
+def test_wait_settings_are_validated():
+    with pytest.raises(ValueError):
+        WaitSettings(poll_interval_s=10, max_poll_interval_s=5)
+    with pytest.raises(ValueError):
+        WaitSettings(max_requests_per_second=0)
+
+
+def test_rate_limiter_spaces_call_starts():
+    """With a fake clock: starts are granted 1/rate apart, whatever the burst."""
+    now = [100.0]
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+
+    async def burst() -> None:
+        limiter = RateLimiter(4.0, clock=lambda: now[0])
+        original = asyncio.sleep
+        asyncio.sleep = fake_sleep  # type: ignore[assignment]
+        try:
+            for _ in range(4):
+                await limiter.acquire()
+        finally:
+            asyncio.sleep = original  # type: ignore[assignment]
+
+    asyncio.run(burst())
+    assert slept == [0.25, 0.5, 0.75]
+
+
+def test_trigger_serialises_to_its_classpath_and_small_kwargs():
+    from phonecheck_airflow.triggers.accuauth import AccuAuthTaskTrigger
+
+    trigger = AccuAuthTaskTrigger(run_id="manual__x", max_submission_id=10_000, poll_interval_s="0.5")
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "phonecheck_airflow.triggers.accuauth.AccuAuthTaskTrigger"
+    assert AccuAuthTaskTrigger(**kwargs).serialize() == (classpath, kwargs)
+    assert kwargs["poll_interval_s"] == 0.5  # rendered template strings become numbers
+    assert len(json.dumps(kwargs)) < 600
