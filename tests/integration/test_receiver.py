@@ -401,3 +401,20 @@ def test_healthz_and_metrics(live_receiver: LiveReceiver):
     metrics = httpx.get(live_receiver.base_url + "/metrics").text
     assert 'endpoint="nxcloud_number_check",outcome="stored"} 1' in metrics
     assert 'endpoint="nxcloud_number_check",outcome="duplicate"} 1' in metrics
+
+
+async def test_concurrent_deliveries_share_commits_and_count_exactly(live_receiver: LiveReceiver):
+    """Many pushes at once (group commit: one statement for the waiting ones, keys repeated
+    inside a batch): one row per key, every delivery counted, every answer 200."""
+    import asyncio
+
+    pushes = [{**seed.CALL_RECORD_PUSH, "id": i % 40, "callId": f"c{i % 40}"} for i in range(200)]
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=50)) as client:
+        answers = await asyncio.gather(*(client.post(live_receiver.url(CALL), json=p) for p in pushes))
+    assert {a.status_code for a in answers} == {200}
+    with psycopg.connect(live_receiver.dsn) as conn:
+        rows = conn.execute("SELECT dedupe_key, delivery_count FROM raw.webhook_event").fetchall()
+    assert sorted(rows) == sorted((str(i), 5) for i in range(40))
+    metrics = httpx.get(live_receiver.base_url + "/metrics").text
+    assert 'endpoint="nxcloud_call",outcome="stored"} 40' in metrics
+    assert 'endpoint="nxcloud_call",outcome="duplicate"} 160' in metrics

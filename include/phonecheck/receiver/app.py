@@ -81,11 +81,13 @@ class ReceiverConfig:
     pool_min_size: int = 2
     pool_max_size: int = 8
     access_log: bool = True
+    group_commit: bool = True  # deliveries waiting at the same moment share one commit
 
     @classmethod
     def from_env(cls, **overrides) -> ReceiverConfig:
         """``TELCO_WEBHOOK_TOKEN``, ``WAREHOUSE_DSN`` (unset → embedded warehouse),
-        ``RECEIVER_SPOOL_DIR``, ``RECEIVER_DB_POOL_SIZE``, ``RECEIVER_ACCESS_LOG`` (0/1)."""
+        ``RECEIVER_SPOOL_DIR``, ``RECEIVER_DB_POOL_SIZE``, ``RECEIVER_ACCESS_LOG`` (0/1),
+        ``RECEIVER_GROUP_COMMIT`` (0/1)."""
 
         def dsn() -> str:
             from phonecheck.warehouse import resolve_dsn
@@ -97,6 +99,7 @@ class ReceiverConfig:
             "dsn_provider": dsn,
             "pool_max_size": int(os.environ.get("RECEIVER_DB_POOL_SIZE", "8")),
             "access_log": os.environ.get("RECEIVER_ACCESS_LOG", "1") != "0",
+            "group_commit": os.environ.get("RECEIVER_GROUP_COMMIT", "1") != "0",
         }
         values.update(overrides)
         return cls(**values)
@@ -139,6 +142,7 @@ class Receiver:
             self.config.dsn_provider,
             min_size=self.config.pool_min_size,
             max_size=self.config.pool_max_size,
+            group_commit=self.config.group_commit,
         )
 
     @property

@@ -44,6 +44,32 @@ ON CONFLICT (endpoint, dedupe_key) DO NOTHING
 """
 
 
+# Group commit: the deliveries waiting at the same moment go in one statement and one commit
+# (one WAL flush instead of one per request). A key repeated inside the batch is inserted once
+# with its delivery count; each waiting request is answered after that commit.
+BATCH_INSERT_SQL = """
+INSERT INTO raw.webhook_event AS e
+    (endpoint, vendor, dedupe_key, content_type, body, query_string, payload,
+     parse_status, parse_error, received_at, last_received_at, via_spool, delivery_count)
+SELECT endpoint, vendor, dedupe_key, content_type, body, query_string, payload::jsonb,
+       parse_status, parse_error, received_at, last_received_at, false, n
+FROM (
+    SELECT DISTINCT ON (u.endpoint, u.dedupe_key) u.*,
+           count(*) OVER w AS n, max(u.received_at) OVER w AS last_received_at
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[],
+                $8::text[], $9::text[], $10::timestamptz[]) WITH ORDINALITY
+         AS u(endpoint, vendor, dedupe_key, content_type, body, query_string, payload,
+              parse_status, parse_error, received_at, ord)
+    WINDOW w AS (PARTITION BY u.endpoint, u.dedupe_key)
+    ORDER BY u.endpoint, u.dedupe_key, u.ord
+) AS batch
+ON CONFLICT (endpoint, dedupe_key) DO UPDATE
+    SET delivery_count = e.delivery_count + EXCLUDED.delivery_count,
+        last_received_at = GREATEST(e.last_received_at, EXCLUDED.last_received_at)
+RETURNING endpoint, dedupe_key, event_id, (xmax = 0) AS inserted
+"""
+
+
 class WarehouseUnavailable(Exception):
     """The inbox write did not happen (server down, refused, timed out, schema missing...)."""
 
@@ -87,6 +113,8 @@ class InboxStore:
         connect_timeout: float = 3.0,
         command_timeout: float = 5.0,
         reconnect_backoff: float = 0.5,
+        group_commit: bool = True,
+        max_batch: int = 256,
     ) -> None:
         self._dsn_provider = dsn_provider
         self._min_size = min_size
@@ -97,6 +125,10 @@ class InboxStore:
         self._pool: asyncpg.Pool | None = None
         self._pool_lock: asyncio.Lock | None = None
         self._last_failed_connect = 0.0
+        self._group_commit = group_commit
+        self._max_batch = max_batch
+        self._queue: list[tuple[InboxEvent, asyncio.Future]] = []
+        self._flushers = 0
 
     async def _get_pool(self) -> asyncpg.Pool:
         pool = self._pool
@@ -128,7 +160,63 @@ class InboxStore:
             return self._pool
 
     async def insert(self, event: InboxEvent) -> StoreResult:
-        """Commit one delivery (autocommit statement) and return its row id."""
+        """Commit one delivery and return its row id (answered only after the commit)."""
+        if not self._group_commit:
+            return await self.insert_one(event)
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((event, future))
+        # one flusher per pool connection at most; each takes whatever is waiting
+        if self._flushers < self._max_size:
+            self._flushers += 1
+            asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                try:
+                    results = await self._insert_batch([event for event, _ in batch])
+                except BaseException as exc:  # noqa: BLE001 - every waiter must be answered
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(
+                                exc if isinstance(exc, Exception) else WarehouseUnavailable("cancelled")
+                            )
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._flushers -= 1
+
+    async def _insert_batch(self, events: list[InboxEvent]) -> list[StoreResult]:
+        if len(events) == 1:
+            return [await self.insert_one(events[0])]
+        pool = await self._get_pool()
+        columns = list(zip(*(event_args(e)[:10] for e in events), strict=True))
+        try:
+            rows = await pool.fetch(BATCH_INSERT_SQL, *map(list, columns), timeout=self._command_timeout)
+        except _DATA_ERRORS:
+            # one payload the warehouse refuses spoils the statement: store them one by one
+            return [await self.insert_one(e) for e in events]
+        except Exception as exc:  # noqa: BLE001
+            raise WarehouseUnavailable(_describe(exc)) from None
+        by_key = {(r["endpoint"], r["dedupe_key"]): r for r in rows}
+        results, seen = [], set()
+        for e in events:
+            key = (e.endpoint, e.dedupe_key)
+            row = by_key[key]
+            results.append(
+                StoreResult(event_id=row["event_id"], inserted=row["inserted"] and key not in seen)
+            )
+            seen.add(key)
+        return results
+
+    async def insert_one(self, event: InboxEvent) -> StoreResult:
+        """One delivery, one autocommit statement."""
         pool = await self._get_pool()
         try:
             try:

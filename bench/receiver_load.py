@@ -1,0 +1,214 @@
+"""Load the standalone receiver (``python -m phonecheck.receiver``) and report req/s and latency.
+
+Not a test. Starts the receiver as a subprocess on a throw-away database of the warehouse server
+(embedded unless ``WAREHOUSE_DSN`` is set), persist-before-ack on (every 200 is a committed,
+``synchronous_commit = on`` row), then runs:
+
+* closed loop: ``--connections`` keep-alive connections, each sending the next request as soon as
+  the previous answer arrived, for ``--seconds``: the throughput ceiling;
+* open loop: requests offered at ``--rate`` per second regardless of answers (latency measured
+  from the scheduled send time, so queueing counts): latency at a given load.
+
+Requests are number-check pushes (SEED 000 shape) with unique keys; ``--duplicates`` of them
+re-send an earlier key (a vendor retry). The client speaks raw HTTP/1.1 over asyncio streams
+(uvloop) to keep its own CPU cost low: server, PostgreSQL and client share this machine.
+
+    .venv/bin/python bench/receiver_load.py --seconds 10 --connections 16 --rate 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def make_request(host: str, port: int, token: str, i: int) -> bytes:
+    body = json.dumps(
+        {
+            "messageId": f"m-{i}",
+            "code": 0,
+            "msg": "success",
+            "batchNo": "bench-batch",
+            "phone": f"86150{i:08d}",
+            "data": {
+                "basic": {"preCheck": "YES", "regionCode": "CN", "numberType": 2, "carrier": "China Telecom"}
+            },
+            "cost": {"price": 0.1912, "currency": "USD"},
+        }
+    ).encode()
+    head = (
+        f"POST /telco-webhooks/nxcloud/number-check/{token} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+class Keys:
+    def __init__(self, duplicates: float) -> None:
+        self.next = 0
+        self.duplicates = duplicates
+        self.rng = random.Random(7)
+
+    def take(self) -> int:
+        if self.next and self.rng.random() < self.duplicates:
+            return self.rng.randrange(self.next)
+        self.next += 1
+        return self.next - 1
+
+
+async def closed_loop(host, port, token, connections, seconds, keys) -> tuple[list[float], dict, float]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    stop_at = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        while time.perf_counter() < stop_at:
+            request = make_request(host, port, token, keys.take())
+            t0 = time.perf_counter()
+            writer.write(request)
+            status = await read_response(reader)
+            latencies.append(time.perf_counter() - t0)
+            statuses[status] = statuses.get(status, 0) + 1
+        writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return latencies, statuses, time.perf_counter() - start
+
+
+async def open_loop(
+    host, port, token, rate, seconds, keys, max_connections=256
+) -> tuple[list[float], dict, float]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    idle: asyncio.Queue = asyncio.Queue()
+    opened = 0
+
+    async def one(scheduled: float) -> None:
+        nonlocal opened
+        if idle.empty() and opened < max_connections:
+            opened += 1
+            idle.put_nowait(await asyncio.open_connection(host, port))
+        reader, writer = await idle.get()
+        writer.write(make_request(host, port, token, keys.take()))
+        status = await read_response(reader)
+        latencies.append(time.perf_counter() - scheduled)
+        statuses[status] = statuses.get(status, 0) + 1
+        idle.put_nowait((reader, writer))
+
+    start = time.perf_counter()
+    tasks: list[asyncio.Task] = []
+    total = int(rate * seconds)
+    for n in range(total):
+        scheduled = start + n / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(scheduled)))
+    await asyncio.gather(*tasks)
+    return latencies, statuses, time.perf_counter() - start
+
+
+def summary(name: str, latencies: list[float], statuses: dict, wall_seconds: float) -> str:
+    ms = sorted(x * 1000 for x in latencies)
+
+    def pct(p: float) -> float:
+        return ms[min(len(ms) - 1, int(p * len(ms)))]
+
+    return (
+        f"{name}: {len(ms) / wall_seconds:,.0f} req/s answered, statuses {statuses}, "
+        f"p50 {pct(0.50):.2f} ms, p95 {pct(0.95):.2f} ms, p99 {pct(0.99):.2f} ms, "
+        f"max {ms[-1]:.2f} ms, mean {statistics.fmean(ms):.2f} ms"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=2000)
+    parser.add_argument("--duplicates", type=float, default=0.2)
+    parser.add_argument("--pool", type=int, default=8, help="receiver DB pool size")
+    args = parser.parse_args()
+
+    import uvloop
+
+    from phonecheck import warehouse
+
+    server_dsn = warehouse.resolve_dsn()
+    token = secrets.token_urlsafe(24)
+    with warehouse.throwaway_database(server_dsn, prefix="phonecheck_bench") as dsn:
+        port = 18000 + secrets.randbelow(2000)
+        env = {
+            **os.environ,
+            "WAREHOUSE_DSN": dsn,
+            "TELCO_WEBHOOK_TOKEN": token,
+            "RECEIVER_PORT": str(port),
+            "RECEIVER_DB_POOL_SIZE": str(args.pool),
+            "RECEIVER_ACCESS_LOG": os.environ.get("RECEIVER_ACCESS_LOG", "1"),
+            "RECEIVER_SPOOL_DIR": f"/tmp/phonecheck-bench-spool-{port}",
+        }
+        log = open(f"/tmp/phonecheck-bench-receiver-{port}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "phonecheck.receiver"], env=env, stdout=log, stderr=log
+        )
+        try:
+            base = f"http://127.0.0.1:{port}/telco-webhooks"
+            for _ in range(300):
+                try:
+                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            keys = Keys(args.duplicates)
+            # warm-up: connections, prepared statements, pool
+            uvloop.run(closed_loop("127.0.0.1", port, token, args.connections, 2, keys))
+            lat, st, wall = uvloop.run(
+                closed_loop("127.0.0.1", port, token, args.connections, args.seconds, keys)
+            )
+            print(summary(f"closed loop, {args.connections} connections", lat, st, wall))
+            lat, st, wall = uvloop.run(open_loop("127.0.0.1", port, token, args.rate, args.seconds, keys))
+            print(summary(f"open loop, {args.rate:.0f} req/s offered", lat, st, wall))
+            with psycopg.connect(dsn) as conn:
+                rows, deliveries, distinct = conn.execute(
+                    "SELECT count(*), sum(delivery_count), count(DISTINCT dedupe_key) FROM raw.webhook_event"
+                ).fetchone()
+            print(f"inbox: {rows} rows ({distinct} distinct keys) for {deliveries} acknowledged deliveries")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+            log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
