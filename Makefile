@@ -7,7 +7,7 @@ STAMP       := $(VENV)/.installed
 UV_VERSION  := 0.13.9
 PYTEST_ARGS ?=
 
-.PHONY: help test test-fast faults lint lock demo sandbox receiver airflow bench migrate clean-local venv
+.PHONY: help test test-fast faults lint lock demo sandbox receiver airflow bench migrate clean-local venv data-dictionary
 
 help:
 	@echo "make demo      run the main job end to end on embedded defaults"
@@ -59,6 +59,9 @@ airflow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+data-dictionary: $(STAMP)
+	$(BIN)/python -m phonecheck.quality.dictionary > docs/data-dictionary.md.tmp && mv docs/data-dictionary.md.tmp docs/data-dictionary.md
 
 clean-local:
 	rm -rf .local

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -271,3 +272,18 @@ def test_analyst_reads_telco_mart_dq_and_nothing_else(loaded):
     finally:
         wh.execute("RESET ROLE")
     assert wh.execute("SELECT count(*) FROM telco.nxcloud_number_check").fetchone() == (9,)
+
+
+def test_readme_analyst_queries_run_as_analyst(loaded):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("-- 1. Numbers") :]
+    queries = [q.strip() for q in block[: block.index("```")].split(";") if q.strip()]
+    assert len(queries) == 3
+    loaded.execute("SET ROLE analyst")
+    try:
+        answers = [loaded.execute(q).fetchall() for q in queries]
+    finally:
+        loaded.execute("RESET ROLE")
+    assert [row[0] for row in answers[0]] == [A]  # A's latest HLR says NO; B's says YES
+    # query 2 depends on today's date (last 30 days): it must run; its sums are covered by test_daily_spend
+    assert answers[2] == []  # no validation has run on this warehouse
