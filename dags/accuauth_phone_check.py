@@ -17,9 +17,9 @@ polled again. Budget: AccuAuth answers carry no price, so the budget is a number
 from __future__ import annotations
 
 import pendulum
-from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, dag, task
 
+from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
 from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
 
 ACCUAUTH_CONN_ID = "accuauth_default"
@@ -202,9 +202,15 @@ def accuauth_phone_check():
     )
 
     @task
-    def load_results(event: dict) -> dict:
-        """Upsert what the wait learnt, load callbacks from the inbox, close submissions."""
-        from phonecheck.accuauth.store import load_callbacks, load_poll_results, reconcile_submissions
+    def load_results(event: dict, run_id=None) -> list[str]:
+        """Upsert what the wait learnt, load callbacks from the inbox, close submissions.
+        Returns the task ids whose rows this run wrote (for validation)."""
+        from phonecheck.accuauth.store import (
+            load_callbacks,
+            load_poll_results,
+            reconcile_submissions,
+            run_task_ids,
+        )
         from phonecheck.accuauth.waiter import WaitOutcome
         from phonecheck.warehouse import connect
         from phonecheck_airflow.warehouse import warehouse_dsn
@@ -214,6 +220,7 @@ def accuauth_phone_check():
             polled = load_poll_results(conn, results)
             callbacks = load_callbacks(conn)
             closed = reconcile_submissions(conn)
+            submitted_here = run_task_ids(conn, run_id)
         summary = {
             "polled": {"received": polled.received, "inserted": polled.inserted, "updated": polled.updated},
             "callbacks": {"received": callbacks.received, "updated": callbacks.updated},
@@ -221,14 +228,13 @@ def accuauth_phone_check():
             "wait": event.get("stats", {}),
         }
         print(f"load: {summary}")
-        return {
-            "task_ids": [r["task_id"] for r in results] + list(event.get("finished_elsewhere", [])),
-            **summary,
-        }
+        waited = [r["task_id"] for r in results] + list(event.get("finished_elsewhere", []))
+        return sorted(set(submitted_here) | set(waited) | set(event.get("expired", [])))
 
     @task
-    def expire_stale_tasks() -> dict:
-        """Tasks past their 24 h validity end as EXPIRED: never polled forever."""
+    def expire_stale_tasks(loaded: list[str]) -> list[str]:
+        """Tasks past their 24 h validity end as EXPIRED: never polled forever. Returns the
+        task ids written by this run (loaded + expired) for validation."""
         from phonecheck.accuauth.store import expire_stale, reconcile_submissions
         from phonecheck.warehouse import connect
         from phonecheck_airflow.warehouse import warehouse_dsn
@@ -236,15 +242,17 @@ def accuauth_phone_check():
         with connect(warehouse_dsn(WAREHOUSE_CONN_ID)) as conn:
             expired = expire_stale(conn)
             closed = reconcile_submissions(conn)
-        print(f"expired {expired} task(s); submissions closed: {closed}")
-        return {"expired": expired, "submissions_closed": closed}
+        print(f"expired {len(expired)} task(s); submissions closed: {closed}")
+        return sorted(set(loaded) | set(expired))
 
-    loaded = load_results(wait.output)
-    expired = expire_stale_tasks()
-    # Hook point for the quality step (ValidateLoadedRowsOperator on telco.accuauth_phone_check,
-    # key task_id, key values = loaded["task_ids"]); wired by the lead when it lands.
-    validate = EmptyOperator(task_id="validate")
-    loaded >> expired >> validate
+    written = expire_stale_tasks(load_results(wait.output))
+    ValidateLoadedRowsOperator(
+        task_id="validate",
+        table="telco.accuauth_phone_check",
+        key_column="task_id",
+        key_values=written,
+        warehouse_conn_id=WAREHOUSE_CONN_ID,
+    )
 
 
 def _callback_url(webhook_url, path: str) -> str | None:

@@ -177,10 +177,10 @@ def load_callbacks(conn: psycopg.Connection) -> LoadResult:
     return result
 
 
-def expire_stale(conn: psycopg.Connection, now: datetime | None = None) -> int:
-    """Mark tasks past their 24 h validity EXPIRED (typed row) / expired (submission).
-
-    Only a PENDING row becomes EXPIRED (the loader's status rule); returns how many did.
+def expire_stale(conn: psycopg.Connection, now: datetime | None = None) -> list[str]:
+    """Mark tasks past their 24 h validity EXPIRED (typed row; the submission follows in
+    :func:`reconcile_submissions`). Only a PENDING row becomes EXPIRED (the loader's status
+    rule); returns the task ids that did.
     """
     now = now or datetime.now(UTC)
     stale = conn.execute(
@@ -200,9 +200,17 @@ def expire_stale(conn: psycopg.Connection, now: datetime | None = None) -> int:
         }
         for task_id, phone in stale
     ]
-    result = upsert(conn, TABLE, rows)
+    upsert(conn, TABLE, rows)
     conn.commit()
-    return result.updated + result.inserted
+    return [task_id for task_id, _ in stale]
+
+
+def run_task_ids(conn: psycopg.Connection, run_id: str) -> list[str]:
+    """Every task id (or request id, for answers at once) submitted by one run."""
+    rows = conn.execute(
+        "SELECT task_id FROM ops.number_check_submission WHERE vendor = 'accuauth' AND run_id = %s", (run_id,)
+    )
+    return [r[0] for r in rows]
 
 
 def reconcile_submissions(conn: psycopg.Connection) -> dict[str, int]:
