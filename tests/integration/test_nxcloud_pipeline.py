@@ -1,0 +1,307 @@
+"""NXCLOUD number check end to end (issue #4): the sandbox over real HTTP, the webhook receiver
+storing pushes in a real PostgreSQL warehouse, and the DAGs through ``dag.test()``.
+
+The sandbox decides every outcome from the number (``phonecheck.sandbox.outcomes``), so every
+loaded row is predicted here field by field; its wire log (``/_sandbox/calls``) shows what we
+sent, with the ``ts``/``sign`` headers of each attempt.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from phonecheck.nxcloud.planning import Chunk
+from phonecheck.nxcloud.submissions import submit_chunk
+from phonecheck.parsers.nxcloud import parse_number_check_push, parse_query_row
+from phonecheck.sandbox import outcomes
+
+pytestmark = pytest.mark.integration
+
+DAG_ID = "nxcloud_number_check"
+DAILY_DAG_ID = "nxcloud_number_check_daily"
+FAST = {"wait_poll_seconds": 0.3, "wait_timeout_minutes": 1}
+COMPARED = (
+    "message_id", "check_level", "code", "msg", "pre_check", "region_code", "country_code", "national_number",
+    "stand_number", "number_type", "carrier", "validity", "reachable", "roaming", "early", "answered", "response",
+    "price", "currency", "e164",
+)  # fmt: skip
+
+
+def mx(count: int, start: int = 0) -> list[str]:
+    """Valid Mexico City numbers (digits with country code 52), every last digit (= outcome)."""
+    return [f"525512{start + i:06d}" for i in range(count)]
+
+
+def co(count: int, start: int = 0) -> list[str]:
+    return [f"573001{start + i:06d}" for i in range(count)]
+
+
+def state_of(obj) -> str:
+    return str(getattr(obj.state, "value", obj.state))
+
+
+def task_states(run) -> dict[str, str]:
+    return {ti.task_id: state_of(ti) for ti in run.get_task_instances()}
+
+
+def rows(dsn: str, query: str, *args) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query, args).fetchall()
+
+
+def submitted_phones(sandbox) -> list[str]:
+    """Every number of every submit the sandbox ACCEPTED (code 0), in order."""
+    phones: list[str] = []
+    for call in sandbox.control.calls(event="nxcloud.check"):
+        if call["status"] == 200 and isinstance(call["answer"], dict) and call["answer"].get("code") == 0:
+            phones.extend(json.loads(call["body"])["phone"].split(","))
+    return phones
+
+
+def predicted_row(phone: str, level: int, batch_no: str) -> dict:
+    """The merged row the pipeline must hold: the query row, overlaid by the push (loaded last)."""
+    query = parse_query_row(outcomes.nxcloud_query_row(phone, level, batch_no=batch_no))
+    push = parse_number_check_push(outcomes.nxcloud_result(phone, level, batch_no=batch_no))
+    merged = {k: (push[k] if push.get(k) is not None else query.get(k)) for k in COMPARED}
+    merged["check_level"] = level
+    merged["message_id"] = None  # depends on the vendor's request id: compared separately
+    return merged
+
+
+def loaded_rows(dsn: str, batch_nos: list[str]) -> dict[str, dict]:
+    with psycopg.connect(dsn) as conn:
+        cur = conn.execute(
+            f"SELECT phone, batch_no, {', '.join(COMPARED)} FROM telco.nxcloud_number_check "  # noqa: S608
+            "WHERE batch_no = ANY(%s)",
+            (batch_nos,),
+        )
+        names = [d.name for d in cur.description]
+        return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+
+
+@pytest.fixture
+def nx_env(vendor_connections, live_receiver, monkeypatch):
+    """The sandbox as ``nxcloud_default`` (no query spacing: the sandbox does not limit), the
+    receiver as drUrl target, and operator prices for MX / CO in the price list."""
+    sandbox = vendor_connections
+    conn = json.loads(sandbox.nxcloud_connection_json())
+    conn["extra"]["query_min_interval_s"] = 0
+    monkeypatch.setenv("AIRFLOW_CONN_NXCLOUD_DEFAULT", json.dumps(conn))
+    monkeypatch.setenv("TELCO_WEBHOOK_BASE_URL", live_receiver.base_url)
+    monkeypatch.setenv("TELCO_WEBHOOK_TOKEN", live_receiver.token)
+    with psycopg.connect(live_receiver.dsn) as db:
+        db.execute(
+            "INSERT INTO ops.nxcloud_price_list (region_code, check_level, price, currency, note) VALUES "
+            "('MX', 1, 0.0040, 'USD', 'test contract'), ('CO', 1, 0.0045, 'USD', 'test contract'), "
+            "('MX', 5, 0.0120, 'USD', 'test contract')"
+        )
+    return sandbox, live_receiver.dsn
+
+
+def ui_conf(numbers: list[str], **extra) -> dict:
+    return {"numbers": "\n".join(numbers), "default_region": "MX", "check_level": "basic",
+            "batch_label": "it", "budget": 100, **FAST, **extra}  # fmt: skip
+
+
+def assert_rows_as_predicted(dsn: str, batch_nos: list[str], phones: list[str], level: int) -> None:
+    got = loaded_rows(dsn, batch_nos)
+    assert sorted(got) == sorted(phones)
+    for phone, row in got.items():
+        expected = predicted_row(phone, level, row["batch_no"])
+        assert row["message_id"]  # from the vendor (push or query)
+        assert {k: row[k] for k in COMPARED if k != "message_id"} == {
+            k: expected[k] for k in COMPARED if k != "message_id"
+        }, phone
+
+
+def run_batches(dsn: str, run) -> list[str]:
+    return [
+        r[0]
+        for r in rows(dsn, "SELECT batch_no FROM ops.number_check_submission WHERE run_id = %s", run.run_id)
+    ]
+
+
+@pytest.mark.slow
+def test_ui_run_of_1000_numbers_loads_the_predicted_rows_and_a_second_run_submits_nothing(nx_env, run_dag):
+    sandbox, dsn = nx_env
+    mexico, colombia = mx(850), co(100)
+    fresh = mexico[::17]  # 50 numbers checked (basic) last week: not bought again
+    invalid = [f"12{i}" for i in range(25)] + [f"not a number {i}" for i in range(20)] + ["+52 55 12"] * 1
+    invalid += ["+999 123456789", "+52 1", "0", "++"]
+    entries = [
+        f"+{n}" if i % 2 else f"{n[2:4]} {n[4:8]} {n[8:]}" for i, n in enumerate(mexico)
+    ]  # +E.164 / national
+    entries += [f"+57 {n[2:5]} {n[5:]}" for n in colombia] + invalid
+    assert len(entries) == 1000
+    with psycopg.connect(dsn) as db:
+        for phone in fresh:
+            db.execute(
+                "INSERT INTO telco.nxcloud_number_check (batch_no, phone, e164, check_level, code, source, pushed_at) "
+                "VALUES ('earlier', %s, %s, 1, 0, 'push', now() - interval '7 days')",
+                (phone, "+" + phone),
+            )
+
+    run = run_dag(DAG_ID, conf=ui_conf(entries))
+    assert state_of(run) == "success", task_states(run)
+
+    expected = [n for n in mexico + colombia if n not in fresh]
+    sent = submitted_phones(sandbox)
+    assert sorted(sent) == sorted(expected)  # never the invalid ones, never the fresh ones, never twice
+    batches = run_batches(dsn, run)
+    assert len(batches) == 2  # one country per chunk
+    assert_rows_as_predicted(dsn, batches, expected, level=1)
+    assert rows(dsn, "SELECT count(*) FROM ops.rejected_number WHERE run_id = %s", run.run_id)[0][0] == len(
+        set(invalid)
+    )
+    assert rows(dsn, "SELECT DISTINCT status FROM ops.number_check_submission") == [("complete",)]
+    estimated = rows(dsn, "SELECT sum(estimated_cost), min(currency) FROM ops.number_check_submission")[0]
+    assert estimated == (
+        sum(outcomes.nxcloud_price(r, 1)[0] * k for r, k in (("MX", 800), ("CO", 100))),
+        "USD",
+    )
+
+    calls_before = len(sandbox.control.calls(event="nxcloud.check"))
+    table_before = rows(dsn, "SELECT count(*), max(updated_at) FROM telco.nxcloud_number_check")
+    rerun = run_dag(DAG_ID, conf=ui_conf(entries))
+    assert state_of(rerun) == "success", task_states(rerun)
+    assert len(sandbox.control.calls(event="nxcloud.check")) == calls_before  # nothing submitted
+    assert run_batches(dsn, rerun) == []
+    assert rows(dsn, "SELECT count(*), max(updated_at) FROM telco.nxcloud_number_check") == table_before
+
+
+def test_injected_5xx_and_429_still_load_every_row_and_every_retry_is_signed_anew(nx_env, run_dag):
+    sandbox, dsn = nx_env
+    sandbox.control.faults(
+        {"target": "nxcloud", "kind": "error", "status": 503, "fraction": 0.1, "seed": 4},
+        {"target": "nxcloud", "kind": "rate_limit", "fraction": 0.1, "seed": 7},
+    )
+    numbers = mx(200, start=5000)
+    run = run_dag(DAG_ID, conf=ui_conf(["+" + n for n in numbers], max_per_chunk=20))
+    assert state_of(run) == "success", task_states(run)
+
+    calls = sandbox.control.calls()
+    vendor_calls = [c for c in calls if c["event"] in ("nxcloud.check", "nxcloud.query")]
+    statuses = [c["status"] for c in vendor_calls]
+    assert statuses.count(503) >= 1 and statuses.count(429) >= 1, statuses  # the faults did happen
+    assert (statuses.count(503) + statuses.count(429)) / len(statuses) > 0.1
+    by_body: dict[str, list[dict]] = defaultdict(list)
+    for call in vendor_calls:
+        by_body[call["event"] + call["body"]].append(call)
+    retried = [attempts for attempts in by_body.values() if len(attempts) > 1]
+    assert retried, "no call was retried"
+    for attempts in retried:  # a retry repeats the same body bytes with a new ts and signature
+        assert len({c["headers"]["ts"] for c in attempts}) == len(attempts)
+        assert len({c["headers"]["sign"] for c in attempts}) == len(attempts)
+    all_ts = [c["headers"]["ts"] for c in vendor_calls]
+    assert len(set(all_ts)) == len(all_ts)
+    accepted = defaultdict(int)
+    for call in vendor_calls:
+        if call["event"] == "nxcloud.check" and call["status"] == 200 and call["answer"].get("code") == 0:
+            accepted[json.loads(call["body"])["batchNo"]] += 1
+    assert len(accepted) == 10 and set(accepted.values()) == {1}  # every chunk paid exactly once
+    assert_rows_as_predicted(dsn, run_batches(dsn, run), numbers, level=1)
+
+
+def test_over_budget_and_dry_run_spend_nothing(nx_env, run_dag, caplog, capfd):
+    sandbox, dsn = nx_env
+    numbers = ["+" + n for n in mx(40, start=7000)]
+    with caplog.at_level("INFO"):
+        over = run_dag(DAG_ID, conf=ui_conf(numbers, budget=0.05))
+    out, err = capfd.readouterr()
+    assert state_of(over) == "failed"
+    assert task_states(over)["estimate"] == "failed"
+    assert "over budget: estimated cost 0.1600 USD" in caplog.text + out + err
+    dry = run_dag(DAG_ID, conf=ui_conf(numbers, dry_run=True))
+    states = task_states(dry)
+    assert states["estimate"] == "success" and states["submit"] == "skipped" and states["load"] == "skipped"
+    assert sandbox.control.calls(event="nxcloud.check") == []
+    assert rows(dsn, "SELECT count(*) FROM ops.number_check_submission")[0][0] == 0
+
+
+def test_a_retry_after_a_lost_answer_finds_the_batch_and_does_not_pay_twice(nx_env):
+    """The submit reached the vendor but we crashed before recording the answer: the row is
+    still ``pending``. The retry asks the query API, finds the batch, and does not submit."""
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
+
+    sandbox, dsn = nx_env
+    hook = NxCloudHook()
+    chunk = Chunk("crash-test-MX-0000", "MX", 1, 0, tuple(mx(5, start=8000)))
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO ops.number_check_submission (vendor, batch_no, check_level, region_code, phones, "
+            "phone_count, status) VALUES ('nxcloud', %s, 1, 'MX', %s, 5, 'pending')",
+            (chunk.batch_no, list(chunk.phones)),
+        )
+        conn.commit()
+        hook.submit_numbers(chunk.phones, batch_no=chunk.batch_no, check_level=1)  # the "lost" call
+        outcome = submit_chunk(conn, hook, chunk, dr_url=None)
+        again = submit_chunk(conn, hook, chunk, dr_url=None)
+    assert (outcome.status, again.status) == ("recovered", "already_submitted")
+    assert len(sandbox.control.calls(event="nxcloud.check")) == 1
+    assert rows(dsn, "SELECT status FROM ops.number_check_submission") == [("submitted",)]
+
+
+def test_a_wrong_secret_fails_clearly_and_leaks_nothing(nx_env, monkeypatch, caplog):
+    from phonecheck.nxcloud.errors import NxCloudAuthError
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
+
+    sandbox, _ = nx_env
+    secret = "wrong-secret-91c4e7a2d0"
+    conn = json.loads(sandbox.nxcloud_connection_json())
+    conn["password"] = secret
+    monkeypatch.setenv("AIRFLOW_CONN_NXCLOUD_WRONG", json.dumps(conn))
+    with caplog.at_level("DEBUG"), pytest.raises(NxCloudAuthError) as raised:
+        NxCloudHook("nxcloud_wrong").submit_numbers(["525512000001"], batch_no="leak-1", check_level=1)
+    text = str(raised.value)
+    assert "code 1003 (signature mismatch)" in text
+    sent_sign = sandbox.control.calls(event="nxcloud.check")[0]["headers"]["sign"]
+    for leak in (secret, sent_sign, conn["extra"]["appkey"]):
+        assert leak not in text and leak not in caplog.text and leak not in repr(raised.value)
+
+
+def test_a_10000_number_batch_takes_the_minimum_100_query_calls(nx_env, capsys):
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook, QueryStats
+
+    sandbox, _ = nx_env
+    hook = NxCloudHook()
+    phones = mx(10_000, start=100_000)
+    for i in range(2):
+        hook.submit_numbers(phones[i * 5000 : (i + 1) * 5000], batch_no=f"big-{i}", check_level=1)
+    day = datetime.now(UTC).date()
+    seen: list[str] = []
+    for i in range(2):
+        stats = QueryStats()
+        for page in hook.iter_query_results(f"big-{i}", day, stats=stats, concurrency=4):
+            seen.extend(r["phone"] for r in page)
+        assert (stats.pages, stats.rows, stats.api_calls) == (50, 5000, 50)
+    assert sorted(seen) == sorted(phones)
+    assert hook.api_calls["query"] == 100
+    with capsys.disabled():
+        print(f"\nquery API calls for a 10,000-number batch (2 x 5,000): {hook.api_calls['query']}")
+
+
+def test_concurrent_paging_respects_the_vendor_query_interval(nx_env, monkeypatch):
+    """The sandbox refuses queries closer than 0.2 s (code 88 "too frequent"); 4 threads share
+    the hook's 0.25 s spacing, so every page still arrives exactly once."""
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook, QueryStats
+
+    sandbox, _ = nx_env
+    conn = json.loads(sandbox.nxcloud_connection_json())
+    conn["extra"]["query_min_interval_s"] = 0.25
+    monkeypatch.setenv("AIRFLOW_CONN_NXCLOUD_SPACED", json.dumps(conn))
+    hook = NxCloudHook("nxcloud_spaced", query_concurrency=4)
+    phones = mx(1000, start=300_000)
+    hook.submit_numbers(phones, batch_no="spaced", check_level=1)
+    sandbox.control.settings(query_min_interval_s=0.2)
+    stats = QueryStats()
+    got = [
+        r["phone"]
+        for page in hook.iter_query_results("spaced", datetime.now(UTC).date(), stats=stats)
+        for r in page
+    ]
+    assert sorted(got) == sorted(phones) and stats.pages == 10
