@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -305,3 +305,104 @@ def test_concurrent_paging_respects_the_vendor_query_interval(nx_env, monkeypatc
         for r in page
     ]
     assert sorted(got) == sorted(phones) and stats.pages == 10
+
+
+# ---- daily reconciliation ----------------------------------------------------------------------
+
+
+def submit_on_past_day(sandbox, dsn: str, receiver_dr_url: str, days_ago: int, phones: list[str]) -> str:
+    """A batch submitted ``days_ago`` days back: the sandbox clock is set back that far (its ts
+    window widened so our real-time ``ts`` is still accepted), our submission row is dated the same
+    day, and the pushes land in the inbox now."""
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
+
+    sandbox.control.settings(ts_window_s=20 * 86400)
+    sandbox.control.clock(offset_s=-days_ago * 86400)
+    chunk = Chunk(f"daily-{days_ago}d-MX-0000", "MX", 5, 0, tuple(phones))
+    with psycopg.connect(dsn) as conn:
+        submit_chunk(conn, NxCloudHook(), chunk, dr_url=receiver_dr_url, dag_id="test", run_id=f"d{days_ago}")
+        conn.execute(
+            "UPDATE ops.number_check_submission SET submitted_at = submitted_at - make_interval(days => %s) "
+            "WHERE batch_no = %s",
+            (days_ago, chunk.batch_no),
+        )
+        conn.commit()
+    sandbox.control.wait_pushes()
+    sandbox.control.clock(offset_s=0)
+    return chunk.batch_no
+
+
+def run_daily_for(run_dag, day):
+    """The daily DAG for vendor date ``day``: ``dag.test(logical_date=T)`` with this 1-day-interval
+    trigger timetable gets the data interval [T - 1 day, T], so T is the 04:00 run after ``day``."""
+    after = day + timedelta(days=1)
+    return run_dag(DAILY_DAG_ID, logical_date=datetime(after.year, after.month, after.day, 4, tzinfo=UTC))
+
+
+def test_daily_backfill_over_3_days_loads_the_pushed_rows_and_flags_a_dropped_push(
+    nx_env, live_receiver, run_dag
+):
+    from phonecheck.webhook_urls import NXCLOUD_NUMBER_CHECK, webhook_url
+
+    sandbox, dsn = nx_env
+    dr_url = webhook_url(NXCLOUD_NUMBER_CHECK, base_url=live_receiver.base_url, token=live_receiver.token)
+    today = datetime.now(UTC).date()
+    batches = {}
+    for days_ago in (3, 2, 1):
+        if days_ago == 2:
+            sandbox.control.faults({"target": "push.number_check", "kind": "drop", "count": 1})
+        batches[days_ago] = submit_on_past_day(sandbox, dsn, dr_url, days_ago, mx(12, start=days_ago * 1000))
+        sandbox.control.faults()
+    dropped = [p for p in sandbox.control.pushes(kind="number_check") if p["outcome"] == "dropped"]
+    assert len(dropped) == 1 and dropped[0]["batch_no"] == batches[2]
+    assert rows(dsn, "SELECT count(*) FROM telco.nxcloud_number_check")[0][0] == 0  # nothing loaded yet
+
+    # the backfill: one dag.test() per logical date (what `airflow backfill create` schedules)
+    for days_ago in (3, 2, 1):
+        run = run_daily_for(run_dag, today - timedelta(days=days_ago))
+        assert state_of(run) == "success", task_states(run)
+
+    report = rows(
+        dsn,
+        "SELECT vendor_date, batch_no, query_rows, pages_fetched, missing_push_count, missing_push_phones "
+        "FROM ops.query_sync_report ORDER BY vendor_date",
+    )
+    assert report == [
+        (today - timedelta(days=3), batches[3], 12, 1, 0, []),
+        (today - timedelta(days=2), batches[2], 12, 1, 1, [dropped[0]["phone"]]),
+        (today - timedelta(days=1), batches[1], 12, 1, 0, []),
+    ]
+    # the rows the daily sync loaded (query API) are the rows the pushes carried
+    with psycopg.connect(dsn) as conn:
+        pushes = [
+            parse_number_check_push(p)
+            for (p,) in conn.execute(
+                "SELECT payload FROM raw.webhook_event WHERE endpoint = 'nxcloud_number_check'"
+            )
+        ]
+    assert len(pushes) == 35
+    loaded = loaded_rows(dsn, list(batches.values()))
+    assert len(loaded) == 36
+    for push in pushes:
+        row = loaded[push["phone"]]
+        carried = {
+            k: v for k, v in push.items() if k in COMPARED and v is not None and k not in ("code", "msg")
+        }
+        assert carried and {k: row[k] for k in carried} == carried, push["phone"]
+        assert row["check_level"] == 5
+    lost = loaded[dropped[0]["phone"]]
+    assert lost["code"] is None and lost["message_id"]  # known from the query API only
+
+
+def test_a_day_15_days_back_fails_fast_with_the_14_day_message(nx_env, run_dag, caplog, capfd):
+    sandbox, _ = nx_env
+    day = datetime.now(UTC).date() - timedelta(days=15)
+    with caplog.at_level("INFO"):
+        run = run_daily_for(run_dag, day)
+    out, err = capfd.readouterr()
+    assert state_of(run) == "failed"
+    assert task_states(run)["plan"] == "failed"
+    text = caplog.text + out + err
+    assert f"vendor date {day} is 15 days old: the NXCLOUD query API only keeps the last 14 days" in text
+    assert "we hold 0 submission(s) from that day" in text
+    assert sandbox.control.calls(event="nxcloud.query") == []  # failed fast: no vendor call
