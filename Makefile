@@ -43,7 +43,7 @@ lock: $(STAMP)
 		--no-header --no-annotate -o requirements.txt
 
 demo: $(STAMP)
-	$(BIN)/python -m phonecheck.cli demo
+	$(BIN)/python -m phonecheck_airflow.demo
 
 migrate: $(STAMP)
 	$(BIN)/python -m phonecheck.cli migrate

@@ -176,8 +176,9 @@ NXCLOUD_DIAL_RESPONSE = CodeSet(
         "power_off_or_out_of_service": "Power off or out of service area",
         "voicemail": "Voicemail",
         "others": "Temporarily unable to connect",
+        "": "empty string: query rows of call checks that produced no dial result (as SEED 001 shows for live.*)",
     },
-    "SEED 000 dial.response",
+    "SEED 000 dial.response; empty string by analogy with SEED 001 query rows",
     columns=((NUMBER_CHECK, "response"),),
 )
 

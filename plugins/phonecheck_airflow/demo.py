@@ -1,0 +1,320 @@
+"""``make demo``: the main job, end to end, on embedded defaults.
+
+What it does, with progress on the way:
+
+1. the warehouse: ``WAREHOUSE_DSN``, or the embedded PostgreSQL under ``.local/pgdata``;
+   migrations applied;
+2. the vendor sandbox and the standalone webhook receiver, as local processes;
+3. through real Airflow (``dag.test()`` on a SQLite metadata DB under ``.local/demo/airflow``):
+   * ``nxcloud_number_check`` three times (basic, HLR, call check) on a few hundred numbers
+     from several countries, some of them invalid (rejected offline, never paid for);
+   * ``accuauth_phone_check`` on Mexican numbers, some answered at once, some pending for a
+     few polls (deferred wait in the trigger);
+   * a day of voice receipts and privacy-number call records pushed by the sandbox to the
+     receiver, then ``telco_push_processing``;
+   * ``nxcloud_number_check_daily`` for today (query API reconciliation);
+   every pipeline validates what it loaded (Great Expectations, results in ``dq``);
+4. prints what landed, and stops everything it started.
+
+Running it again adds no duplicate rows: numbers checked in the first run are fresh and
+skipped, pushes are deduplicated on their vendor keys, the voice day is sent once per date.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from phonecheck import warehouse
+
+DEMO_EXT = "make-demo"  # marks the demo's voice receipts (SEED 003 ``ext``)
+T0 = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[demo {time.monotonic() - T0:6.1f}s] {message}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# inputs: deterministic numbers the sandbox knows (outcomes follow the last digit)
+# --------------------------------------------------------------------------------------------
+
+#: (E.164 prefix, national digits to add) for mobile ranges valid in libphonenumber.
+MOBILE_RANGES = {
+    "MX": ("+52155", 8),  # +52 1 55 is the old mobile form: use +52 55 instead, below
+    "CN": ("+86138", 8),
+    "NG": ("+234803", 7),
+    "IN": ("+9198", 8),
+    "BR": ("+55119", 8),
+    "PH": ("+63917", 7),
+    "CO": ("+57310", 7),
+    "GB": ("+447400", 6),
+}
+MOBILE_RANGES["MX"] = ("+5255", 8)
+
+
+def demo_numbers(per_country: int, offset: int = 0) -> list[str]:
+    numbers = []
+    for prefix, width in MOBILE_RANGES.values():
+        for i in range(per_country):
+            numbers.append(f"{prefix}{(1_234_000 + offset + i * 7):0{width}d}"[: len(prefix) + width])
+    return numbers
+
+
+INVALID_INPUTS = ["12345", "+44 20 79", "not a number", "+999 123456", "0000", "+52 55 1234 56789012"]
+
+
+# --------------------------------------------------------------------------------------------
+# processes
+# --------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_receiver(port: int, dsn: str, token: str, log_path: Path, spool: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "WAREHOUSE_DSN": dsn,
+        "TELCO_WEBHOOK_TOKEN": token,
+        "RECEIVER_PORT": str(port),
+        "RECEIVER_SPOOL_DIR": str(spool),
+    }
+    log = open(log_path, "ab")  # noqa: SIM115 - the child keeps it
+    return subprocess.Popen(
+        [sys.executable, "-m", "phonecheck.receiver"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------
+
+
+def run_dag(dagbag, dag_id: str, conf: dict) -> str:
+    started = time.monotonic()
+    dag_run = dagbag.dags[dag_id].test(run_conf=conf)
+    state = str(getattr(dag_run, "state", "unknown"))
+    failed = [
+        ti.task_id for ti in dag_run.get_task_instances() if str(ti.state) not in ("success", "skipped")
+    ]
+    say(
+        f"  {dag_id}: {state} in {time.monotonic() - started:.0f} s"
+        + (f" (not ok: {failed})" if failed else "")
+    )
+    if state != "success":
+        raise SystemExit(f"demo: {dag_id} ended {state}; task logs under {os.environ['AIRFLOW_HOME']}/logs")
+    return state
+
+
+def send_voice_and_calls(sandbox_url: str, receiver_base: str, token: str, dsn: str) -> None:
+    import httpx
+    import psycopg
+
+    today = datetime.now(UTC).date().isoformat()
+    marker = f"{DEMO_EXT}-{today}"
+    with psycopg.connect(dsn) as conn:
+        already = conn.execute(
+            "SELECT count(*) FROM telco.nxcloud_voice_receipt WHERE ext = %s", (marker,)
+        ).fetchone()[0]
+    from phonecheck.sandbox.config import SandboxConfig
+
+    cfg = SandboxConfig()
+    if already:
+        say(f"  voice: today's demo receipts already received ({already}); not sending again")
+    else:
+        phones = [n[1:] for n in demo_numbers(40, offset=500) if n.startswith("+52")]
+        answer = httpx.post(
+            f"{sandbox_url}/nxcloud/api/voiceSms/notsend",
+            data={
+                "appkey": cfg.nxcloud_appkey,
+                "secretkey": cfg.nxcloud_voice_secretkey,
+                "phone": ",".join(p[2:] for p in phones),
+                "country_code": "52",
+                "show_phone": "5255000000",
+                "content": "Your code is 1-2-3-4",
+                "lang": "es",
+                "ext": marker,
+            },
+            headers={"X-Sandbox-Dr-Url": f"{receiver_base}/nxcloud/voice/{token}"},
+            timeout=30,
+        )
+        say(f"  voice: {len(phones)} notifications sent (answer code {answer.json().get('code')})")
+    day_id = int(today.replace("-", ""))
+    for i, callee in enumerate(demo_numbers(2, offset=900)[:12]):
+        httpx.post(
+            f"{sandbox_url}/_sandbox/pns/call",
+            json={
+                "caller": "85235757583",
+                "callee": callee[1:],
+                "did": "85235757584",
+                "url": f"{receiver_base}/nxcloud/call/{token}",
+                "id": day_id * 100 + i,  # deterministic: a second run is a vendor retry, deduplicated
+                "callId": str(day_id * 100 + i),
+                "shape": "legList" if i % 3 == 0 else "flat",
+            },
+            timeout=30,
+        ).raise_for_status()
+    say("  calls: 12 privacy-number calls placed (call records pushed with retries)")
+    httpx.post(f"{sandbox_url}/_sandbox/wait", json={"timeout_s": 60}, timeout=70)
+
+
+def summary(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        print("\n=== what landed in the warehouse", flush=True)
+        for schema, name, kind in warehouse.list_tables(dsn):
+            if schema in ("telco", "raw", "ops", "dq", "mart"):
+                count = conn.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchone()[0]  # noqa: S608
+                print(f"  {kind:5s} {schema}.{name:32s} {count:>7} rows")
+        print("\n=== numbers rejected offline (never sent to a vendor)")
+        for reason, n in conn.execute(
+            "SELECT reason, count(*) FROM ops.rejected_number GROUP BY 1 ORDER BY 2 DESC, 1"
+        ):
+            print(f"  {n:>4} x {reason}")
+        print("\n=== spend (mart.daily_spend)")
+        for row in conn.execute(
+            "SELECT day, vendor, check_level, currency, sum(checks), sum(spend) FROM mart.daily_spend "
+            "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+        ):
+            print(
+                f"  {row[0]} {row[1]:8s} level={row[2]!s:4s} {row[3] or '-':4s} checks={row[4]:>5} spend={row[5]}"
+            )
+        print("\n=== quality (dq.validation_result)")
+        for table, ok, bad in conn.execute(
+            "SELECT table_name, count(*) FILTER (WHERE success), count(*) FILTER (WHERE NOT success) "
+            "FROM dq.validation_result GROUP BY 1 ORDER BY 1"
+        ):
+            print(f"  {table:32s} {ok:>4} expectations passed, {bad} failed")
+    docs = os.environ.get("PHONECHECK_DATA_DOCS_DIR", str(warehouse.local_dir() / "data_docs"))
+    print(f"\nData Docs (HTML): {docs}")
+
+
+def main() -> int:
+    local = warehouse.local_dir()
+    runtime = local / "runtime"  # platformdirs warns when XDG_RUNTIME_DIR is unset or shared
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
+    home = local / "demo" / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    logs = local / "demo" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    embedded = "WAREHOUSE_DSN" not in os.environ
+    sandbox = receiver = None
+    try:
+        say(
+            "starting the warehouse"
+            + (" (embedded PostgreSQL under .local/pgdata)" if embedded else " (WAREHOUSE_DSN)")
+        )
+        dsn = warehouse.resolve_dsn()
+        applied = warehouse.migrate(dsn)
+        say(f"warehouse ready, {len(applied)} migration(s) applied now")
+
+        from phonecheck_airflow import local as local_runtime
+
+        token = local_runtime.webhook_token(home)
+        receiver_port, sandbox_port = free_port(), free_port()
+        receiver_base = f"http://127.0.0.1:{receiver_port}/telco-webhooks"
+        receiver = start_receiver(receiver_port, dsn, token, logs / "receiver.log", local / "demo" / "spool")
+        sandbox = local_runtime.start_sandbox(
+            sandbox_port,
+            logs / "sandbox.log",
+            voice_dr_url=f"{receiver_base}/nxcloud/voice/{token}",
+            pns_push_url=f"{receiver_base}/nxcloud/call/{token}",
+        )
+        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        local_runtime.wait_for_http(f"{receiver_base}/healthz", 60, receiver, "receiver")
+        local_runtime.wait_for_http(f"{sandbox_url}/_sandbox/health", 60, sandbox, "vendor sandbox")
+        import httpx
+
+        # A compressed vendor clock: result pushes in ~0.1 s, a vendor minute = 0.2 s.
+        httpx.post(
+            f"{sandbox_url}/_sandbox/settings",
+            json={"vendor_minute_s": 0.2, "push_delay_s": 0.1, "accuauth_seconds_per_poll": 0.5},
+            timeout=10,
+        )
+        say(f"vendor sandbox {sandbox_url} and receiver {receiver_base}/... up (logs in {logs})")
+
+        settings = local_runtime.LocalSettings(home=home, warehouse_dsn=dsn, webhook_token=token)
+        env = local_runtime.airflow_env(settings, local_runtime.sandbox_connections(sandbox_url))
+        env["TELCO_WEBHOOK_BASE_URL"] = receiver_base
+        env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
+        # Task logs stay in files under AIRFLOW_HOME/logs; the console shows the demo's progress.
+        env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+        os.environ.update(env)
+
+        say("preparing Airflow's metadata database (SQLite)")
+        from airflow.dag_processing.dagbag import DagBag
+        from airflow.utils import db
+
+        with contextlib.redirect_stdout(open(logs / "airflow-db.log", "a")):  # noqa: SIM115
+            db.initdb()
+        dagbag = DagBag(dag_folder=str(local_runtime.DAGS_FOLDER))
+        if dagbag.import_errors:
+            raise SystemExit(f"demo: DAG import errors: {json.dumps(dagbag.import_errors, indent=1)}")
+
+        numbers = demo_numbers(25)
+        fast = {"wait_poll_seconds": 1, "wait_timeout_minutes": 5}
+        for level, count in (("basic", 200), ("hlr", 80), ("call", 40)):
+            entries = numbers[:count] + INVALID_INPUTS
+            say(f"nxcloud_number_check, {level}: {len(entries)} inputs ({len(INVALID_INPUTS)} invalid)")
+            run_dag(
+                dagbag,
+                "nxcloud_number_check",
+                {"numbers": "\n".join(entries), "default_region": "MX", "check_level": level,
+                 "batch_label": f"demo-{level}", "budget": 100, **fast},
+            )  # fmt: skip
+
+        mx = [n for n in demo_numbers(60, offset=300) if n.startswith("+52")]
+        say(f"accuauth_phone_check: {len(mx)} Mexican numbers (some pending for a few polls)")
+        run_dag(
+            dagbag,
+            "accuauth_phone_check",
+            {
+                "numbers": "\n".join(mx),
+                "default_region": "MX",
+                "poll_interval_s": 1.0,
+                "max_poll_interval_s": 2.0,
+            },
+        )
+
+        say("a day of voice receipts and call records, pushed by the sandbox to the receiver")
+        send_voice_and_calls(sandbox_url, receiver_base, token, dsn)
+        run_dag(dagbag, "telco_push_processing", {})
+
+        today = datetime.now(UTC).date().isoformat()
+        say(f"nxcloud_number_check_daily for {today} (query API reconciliation)")
+        run_dag(dagbag, "nxcloud_number_check_daily", {"vendor_date": today})
+
+        summary(dsn)
+        say("done")
+        return 0
+    finally:
+        for proc in (sandbox, receiver):
+            if proc is not None:
+                from phonecheck_airflow.local import stop_process_group
+
+                stop_process_group(proc, signal.SIGTERM, grace_s=10)
+        if embedded:
+            warehouse.stop_embedded()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
