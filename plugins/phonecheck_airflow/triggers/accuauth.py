@@ -5,24 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from phonecheck_airflow.warehouse import dsn_from_connection
+
 log = logging.getLogger(__name__)
-
-
-def _libpq_uri(conn: Any) -> str:
-    """libpq URI of a postgres connection (a host starting with ``/`` is a socket directory);
-    same rules as :func:`phonecheck_airflow.warehouse.warehouse_dsn`, for an already-read conn."""
-    user = quote(conn.login or "postgres", safe="")
-    password = quote(conn.password or "", safe="")
-    host = conn.host or "localhost"
-    dbname = conn.schema or "postgres"
-    port = conn.port or 5432
-    if host.startswith("/"):
-        return f"postgresql://{user}:{password}@/{dbname}?host={quote(host, safe='/')}&port={port}"
-    return f"postgresql://{user}:{password}@{host}:{port}/{dbname}"
 
 
 class AccuAuthTaskTrigger(BaseTrigger):
@@ -114,7 +102,9 @@ class AccuAuthTaskTrigger(BaseTrigger):
         selector = WaitSelector(self.run_id, self.max_submission_id)
         warehouse = await BaseHook.aget_connection(self.warehouse_conn_id)
         hook = AccuAuthHook(self.accuauth_conn_id)
-        async with await psycopg.AsyncConnection.connect(_libpq_uri(warehouse), autocommit=True) as wh:
+        async with await psycopg.AsyncConnection.connect(
+            dsn_from_connection(warehouse), autocommit=True
+        ) as wh:
             # the trigger may run twice and must never write: make that a database guarantee
             await wh.execute("SET default_transaction_read_only = on")
             tasks = await aopen_tasks(wh, selector)

@@ -18,9 +18,10 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from phonecheck_airflow.warehouse import async_warehouse_dsn
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +30,6 @@ SELECT count(*), max(event_id)
 FROM raw.webhook_event
 WHERE processed_at IS NULL AND parse_status = 'parsed'
 """
-
-
-def dsn_from_connection(conn: Any) -> str:
-    """libpq URI of an Airflow postgres connection (a host starting with ``/`` is a socket dir)."""
-    user = quote(conn.login or "postgres", safe="")
-    password = quote(conn.password or "", safe="")
-    host = conn.host or "localhost"
-    dbname = conn.schema or "postgres"
-    port = conn.port or 5432
-    if host.startswith("/"):
-        return f"postgresql://{user}:{password}@/{dbname}?host={quote(host, safe='/')}&port={port}"
-    return f"postgresql://{user}:{password}@{host}:{port}/{dbname}"
 
 
 class WebhookInboxTrigger(BaseEventTrigger):
@@ -70,9 +59,7 @@ class WebhookInboxTrigger(BaseEventTrigger):
         )
 
     async def _dsn(self) -> str:
-        from airflow.sdk import BaseHook
-
-        return dsn_from_connection(await BaseHook.aget_connection(self.conn_id))
+        return await async_warehouse_dsn(self.conn_id)
 
     async def pending(self, dsn: str) -> tuple[int, int | None]:
         """(unprocessed decodable rows, newest such event id) — a read-only query."""
