@@ -207,6 +207,37 @@ def test_injected_5xx_and_429_still_load_every_row_and_every_retry_is_signed_ane
     assert_rows_as_predicted(dsn, run_batches(dsn, run), numbers, level=1)
 
 
+def test_the_wait_defers_until_late_pushes_arrive(nx_env, run_dag, caplog, capfd):
+    sandbox, dsn = nx_env
+    sandbox.control.settings(push_delay_s=2.0)  # pushes come after the sensor's first poke
+    numbers = mx(30, start=9000)
+    with caplog.at_level("INFO"):
+        run = run_dag(DAG_ID, conf=ui_conf(["+" + n for n in numbers]))
+    text = caplog.text + "".join(capfd.readouterr())
+    assert state_of(run) == "success", task_states(run)
+    assert "NXCLOUD results for 1 batch(es): 0/30" in text  # the poke found nothing yet
+    assert "NXCLOUD results: all 30 numbers have a result" in text  # resumed from the trigger
+    assert (
+        rows(dsn, "SELECT count(*) FROM telco.nxcloud_number_check WHERE raw_event_id IS NOT NULL")[0][0]
+        == 30
+    )
+    assert_rows_as_predicted(dsn, run_batches(dsn, run), numbers, level=1)
+
+
+def test_pushes_that_never_come_time_out_softly_and_the_query_api_fills_in(nx_env, run_dag, caplog, capfd):
+    sandbox, dsn = nx_env
+    sandbox.control.faults({"target": "push.number_check", "kind": "drop"})  # every push lost
+    numbers = mx(20, start=9500)
+    with caplog.at_level("INFO"):
+        run = run_dag(DAG_ID, conf=ui_conf(["+" + n for n in numbers], wait_timeout_minutes=0.03))
+    text = caplog.text + "".join(capfd.readouterr())
+    assert state_of(run) == "success", task_states(run)
+    assert "only 0/20 numbers have a result" in text
+    assert "20 push(es) never arrived" in text
+    got = loaded_rows(dsn, run_batches(dsn, run))
+    assert sorted(got) == sorted(numbers) and all(r["code"] is None for r in got.values())  # query rows only
+
+
 def test_over_budget_and_dry_run_spend_nothing(nx_env, run_dag, caplog, capfd):
     sandbox, dsn = nx_env
     numbers = ["+" + n for n in mx(40, start=7000)]
