@@ -7,24 +7,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
-from urllib.parse import quote
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 log = logging.getLogger(__name__)
-
-
-def _libpq_uri(conn: Any) -> str:
-    """libpq URI of a postgres connection (host starting with ``/`` = socket directory); same
-    rules as :func:`phonecheck_airflow.warehouse.warehouse_dsn`, for a connection read async."""
-    user = quote(conn.login or "postgres", safe="")
-    password = quote(conn.password or "", safe="")
-    host = conn.host or "localhost"
-    dbname = conn.schema or "postgres"
-    port = conn.port or 5432
-    if host.startswith("/"):
-        return f"postgresql://{user}:{password}@/{dbname}?host={quote(host, safe='/')}&port={port}"
-    return f"postgresql://{user}:{password}@{host}:{port}/{dbname}"
 
 
 class NxCloudResultsTrigger(BaseTrigger):
@@ -79,10 +65,10 @@ class NxCloudResultsTrigger(BaseTrigger):
         return expected, results
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow.sdk import BaseHook
+        from phonecheck_airflow.warehouse import async_warehouse_dsn
 
         try:
-            dsn = _libpq_uri(await BaseHook.aget_connection(self.warehouse_conn_id))
+            dsn = await async_warehouse_dsn(self.warehouse_conn_id)
         except Exception as exc:  # noqa: BLE001 - reported to the sensor, which fails clearly
             yield TriggerEvent(
                 {"status": "error", "message": f"warehouse connection: {type(exc).__name__}: {exc}"}
