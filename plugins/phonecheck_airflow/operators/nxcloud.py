@@ -434,13 +434,3 @@ def sync_day(
         hook.api_calls["query"], totals["missing"],
     )  # fmt: skip
     return loaded
-
-
-def validate_placeholder(batch_nos: list[str]) -> list[str]:
-    """Hook point for the quality checks of issue #7 (``ValidateLoadedRowsOperator``)."""
-    log.info(
-        "quality checks of %s for %d batch(es): not wired yet - see issue #7",
-        NUMBER_CHECK_TABLE,
-        len(batch_nos),
-    )
-    return batch_nos
