@@ -130,8 +130,8 @@ def airflow_env(
 ) -> dict[str, str]:
     """The environment for every local Airflow process (standalone or its components).
 
-    ``connections``: ``AIRFLOW_CONN_*`` values to set unless ``base_env`` already has one
-    (a user's real vendor credentials win over the sandbox's). Paths, the metadata DB and the
+    ``connections``: vendor ``AIRFLOW_CONN_*`` values to set unless ``base_env`` already has
+    one (a user's real vendor credentials win over the sandbox's). Paths, the metadata DB and the
     ports are always set here: they are what makes the processes agree with each other.
     """
     env = dict(os.environ if base_env is None else base_env)
@@ -155,12 +155,15 @@ def airflow_env(
             "WAREHOUSE_DSN": settings.warehouse_dsn,
             "TELCO_WEBHOOK_TOKEN": settings.webhook_token,
             "RECEIVER_SPOOL_DIR": str(home / "receiver-spool"),
-            "PHONECHECK_RECEIVER_BASE_URL": settings.api_base_url + RECEIVER_PREFIX,
         }
     )
+    # Where vendors push results (drUrl / callback): the receiver mounted in the api-server. Real
+    # vendors cannot reach localhost: set TELCO_WEBHOOK_BASE_URL to a public URL (tunnel) instead.
+    env.setdefault("TELCO_WEBHOOK_BASE_URL", settings.api_base_url + RECEIVER_PREFIX)
     # A laptop does not need 32 LocalExecutor worker processes; the user's value wins.
     env.setdefault("AIRFLOW__CORE__PARALLELISM", "8")
-    env.setdefault(CONNECTION_ENV["warehouse"], warehouse.airflow_connection_json(settings.warehouse_dsn))
+    # One warehouse for the receiver (WAREHOUSE_DSN) and the tasks (the `warehouse` connection).
+    env[CONNECTION_ENV["warehouse"]] = warehouse.airflow_connection_json(settings.warehouse_dsn)
     for name, value in connections.items():
         env.setdefault(name, value)
     # The test harness's unit-test switch would change Airflow's behaviour in real processes.
