@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs once, when the postgres service initialises an empty data volume (the official postgres
+# image executes /docker-entrypoint-initdb.d/*.sh as the superuser). POSTGRES_DB (the Airflow
+# metadata database) already exists; this adds the warehouse:
+#   * role WAREHOUSE_DB_USER (login, no superuser) owning database WAREHOUSE_DB_NAME: the
+#     receiver, the tasks and the init service's migrations all use it;
+#   * role analyst (no login): the read-only role migration V0400 grants SELECT to; created
+#     here because the warehouse owner has no CREATEROLE.
+# Values reach SQL as psql variables (:'name' quotes a literal, :"name" an identifier), never
+# by string pasting.
+set -euo pipefail
+
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
+  -v wh_user="$WAREHOUSE_DB_USER" -v wh_password="$WAREHOUSE_DB_PASSWORD" -v wh_db="$WAREHOUSE_DB_NAME" <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'wh_user', :'wh_password')
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'wh_user') \gexec
+SELECT 'CREATE ROLE analyst NOLOGIN'
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'analyst') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'wh_db', :'wh_user')
+WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'wh_db') \gexec
+SQL
