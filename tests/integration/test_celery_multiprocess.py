@@ -256,8 +256,3 @@ def test_celery_executor_runs_nxcloud_number_check_triggered_like_the_ui(
     assert {t["queue"] for t in run.tasks} == {queue}, [(t["task_id"], t["queue"]) for t in run.tasks]
     worker_log = cluster.components["celery-worker"].output()
     assert worker_log.count("execute_workload") >= len(run.tasks), worker_log[-3000:]
-    triggerer_log = cluster.components["triggerer"].output()
-    print(
-        "[triggerer] "
-        + " / ".join(line[:160] for line in triggerer_log.splitlines() if "rigger" in line)[-1500:]
-    )
