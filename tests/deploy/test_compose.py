@@ -1,0 +1,347 @@
+"""docker-compose.yaml refers only to things that exist, and takes every secret from .env.
+
+No Docker engine is needed: the file is read as YAML and each reference is checked against
+the repository (build context, Dockerfile and what it copies, ``python -m`` modules, Airflow
+CLI commands, bind-mounted paths, ``${VAR}`` settings in .env.example). When Debian's
+``docker-compose`` (1.29) is installed, ``docker-compose config -q`` validates the file too
+(CI installs it; the test says so and skips without it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "docker-compose.yaml"
+ENV_EXAMPLE = REPO / ".env.example"
+
+AIRFLOW_SERVICES = {
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+}
+EXPECTED_SERVICES = AIRFLOW_SERVICES | {"postgres", "redis", "receiver"}
+# ${VAR}, ${VAR:-default}, ${VAR:?error}; "$$" is compose's escape for a literal "$".
+VARIABLE_RE = re.compile(
+    r"(?<!\$)\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?][^}]*)?\}|([A-Za-z_][A-Za-z0-9_]*))"
+)
+SECRET_NAME_RE = re.compile(
+    r"PASSWORD|SECRET|TOKEN|FERNET|_KEY$|^AIRFLOW_CONN_|DSN|SQL_ALCHEMY_CONN|BROKER_URL|RESULT_BACKEND"
+)
+# Commands that exist only in the image: the FAB auth manager (airflow users ...) is one of the
+# providers apache/airflow preinstalls; the project's lock does not include it.
+IMAGE_ONLY_AIRFLOW_COMMANDS = {("users", "create")}
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def services() -> dict[str, dict]:
+    return compose()["services"]
+
+
+def env_example() -> dict[str, str]:
+    """KEY=VALUE lines of .env.example; surrounding quotes removed like compose's dotenv does."""
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f".env.example: not KEY=VALUE: {line!r}"
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def as_argv(command) -> list[str]:
+    return list(command) if isinstance(command, list) else shlex.split(command)
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def test_the_stack_has_every_service_with_a_healthcheck():
+    found = services()
+    assert EXPECTED_SERVICES <= set(found), EXPECTED_SERVICES - set(found)
+    missing = [name for name, svc in found.items() if name != "airflow-init" and "healthcheck" not in svc]
+    assert missing == []
+    assert found["postgres"]["image"].startswith("postgres:16")
+    assert found["redis"]["image"].startswith("redis:")
+
+
+def test_build_context_dockerfile_and_copied_paths_exist():
+    ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()}
+    builds = {name: svc["build"] for name, svc in services().items() if "build" in svc}
+    assert AIRFLOW_SERVICES | {"receiver"} <= set(builds)
+    for name, build in builds.items():
+        context = (REPO / build["context"]).resolve()
+        dockerfile = context / build.get("dockerfile", "Dockerfile")
+        assert context.is_dir(), f"{name}: build context {context} missing"
+        assert dockerfile.is_file(), f"{name}: {dockerfile} missing"
+        for line in dockerfile.read_text().splitlines():
+            parts = line.split()
+            if parts and parts[0] == "COPY":
+                sources = [p for p in parts[1:-1] if not p.startswith("--")]
+                for source in sources:
+                    assert (context / source).exists(), f"{dockerfile.name}: COPY {source} not in the context"
+                    assert source not in ignored, f"{source} is copied but excluded by .dockerignore"
+
+
+def test_the_image_is_the_official_airflow_image_of_the_locked_version():
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    locked = re.search(
+        r"^apache-airflow==(\S+)$", (REPO / "requirements.txt").read_text(), re.MULTILINE
+    ).group(1)
+    assert f"ARG AIRFLOW_IMAGE=apache/airflow:{locked}-python3.11" in dockerfile
+    assert f"ARG AIRFLOW_VERSION={locked}" in dockerfile
+    assert "-r /opt/phonecheck/requirements.txt" in dockerfile
+    assert "pip install --no-deps /opt/phonecheck" in dockerfile
+
+
+def _commands() -> dict[str, list[tuple[str, list[str]]]]:
+    """Every command line a service runs, with where it comes from: ``command`` (for the
+    Airflow services, an ``airflow`` subcommand: the image's entrypoint adds ``airflow``),
+    ``script`` (a line of a ``bash -c`` command) or ``healthcheck``."""
+    found: dict[str, list[tuple[str, list[str]]]] = {}
+    for name, svc in services().items():
+        lines: list[tuple[str, list[str]]] = []
+        if "command" in svc:
+            argv = as_argv(svc["command"])
+            if argv[:2] == ["bash", "-c"]:
+                script = argv[2].replace("\\\n", " ")
+                lines += [("script", shlex.split(line)) for line in script.splitlines() if line.strip()]
+            else:
+                lines.append(("command", argv))
+        test = (svc.get("healthcheck") or {}).get("test")
+        if test:
+            lines.append(("healthcheck", shlex.split(test[1]) if test[0] == "CMD-SHELL" else list(test[1:])))
+        found[name] = lines
+    return found
+
+
+def _module_exists(module: str) -> bool:
+    rel = Path(*module.split("."))
+    for root in (REPO / "include", REPO / "plugins"):
+        if (root / rel / "__main__.py").is_file() or (root / rel).with_suffix(".py").is_file():
+            return True
+    return False
+
+
+def test_python_modules_the_services_run_exist_in_the_repo():
+    checked = []
+    for name, lines in _commands().items():
+        for _, argv in lines:
+            if argv[:2] == ["python", "-m"]:
+                assert _module_exists(argv[2]), (
+                    f"{name}: python -m {argv[2]}: no such module in include/ or plugins/"
+                )
+                checked.append(argv[2])
+    assert {"phonecheck.receiver", "phonecheck.cli"} <= set(checked)
+    cli = (REPO / "include" / "phonecheck" / "cli.py").read_text()
+    assert '"migrate"' in cli  # python -m phonecheck.cli migrate
+
+
+_CLI_PROBE = """
+import json, sys
+from airflow.cli import cli_parser
+import airflow.providers.celery.executors.celery_executor as celery_executor
+assert hasattr(celery_executor, "app"), "no Celery app for the worker healthcheck"
+parser = cli_parser.get_parser()
+bad = []
+for argv in json.loads(sys.argv[1]):
+    try:
+        parser.parse_args(argv)
+    except SystemExit:
+        bad.append(argv)
+print(json.dumps(bad))
+"""
+
+
+def test_airflow_commands_the_services_run_exist():
+    """Parsed by Airflow's own CLI parser, configured for CeleryExecutor as in the compose file."""
+    commands = []
+    for name, lines in _commands().items():
+        for kind, argv in lines:
+            if argv and argv[0] == "airflow":
+                argv = argv[1:]
+            elif not (kind == "command" and name in AIRFLOW_SERVICES and argv[0] not in ("bash", "python")):
+                continue
+            if tuple(argv[:2]) not in IMAGE_ONLY_AIRFLOW_COMMANDS:
+                commands.append([a.replace("$${", "${") for a in argv])
+    assert ["celery", "worker"] in commands and ["db", "migrate"] in commands, commands
+    env = {**os.environ, "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}
+    out = subprocess.run(
+        [sys.executable, "-c", _CLI_PROBE, json.dumps(commands)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_every_variable_the_compose_file_reads_is_in_env_example_and_nothing_else():
+    used = set()
+    text = "\n".join(line for line in COMPOSE.read_text().splitlines() if not line.lstrip().startswith("#"))
+    for match in VARIABLE_RE.finditer(text):
+        used.add(match.group(1) or match.group(2))
+    defined = set(env_example())
+    assert used - defined == set(), "used in docker-compose.yaml, missing from .env.example"
+    assert defined - used == set(), "in .env.example but never read by docker-compose.yaml"
+
+
+def test_secrets_come_only_from_env():
+    """A secret-looking setting is always a substitution, never a literal in the file."""
+    literal = []
+    for name, svc in services().items():
+        for key, value in environment(svc).items():
+            if SECRET_NAME_RE.search(key) and "${" not in value:
+                literal.append(f"{name}: {key}")
+            if re.search(r"://[^/\s]*:[^/\s]*@", value) and "${" not in value.split("@")[0]:
+                literal.append(f"{name}: {key} (credentials in a URL)")
+    assert literal == []
+
+
+def test_bind_mounts_exist_and_named_volumes_are_declared():
+    declared = set(compose().get("volumes") or {})
+    for name, svc in services().items():
+        for volume in svc.get("volumes") or []:
+            source = volume.split(":")[0] if isinstance(volume, str) else volume["source"]
+            if source.startswith((".", "/")):
+                assert (REPO / source).exists(), f"{name}: host path {source} does not exist"
+                assert source.rstrip("/") not in ("./plugins", "plugins"), (
+                    "plugins/ must not be mounted: the package is installed in the image"
+                )
+            else:
+                assert source in declared, f"{name}: volume {source} not declared at the top level"
+
+
+def test_celery_executor_settings_are_shared_by_every_airflow_service():
+    for name in AIRFLOW_SERVICES:
+        env = environment(services()[name])
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/", (
+            name
+        )
+        assert "${AIRFLOW_JWT_SECRET" in env["AIRFLOW__API_AUTH__JWT_SECRET"], name
+        assert "${AIRFLOW_FERNET_KEY" in env["AIRFLOW__CORE__FERNET_KEY"], name
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://"), name
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://"), name
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://"), name
+        for conn in (
+            "AIRFLOW_CONN_WAREHOUSE",
+            "AIRFLOW_CONN_NXCLOUD_DEFAULT",
+            "AIRFLOW_CONN_ACCUAUTH_DEFAULT",
+        ):
+            assert conn in env, f"{name}: {conn}"
+        assert {"TELCO_WEBHOOK_BASE_URL", "TELCO_WEBHOOK_TOKEN", "WAREHOUSE_DSN"} <= set(env), name
+    apiserver_ports = services()["airflow-apiserver"]["ports"]
+    assert any(str(p).endswith(":8080") for p in apiserver_ports)
+
+
+def test_init_migrates_both_databases():
+    script = as_argv(services()["airflow-init"]["command"])[-1]
+    assert "airflow db migrate" in script
+    assert "python -m phonecheck.cli migrate" in script
+    assert script.index("set -euo pipefail") < script.index("airflow db migrate")
+    for name in AIRFLOW_SERVICES - {"airflow-init"} | {"receiver"}:
+        depends = services()[name]["depends_on"]
+        assert depends["airflow-init"]["condition"] == "service_completed_successfully", name
+
+
+def test_receiver_service_contract():
+    receiver = services()["receiver"]
+    assert as_argv(receiver["command"]) == ["python", "-m", "phonecheck.receiver"]
+    env = environment(receiver)
+    assert {"WAREHOUSE_DSN", "TELCO_WEBHOOK_TOKEN", "RECEIVER_PORT"} <= set(env)
+    assert env["RECEIVER_HOST"] == "0.0.0.0"  # the default 127.0.0.1 is unreachable from outside
+    assert not any(k.startswith("AIRFLOW__") for k in env), "the receiver needs no Airflow settings"
+    port = env["RECEIVER_PORT"]
+    assert any(str(p).endswith(f":{port}") for p in receiver["ports"])
+    assert f"localhost:{port}/telco-webhooks/healthz" in " ".join(receiver["healthcheck"]["test"])
+    spool = env["RECEIVER_SPOOL_DIR"]
+    assert any(v.split(":")[1] == spool for v in receiver["volumes"]), (
+        "the voice spool must outlive the container"
+    )
+
+
+def test_env_example_connections_are_valid_json_of_the_contract_types():
+    values = env_example()
+    nxcloud = json.loads(values["AIRFLOW_CONN_NXCLOUD_DEFAULT"])
+    accuauth = json.loads(values["AIRFLOW_CONN_ACCUAUTH_DEFAULT"])
+    assert nxcloud["conn_type"] == "nxcloud" and {"host", "login", "password"} <= set(nxcloud)
+    assert {"appkey", "sign_algorithm", "query_timezone"} <= set(nxcloud["extra"])
+    assert accuauth["conn_type"] == "accuauth" and {"host", "login", "password"} <= set(accuauth)
+    assert values["TELCO_WEBHOOK_BASE_URL"].endswith("/telco-webhooks")
+
+
+def test_postgres_init_script_creates_the_warehouse():
+    init_dir = next(
+        v.split(":")[0] for v in services()["postgres"]["volumes"] if "/docker-entrypoint-initdb.d" in v
+    )
+    scripts = sorted((REPO / init_dir).glob("*.sh"))
+    assert scripts, f"no init script in {init_dir}"
+    text = scripts[0].read_text()
+    assert os.access(scripts[0], os.X_OK)
+    for var in ("WAREHOUSE_DB_USER", "WAREHOUSE_DB_PASSWORD", "WAREHOUSE_DB_NAME"):
+        assert var in text and var in environment(services()["postgres"])
+
+
+def _docker_compose() -> str:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip(
+            "docker-compose is not installed (apt-get install docker-compose); CI (.ci/run) installs it "
+            "and runs `docker-compose config -q` itself"
+        )
+    return binary
+
+
+def _config(binary: str, env_file: Path) -> subprocess.CompletedProcess:
+    # A clean environment: a variable exported in the shell would hide a gap in the env file.
+    return subprocess.run(
+        [binary, "-f", str(COMPOSE), "--env-file", str(env_file), "config", "-q"],
+        cwd=REPO,
+        env={"PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_docker_compose_config_accepts_the_file_with_env_example():
+    out = _config(_docker_compose(), ENV_EXAMPLE)
+    assert out.returncode == 0, out.stderr
+
+
+def test_docker_compose_config_refuses_a_missing_secret(tmp_path):
+    partial = tmp_path / "partial.env"
+    partial.write_text(
+        "\n".join(
+            line for line in ENV_EXAMPLE.read_text().splitlines() if not line.startswith("REDIS_PASSWORD=")
+        )
+    )
+    out = _config(_docker_compose(), partial)
+    assert out.returncode != 0
+    assert "REDIS_PASSWORD" in out.stderr
