@@ -1,0 +1,57 @@
+"""Fixtures of the fault suite (issue #9): a standalone receiver on a warehouse it can lose, and
+the NXCLOUD pipeline wired to the sandbox with the receiver as drUrl target.
+
+The shared fixtures (``sandbox``, ``vendor_connections``, ``live_receiver``,
+``disposable_warehouse``, ``run_dag``) come from ``tests/fixtures``; only the combinations the
+fault tests need are built here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.fixtures.receiver import PREFIX, LiveReceiver, _subprocess_server, free_port
+
+
+@pytest.fixture
+def outage_receiver(disposable_warehouse, receiver_token: str, tmp_path: Path) -> Iterator[LiveReceiver]:
+    """``python -m phonecheck.receiver`` (what ``make receiver`` runs) on a PostgreSQL server of
+    its own, which the test may stop and start again (never the shared embedded server)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "WAREHOUSE_DSN": disposable_warehouse.dsn,
+        "TELCO_WEBHOOK_TOKEN": receiver_token,
+        "RECEIVER_PORT": str(port),
+        "RECEIVER_SPOOL_DIR": str(tmp_path / "spool"),
+        # 10,000+ deliveries: the per-request access line is noise here (the route template only)
+        "RECEIVER_ACCESS_LOG": "0",
+    }
+    base = f"http://127.0.0.1:{port}{PREFIX}"
+    with _subprocess_server([sys.executable, "-m", "phonecheck.receiver"], env, base, 60) as output:
+        yield LiveReceiver(base, receiver_token, disposable_warehouse.dsn, tmp_path / "spool", output=output)
+
+
+@pytest.fixture
+def nxcloud_pipeline(vendor_connections, live_receiver, monkeypatch):
+    """The sandbox as ``nxcloud_default`` (no query spacing), the in-process receiver as drUrl
+    target, and contract prices for MX so the cost guard has something to add up."""
+    sandbox = vendor_connections
+    conn = json.loads(sandbox.nxcloud_connection_json())
+    conn["extra"]["query_min_interval_s"] = 0
+    monkeypatch.setenv("AIRFLOW_CONN_NXCLOUD_DEFAULT", json.dumps(conn))
+    monkeypatch.setenv("TELCO_WEBHOOK_BASE_URL", live_receiver.base_url)
+    monkeypatch.setenv("TELCO_WEBHOOK_TOKEN", live_receiver.token)
+    with psycopg.connect(live_receiver.dsn) as db:
+        db.execute(
+            "INSERT INTO ops.nxcloud_price_list (region_code, check_level, price, currency, note) VALUES "
+            "('MX', 1, 0.0040, 'USD', 'fault suite'), ('MX', 5, 0.0120, 'USD', 'fault suite')"
+        )
+    return sandbox, live_receiver
