@@ -498,6 +498,36 @@ def _stop_on_signals_ignored() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def write_passwords_file(args: argparse.Namespace) -> int:
+    """Write SimpleAuthManager's passwords file from the environment (docker-compose init).
+
+    ``AIRFLOW_ADMIN_USERNAME`` / ``AIRFLOW_ADMIN_PASSWORD`` -> ``{"<user>": "<password>"}`` at
+    ``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE``, mode 0600, replaced atomically. The
+    password is never printed.
+    """
+    username = os.environ.get("AIRFLOW_ADMIN_USERNAME", "")
+    password = os.environ.get("AIRFLOW_ADMIN_PASSWORD", "")
+    target = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", "")
+    if not (username and password and target):
+        print(
+            "write-passwords-file needs AIRFLOW_ADMIN_USERNAME, AIRFLOW_ADMIN_PASSWORD and "
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+            file=sys.stderr,
+        )
+        return 2
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({username: password}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    print(f"login for {username!r} written to {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m phonecheck_airflow.local", description=__doc__.split("\n")[0]
@@ -512,6 +542,11 @@ def main(argv: list[str] | None = None) -> int:
         "--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", DEFAULT_SANDBOX_PORT))
     )
     standalone.set_defaults(func=run_standalone)
+    passwords = sub.add_parser(
+        "write-passwords-file",
+        help="SimpleAuthManager passwords file from AIRFLOW_ADMIN_* (docker-compose init)",
+    )
+    passwords.set_defaults(func=write_passwords_file)
     args = parser.parse_args(argv)
     return args.func(args)
 
