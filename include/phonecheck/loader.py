@@ -1,8 +1,16 @@
-"""Fast idempotent loads into the typed tables: binary COPY into a temp staging table, then one
-``INSERT ... SELECT ... ON CONFLICT (business key) DO UPDATE``.
+"""Fast idempotent loads into the typed tables: binary COPY into a temp staging table, then, in
+the same transaction, one ``UPDATE ... FROM stage`` for keys already present and one
+``INSERT ... SELECT ... WHERE NOT EXISTS`` for the new keys.
 
-Why this shape: COPY is 5-7x faster than row inserts (anchors.md §3.1), and a single set-based
-upsert keeps the load atomic. Merge rules, per table (:data:`TABLES`):
+Why this shape: COPY is 5-7x faster than row inserts (anchors.md §3.1), and set-based statements
+keep the load atomic. Splitting the former single ``INSERT ... ON CONFLICT DO UPDATE`` in two lets
+PostgreSQL join the staged rows to the table once (hash join) instead of probing the unique index
+and taking the speculative-insertion path row by row; the insert keeps ``ON CONFLICT`` only as a
+safety net for a concurrent loader that inserted the same key between the two statements.
+The ``DISTINCT ON`` sort (last row wins) only runs when the load really repeats a key, which the
+COPY loop notices. ``bench/loader_bench.py`` measures all this (before/after in the README).
+
+Merge rules, per table (:data:`TABLES`):
 
 * an incoming NULL never erases a known value (``COALESCE(new, old)``), so a push row and a
   query row for the same number merge into one row with the union of their fields;
@@ -163,8 +171,13 @@ def upsert(
     ident = [sql.Identifier(c) for c in cols]
     jsonb_cols = {i for i, c in enumerate(cols) if types[c][1] == "jsonb"}
 
+    key_positions = [cols.index(k) for k in spec.key]
+    seen_keys: set[tuple[Any, ...]] = set()
+    repeats_a_key = False
     received = 0
     with conn.transaction():
+        # the hash join and, when needed, the DISTINCT ON sort fit in memory instead of spilling
+        conn.execute("SET LOCAL work_mem = '64MB'")
         conn.execute(
             sql.SQL(
                 "CREATE TEMP TABLE IF NOT EXISTS {stage} (_ord bigint, {defs}) ON COMMIT DELETE ROWS"
@@ -186,35 +199,61 @@ def upsert(
                 for i in jsonb_cols:
                     if values[i] is not None:
                         values[i] = Jsonb(values[i])
+                if not repeats_a_key:
+                    key = tuple(values[i] for i in key_positions)
+                    repeats_a_key = key in seen_keys
+                    seen_keys.add(key)
                 copy.write_row([received, *values])
+        seen_keys.clear()
+        if not received:
+            return LoadResult(table, 0, 0, 0)
 
         key_ident = [sql.Identifier(c) for c in spec.key]
         updatable = [c for c in cols if c not in spec.key]
         merged = [_merge_expression(spec, c) for c in updatable]
-        upsert_sql = sql.SQL(
-            """WITH written AS (
-                 INSERT INTO {target} AS t ({cols})
-                 SELECT DISTINCT ON ({key}) {values} FROM {stage} ORDER BY {key}, _ord DESC
-                 ON CONFLICT ({key}) DO UPDATE SET {sets}, updated_at = now()
-                 WHERE ({current}) IS DISTINCT FROM ({merged})
-                 RETURNING (xmax = 0) AS inserted)
-               SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"""
-        ).format(
-            target=target,
-            cols=sql.SQL(", ").join(ident),
-            # a NULL for a NOT NULL column with a default means "not known": use the default
-            values=sql.SQL(", ").join(
-                sql.SQL("COALESCE({}, {})").format(i, sql.SQL(types[c][2])) if types[c][2] else i
-                for c, i in zip(cols, ident, strict=True)
-            ),
-            key=sql.SQL(", ").join(key_ident),
-            stage=stage,
-            sets=sql.SQL(", ").join(
+        parts = {
+            "target": target,
+            "cols": sql.SQL(", ").join(ident),
+            "key": sql.SQL(", ").join(key_ident),
+            "sets": sql.SQL(", ").join(
                 sql.SQL("{} = {}").format(sql.Identifier(c), m)
                 for c, m in zip(updatable, merged, strict=True)
             ),
-            current=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in updatable),
-            merged=sql.SQL(", ").join(merged),
+            "current": sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in updatable),
+            "merged": sql.SQL(", ").join(merged),
+            "same_key": sql.SQL(" AND ").join(sql.SQL("t.{k} = excluded.{k}").format(k=k) for k in key_ident),
+        }
+        # the staged rows, one per key (the last one wins), NULLs of NOT NULL columns that have
+        # a default replaced by that default ("not known" must not break the insert)
+        values_sql = sql.SQL(", ").join(
+            sql.SQL("COALESCE({}, {}) AS {}").format(i, sql.SQL(types[c][2]), i) if types[c][2] else i
+            for c, i in zip(cols, ident, strict=True)
         )
-        inserted, updated = conn.execute(upsert_sql).fetchone() if received else (0, 0)
-    return LoadResult(table, received, inserted, updated)
+        if repeats_a_key:
+            staged = sql.SQL("SELECT DISTINCT ON ({key}) {values} FROM {stage} ORDER BY {key}, _ord DESC")
+        else:
+            staged = sql.SQL("SELECT {values} FROM {stage}")
+        parts["staged"] = staged.format(key=parts["key"], values=values_sql, stage=stage)
+
+        # ``excluded`` names the incoming row in both statements, as it does in ON CONFLICT, so
+        # the merge expressions (and the guarded rules' static SQL) are shared.
+        updated = conn.execute(
+            sql.SQL(
+                """UPDATE {target} AS t SET {sets}, updated_at = now()
+                   FROM ({staged}) AS excluded
+                   WHERE {same_key} AND ({current}) IS DISTINCT FROM ({merged})"""
+            ).format(**parts)
+        ).rowcount
+        inserted, raced = conn.execute(
+            sql.SQL(
+                """WITH written AS (
+                     INSERT INTO {target} AS t ({cols})
+                     SELECT * FROM ({staged}) AS excluded
+                     WHERE NOT EXISTS (SELECT FROM {target} AS t WHERE {same_key})
+                     ON CONFLICT ({key}) DO UPDATE SET {sets}, updated_at = now()
+                     WHERE ({current}) IS DISTINCT FROM ({merged})
+                     RETURNING (xmax = 0) AS inserted)
+                   SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"""
+            ).format(**parts)
+        ).fetchone()
+    return LoadResult(table, received, inserted, updated + raced)

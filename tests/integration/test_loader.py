@@ -113,3 +113,46 @@ def test_voice_and_call_records_load(wh):
 def test_unknown_column_is_refused(wh):
     with pytest.raises(ValueError, match="not loadable"):
         loader.upsert(wh, "telco.nxcloud_number_check", [], columns=["batch_no", "phone", "drop_table"])
+
+
+def test_mixed_load_repeating_keys_updates_existing_and_inserts_new_with_the_last_value(wh):
+    loader.upsert(wh, "telco.nxcloud_number_check", _synthetic_rows(3))
+    stamp = wh.execute("SELECT max(updated_at) FROM telco.nxcloud_number_check").fetchone()[0]
+    # rows 0-1 exist (row 0 changes twice, row 1 is repeated unchanged), rows 3-4 are new (row 4 twice)
+    rows = (
+        _synthetic_rows(1, price="0.0200")
+        + _synthetic_rows(2)
+        + _synthetic_rows(1, price="0.0300")
+        + _synthetic_rows(5)[3:]
+        + _synthetic_rows(5, price="0.0500")[4:]
+    )
+    result = loader.upsert(wh, "telco.nxcloud_number_check", rows)
+    assert (result.inserted, result.updated) == (2, 1)
+    prices = dict(wh.execute("SELECT phone, price FROM telco.nxcloud_number_check").fetchall())
+    assert prices == {
+        "8613800000000": Decimal("0.0300"),
+        "8613800000001": Decimal("0.0100"),
+        "8613800000002": Decimal("0.0100"),
+        "8613800000003": Decimal("0.0100"),
+        "8613800000004": Decimal("0.0500"),
+    }
+    untouched = wh.execute(
+        "SELECT count(*) FROM telco.nxcloud_number_check WHERE phone IN ('8613800000001', '8613800000002') "
+        "AND updated_at = %s",
+        (stamp,),
+    ).fetchone()[0]
+    assert untouched == 2
+
+
+def test_number_check_updates_can_be_hot(wh):
+    """V0500: no index of the table contains updated_at, and pages keep room for new versions."""
+    indexed = wh.execute(
+        """SELECT a.attname FROM pg_index i JOIN pg_attribute a
+             ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+           WHERE i.indrelid = 'telco.nxcloud_number_check'::regclass"""
+    ).fetchall()
+    assert {name for (name,) in indexed} == {"batch_no", "phone", "e164", "check_level"}
+    options = wh.execute(
+        "SELECT reloptions FROM pg_class WHERE oid = 'telco.nxcloud_number_check'::regclass"
+    ).fetchone()[0]
+    assert "fillfactor=85" in options
