@@ -147,6 +147,19 @@ class AirflowCluster:
         assert not any(leftovers.values()), f"processes left behind: {leftovers}"
 
 
+def _forget_queue(broker_url: str, queue: str) -> None:
+    """Remove the keys Celery (kombu) kept for this run's queue from the shared Redis."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    try:
+        keys = [key for key in client.scan_iter(match=f"*{queue}*", count=1000)]
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def redis_broker() -> str:
     reason = _redis_unavailable_reason()
@@ -228,6 +241,7 @@ def celery_cluster(
             try:
                 cluster.stop()
             finally:
+                _forget_queue(redis_broker, queue)
                 phases.mark("stopped every process")
                 print(f"[phases] {phases.report()}", flush=True)
 
