@@ -36,7 +36,7 @@ from tests.integration.ui_trigger import (
     trigger_like_the_ui,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.integration
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 COMPONENTS = {
@@ -48,18 +48,16 @@ COMPONENTS = {
 }
 
 
-def _redis_unavailable_reason() -> str | None:
-    """None when a Redis server answers PING on 127.0.0.1:6379, else why not."""
+def _redis_unavailable_reason(host: str = REDIS_HOST, port: int = REDIS_PORT) -> str | None:
+    """None when a Redis server answers PING on host:port, else why not (the skip reason)."""
     try:
-        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=2) as sock:
+        with socket.create_connection((host, port), timeout=2) as sock:
             sock.sendall(b"PING\r\n")
             answer = sock.recv(64)
     except OSError as exc:
-        return (
-            f"no Redis server on {REDIS_HOST}:{REDIS_PORT} ({exc}); the Celery test needs one as its broker"
-        )
+        return f"no Redis server on {host}:{port} ({exc}); the Celery test needs one as its broker"
     if not answer.startswith(b"+PONG"):
-        return f"{REDIS_HOST}:{REDIS_PORT} did not answer PING like Redis: {answer[:40]!r}"
+        return f"{host}:{port} did not answer PING like Redis: {answer[:40]!r}"
     return None
 
 
@@ -246,6 +244,14 @@ def celery_cluster(
                 print(f"[phases] {phases.report()}", flush=True)
 
 
+def test_without_redis_the_skip_reason_says_so():
+    port = _free_port()  # bound and released: nothing listens there
+    reason = _redis_unavailable_reason("127.0.0.1", port)
+    assert reason is not None and f"no Redis server on 127.0.0.1:{port}" in reason
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_celery_executor_runs_nxcloud_number_check_triggered_like_the_ui(
     celery_cluster, sandbox, fresh_warehouse_dsn: str
 ) -> None:
