@@ -1,0 +1,167 @@
+"""NXCLOUD under vendor faults (issue #9): injected 5xx / 429 / slow answers during a
+5,000-number ``nxcloud_number_check`` run, and a skewed clock.
+
+The sandbox decides every outcome from the number (``phonecheck.sandbox.outcomes``), so every
+loaded row is predicted field by field; its wire log (``/_sandbox/calls``) shows each attempt
+with its ``ts``/``sign`` headers and the sandbox's own (skewed) time ``at_ms``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from phonecheck.parsers.nxcloud import parse_number_check_push, parse_query_row
+from phonecheck.sandbox import outcomes
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+DAG_ID = "nxcloud_number_check"
+COMPARED = (
+    "check_level", "code", "msg", "pre_check", "region_code", "country_code", "national_number",
+    "stand_number", "number_type", "carrier", "validity", "reachable", "roaming", "early", "answered",
+    "response", "price", "currency", "e164",
+)  # fmt: skip
+
+
+def mx(count: int, start: int = 0) -> list[str]:
+    """Valid Mexico City numbers (country code 52); the last digit picks the sandbox outcome."""
+    return [f"525512{start + i:06d}" for i in range(count)]
+
+
+def state_of(obj) -> str:
+    return str(getattr(obj.state, "value", obj.state))
+
+
+def task_states(run) -> dict[str, str]:
+    return {ti.task_id: state_of(ti) for ti in run.get_task_instances()}
+
+
+def predicted_row(phone: str, level: int, batch_no: str) -> dict:
+    """The merged row the pipeline must hold: the query row, overlaid by the push."""
+    query = parse_query_row(outcomes.nxcloud_query_row(phone, level, batch_no=batch_no))
+    push = parse_number_check_push(outcomes.nxcloud_result(phone, level, batch_no=batch_no))
+    merged = {k: (push[k] if push.get(k) is not None else query.get(k)) for k in COMPARED}
+    merged["check_level"] = level
+    return merged
+
+
+def vendor_accepted(call: dict) -> bool:
+    return call["status"] == 200 and isinstance(call["answer"], dict) and call["answer"].get("code") == 0
+
+
+@pytest.mark.slow
+def test_20_percent_5xx_429_and_slow_answers_still_load_5000_numbers_as_predicted(nxcloud_pipeline, run_dag):
+    sandbox, receiver = nxcloud_pipeline
+    dsn = receiver.dsn
+    # one vendor call in five refused (half 503, half 429), one in five answered late
+    sandbox.control.faults(
+        {"target": "nxcloud", "kind": "error", "status": 503, "fraction": 0.1, "seed": 91},
+        {"target": "nxcloud", "kind": "rate_limit", "fraction": 0.1, "seed": 92},
+        {"target": "nxcloud", "kind": "slow", "delay_s": 0.5, "fraction": 0.2, "seed": 93},
+    )
+    numbers = mx(5000, start=40_000)
+    conf = {
+        "numbers": "\n".join("+" + n for n in numbers),
+        "check_level": "basic",
+        "batch_label": "faults",
+        "budget": 100,
+        "max_per_chunk": 500,  # 10 batches: 10 submits + 50 query pages, all under faults
+        "wait_poll_seconds": 0.3,
+        "wait_timeout_minutes": 2,
+    }
+    run = run_dag(DAG_ID, conf=conf)
+    assert state_of(run) == "success", task_states(run)
+
+    # the faults happened, at the rate asked for
+    fired = {r["kind"]: r["fired"] for r in sandbox.control.http.get("/faults").json()["rules"]}
+    calls = [c for c in sandbox.control.calls() if c["event"] in ("nxcloud.check", "nxcloud.query")]
+    statuses = [c["status"] for c in calls]
+    refused = statuses.count(503) + statuses.count(429)
+    assert statuses.count(503) >= 3 and statuses.count(429) >= 3, (fired, statuses)
+    assert fired["slow"] >= 3, fired
+    assert 0.1 < refused / len(calls) < 0.35, (fired, len(calls))
+
+    # every refused call was retried: same body bytes, a new ts and signature each time
+    by_body: dict[str, list[dict]] = defaultdict(list)
+    for call in sorted(calls, key=lambda c: c["seq"]):
+        by_body[call["event"] + call["body"]].append(call)
+    retried = [attempts for attempts in by_body.values() if len(attempts) > 1]
+    assert len(retried) >= refused // 2, "refused calls were not retried"
+    for attempts in retried:
+        stamps = [int(c["headers"]["ts"]) for c in attempts]
+        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), stamps
+        assert len({c["headers"]["sign"] for c in attempts}) == len(attempts)
+    for attempts in by_body.values():  # nothing given up: the last attempt of each call succeeded
+        assert vendor_accepted(attempts[-1]), attempts[-1]["answer"]
+
+    # every batch paid exactly once, every number exactly once
+    accepted_submits = [c for c in calls if c["event"] == "nxcloud.check" and vendor_accepted(c)]
+    batches = [json.loads(c["body"])["batchNo"] for c in accepted_submits]
+    assert len(batches) == len(set(batches)) == 10
+    sent = [p for c in accepted_submits for p in json.loads(c["body"])["phone"].split(",")]
+    assert sorted(sent) == sorted(numbers)
+
+    with psycopg.connect(dsn) as conn:
+        cur = conn.execute(
+            f"SELECT phone, batch_no, message_id, {', '.join(COMPARED)} FROM telco.nxcloud_number_check"  # noqa: S608
+        )
+        names = [d.name for d in cur.description]
+        loaded = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        statuses_db = conn.execute("SELECT DISTINCT status FROM ops.number_check_submission").fetchall()
+    assert sorted(r["phone"] for r in loaded) == sorted(numbers)  # complete, none twice
+    assert set(r["batch_no"] for r in loaded) == set(batches)
+    wrong = [
+        r["phone"]
+        for r in loaded
+        if not r["message_id"] or {k: r[k] for k in COMPARED} != predicted_row(r["phone"], 1, r["batch_no"])
+    ]
+    assert wrong == [], f"{len(wrong)} rows differ from the sandbox's prediction, e.g. {wrong[:5]}"
+    assert statuses_db == [("complete",)]
+
+
+def sandbox_date(sandbox) -> str:
+    return datetime.fromtimestamp(sandbox.control.clock()["now_ms"] / 1000, UTC).date().isoformat()
+
+
+@pytest.mark.parametrize("skew_s", [50, -50])
+def test_a_clock_50_s_off_is_still_inside_the_signing_window(vendor_connections, skew_s):
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
+
+    sandbox = vendor_connections
+    sandbox.control.clock(offset_s=skew_s)  # the vendor's clock runs skew_s ahead of ours
+    hook = NxCloudHook(max_attempts=1)  # no retry may hide a refusal
+    phones = mx(20, start=70_000)
+    answer = hook.submit_numbers(phones, batch_no=f"skew{skew_s:+d}", check_level=1)
+    assert answer["code"] == 0
+    page = hook.query_page(date=sandbox_date(sandbox), batch_no=f"skew{skew_s:+d}")
+    assert sorted(r["phone"] for r in page["result"]) == sorted(phones)
+
+    calls = sandbox.control.calls()
+    assert [c["event"] for c in calls] == ["nxcloud.check", "nxcloud.query"]
+    for call in calls:
+        assert vendor_accepted(call), call["answer"]
+        offset_ms = call["at_ms"] - int(call["headers"]["ts"])  # vendor time minus our signing time
+        assert abs(offset_ms - skew_s * 1000) < 5000, offset_ms  # the skew was really there
+
+
+@pytest.mark.parametrize("skew_s", [61, -61])
+def test_a_clock_61_s_off_is_refused_with_1004_and_a_clear_auth_error(vendor_connections, caplog, skew_s):
+    from phonecheck.nxcloud.errors import NxCloudAuthError
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
+
+    sandbox = vendor_connections
+    sandbox.control.clock(offset_s=skew_s)
+    with pytest.raises(NxCloudAuthError) as raised:
+        NxCloudHook().submit_numbers(mx(3, start=71_000), batch_no="skew-refused", check_level=1)
+    message = str(raised.value)
+    assert "code 1004" in message and "ts outside the ±60 s window" in message
+    assert "clock is more than 60 s off" in message and "NTP" in message
+    for secret in (sandbox.credentials.nxcloud_access_secret, sandbox.credentials.nxcloud_appkey):
+        assert secret not in message and secret not in caplog.text
+    [call] = sandbox.control.calls(event="nxcloud.check")  # an auth refusal is never retried
+    assert call["answer"]["code"] == 1004
