@@ -137,35 +137,129 @@ async def open_loop(
     return latencies, statuses, time.perf_counter() - start
 
 
-def summary(name: str, latencies: list[float], statuses: dict, wall_seconds: float) -> str:
+def percentile(ms: list[float], p: float) -> float:
+    return ms[min(len(ms) - 1, int(p * len(ms)))]
+
+
+def summary(name: str, latencies: list[float], statuses: dict, wall_seconds: float) -> dict:
     ms = sorted(x * 1000 for x in latencies)
-
-    def pct(p: float) -> float:
-        return ms[min(len(ms) - 1, int(p * len(ms)))]
-
-    return (
-        f"{name}: {len(ms) / wall_seconds:,.0f} req/s answered, statuses {statuses}, "
-        f"p50 {pct(0.50):.2f} ms, p95 {pct(0.95):.2f} ms, p99 {pct(0.99):.2f} ms, "
-        f"max {ms[-1]:.2f} ms, mean {statistics.fmean(ms):.2f} ms"
+    stats = {
+        "rps": len(ms) / wall_seconds,
+        "p50": percentile(ms, 0.50),
+        "p95": percentile(ms, 0.95),
+        "p99": percentile(ms, 0.99),
+        "max": ms[-1],
+        "statuses": statuses,
+    }
+    print(
+        f"  {name}: {stats['rps']:,.0f} req/s answered, statuses {statuses}, p50 {stats['p50']:.2f} ms, "
+        f"p95 {stats['p95']:.2f} ms, p99 {stats['p99']:.2f} ms, max {stats['max']:.2f} ms, "
+        f"mean {statistics.fmean(ms):.2f} ms",
+        flush=True,
     )
+    return stats
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (from /proc; Linux only)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def serve_without_db() -> None:
+    """The ceiling: the standalone receiver's app and uvicorn settings, the inbox write replaced
+    by a no-op (token check, body read, dedupe-key decoding and the answer all stay)."""
+    import logging
+
+    import uvicorn
+
+    from phonecheck.receiver.app import DEFAULT_PREFIX, ReceiverConfig, create_app
+    from phonecheck.receiver.store import StoreResult
+
+    async def no_write(event):  # noqa: ANN001, ARG001
+        return StoreResult(event_id=0, inserted=True)
+
+    async def up() -> bool:
+        return True
+
+    token = os.environ["TELCO_WEBHOOK_TOKEN"]
+    app = create_app(DEFAULT_PREFIX, ReceiverConfig.from_env(token_provider=lambda: token, dsn_provider=str))
+    app.state.receiver.store.insert = no_write
+    app.state.receiver.store.ping = up
+    app.state.receiver.ensure_background = lambda: None  # no spool replay loop either
+    # as phonecheck/receiver/__main__.py does (logging, loop, parser, no uvicorn access log)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(os.environ["RECEIVER_PORT"]),
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def run_server(command: list[str], env: dict, port: int, args, keys: Keys, label: str) -> dict:
+    import uvloop
+
+    log = open(f"/tmp/phonecheck-bench-receiver-{port}.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    try:
+        base = f"http://127.0.0.1:{port}/telco-webhooks"
+        for _ in range(600):
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{label} did not start, see {log.name}")
+        token = env["TELCO_WEBHOOK_TOKEN"]
+        print(f" {label}:", flush=True)
+        # warm-up: connections, prepared statements, pool
+        uvloop.run(closed_loop("127.0.0.1", port, token, args.connections, 2, keys))
+        cpu0 = cpu_seconds(proc.pid)
+        lat, st, wall = uvloop.run(
+            closed_loop("127.0.0.1", port, token, args.connections, args.seconds, keys)
+        )
+        closed = summary(f"closed loop, {args.connections} connections", lat, st, wall)
+        closed["cpu_us"] = (cpu_seconds(proc.pid) - cpu0) / len(lat) * 1e6
+        print(f"  receiver process CPU: {closed['cpu_us']:.0f} us per request (closed loop)", flush=True)
+        lat, st, wall = uvloop.run(open_loop("127.0.0.1", port, token, args.rate, args.seconds, keys))
+        opened = summary(f"open loop, {args.rate:.0f} req/s offered", lat, st, wall)
+        return {"closed": closed, "open": opened}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=float, default=2000)
     parser.add_argument("--duplicates", type=float, default=0.2)
     parser.add_argument("--pool", type=int, default=8, help="receiver DB pool size")
+    parser.add_argument("--serve-without-db", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    import uvloop
+    if args.serve_without_db:
+        serve_without_db()
+        return 0
 
     from phonecheck import warehouse
 
+    load_avg = os.getloadavg()
+    print(
+        f"load average at start {load_avg}; {os.cpu_count()} CPUs shared by receiver, PostgreSQL, this client"
+    )
     server_dsn = warehouse.resolve_dsn()
     token = secrets.token_urlsafe(24)
     with warehouse.throwaway_database(server_dsn, prefix="phonecheck_bench") as dsn:
+        warehouse.migrate(dsn)
         port = 18000 + secrets.randbelow(2000)
         env = {
             **os.environ,
@@ -176,37 +270,41 @@ def main() -> int:
             "RECEIVER_ACCESS_LOG": os.environ.get("RECEIVER_ACCESS_LOG", "1"),
             "RECEIVER_SPOOL_DIR": f"/tmp/phonecheck-bench-spool-{port}",
         }
-        log = open(f"/tmp/phonecheck-bench-receiver-{port}.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "phonecheck.receiver"], env=env, stdout=log, stderr=log
+        keys = Keys(args.duplicates)
+        real = run_server(
+            [sys.executable, "-m", "phonecheck.receiver"],
+            env,
+            port,
+            args,
+            keys,
+            "make receiver (persist before ack)",
         )
-        try:
-            base = f"http://127.0.0.1:{port}/telco-webhooks"
-            for _ in range(300):
-                try:
-                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
-            keys = Keys(args.duplicates)
-            # warm-up: connections, prepared statements, pool
-            uvloop.run(closed_loop("127.0.0.1", port, token, args.connections, 2, keys))
-            lat, st, wall = uvloop.run(
-                closed_loop("127.0.0.1", port, token, args.connections, args.seconds, keys)
-            )
-            print(summary(f"closed loop, {args.connections} connections", lat, st, wall))
-            lat, st, wall = uvloop.run(open_loop("127.0.0.1", port, token, args.rate, args.seconds, keys))
-            print(summary(f"open loop, {args.rate:.0f} req/s offered", lat, st, wall))
-            with psycopg.connect(dsn) as conn:
-                rows, deliveries, distinct = conn.execute(
-                    "SELECT count(*), sum(delivery_count), count(DISTINCT dedupe_key) FROM raw.webhook_event"
-                ).fetchone()
-            print(f"inbox: {rows} rows ({distinct} distinct keys) for {deliveries} acknowledged deliveries")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
-            log.close()
+        with psycopg.connect(dsn) as conn:
+            rows, deliveries, distinct = conn.execute(
+                "SELECT count(*), sum(delivery_count), count(DISTINCT dedupe_key) FROM raw.webhook_event"
+            ).fetchone()
+        print(f"  inbox: {rows} rows ({distinct} distinct keys) for {deliveries} acknowledged deliveries")
+        env["RECEIVER_PORT"] = str(port + 1)
+        ceiling = run_server(
+            [sys.executable, "-m", "bench.receiver_load", "--serve-without-db"],
+            env,
+            port + 1,
+            args,
+            Keys(args.duplicates),
+            "same app, inbox write removed (ceiling)",
+        )
+    closed, opened = real["closed"], real["open"]
+    met = closed["rps"] >= 5000 and opened["p99"] < 10 and opened["rps"] >= 0.98 * args.rate
+    print(
+        f"FIGURE receiver: closed loop ({args.connections} conns, {args.duplicates:.0%} duplicates, persist-before-ack) "
+        f"{closed['rps']:,.0f} req/s p50 {closed['p50']:.1f} ms p99 {closed['p99']:.1f} ms "
+        f"({closed['cpu_us']:.0f} us receiver CPU/req); open loop {args.rate:,.0f} req/s offered: "
+        f"{opened['rps']:,.0f} answered/s p50 {opened['p50']:.1f} ms p99 {opened['p99']:.1f} ms; "
+        f"ceiling without the DB write: {ceiling['closed']['rps']:,.0f} req/s closed "
+        f"({closed['rps'] / ceiling['closed']['rps']:.0%} of it, {ceiling['closed']['cpu_us']:.0f} us CPU/req), "
+        f"open-loop p99 {ceiling['open']['p99']:.1f} ms; target >= 5,000 req/s and p99 < 10 ms at "
+        f"{args.rate:,.0f} req/s: {'MET' if met else 'NOT MET'}; load avg {load_avg[0]:.1f}"
+    )
     return 0
 
 
