@@ -62,6 +62,10 @@ NXCLOUD_RECEIPT_CODE = CodeSet(
     columns=((NUMBER_CHECK, "code"),),
 )
 
+#: Receipt codes worth checking again (the vendor's side failed, not the number): a number with
+#: such a result is not "fresh". Every other failure (108, 114, 120, 122) is a definitive answer.
+NXCLOUD_TRANSIENT_RECEIPT_CODES = frozenset({103, 112, 121, 266})
+
 NXCLOUD_QUERY_CODE = CodeSet(
     "nxcloud_query_code",
     {
@@ -199,6 +203,9 @@ ACCUAUTH_PHONE_STATUS = CodeSet(
     "SEED 002 phone_status",
     columns=((ACCUAUTH, "phone_status"),),
 )
+
+#: phone_status values the vendor itself says to retry later: such a result is not "fresh".
+ACCUAUTH_RETRY_LATER_STATUSES = frozenset({"line_abnormal", "temp_unavailable"})
 
 #: HTTP status the vendor pairs with each ``status`` value (SEED 002 error table).
 ACCUAUTH_STATUS_HTTP = {

@@ -3,7 +3,10 @@
 1. Normalise every input offline (:mod:`phonecheck.numbers`); numbers that cannot be valid are
    recorded in ``ops.rejected_number`` with their reason and never sent.
 2. Skip numbers already checked recently: a result within the freshness window, or a check
-   still in flight (submitted, no result yet), is not bought again.
+   still in flight (submitted, no result yet), is not bought again. A failure is a result too
+   (an invalid or non-mobile number stays so), except the failures the vendor says are on its
+   side or temporary (:data:`~phonecheck.enums.NXCLOUD_TRANSIENT_RECEIPT_CODES`,
+   :data:`~phonecheck.enums.ACCUAUTH_RETRY_LATER_STATUSES`): those are checked again.
 
 Idempotent per run: recording the same rejected input twice for one run stores it once.
 """
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from phonecheck.enums import ACCUAUTH_RETRY_LATER_STATUSES, NXCLOUD_TRANSIENT_RECEIPT_CODES
 from phonecheck.numbers import Normalised, Rejected, normalise_many
 
 NXCLOUD = "nxcloud"
@@ -78,7 +82,7 @@ SELECT DISTINCT e164 FROM (
     LEFT JOIN ops.number_check_submission s ON s.vendor = 'nxcloud' AND s.batch_no = t.batch_no
     WHERE t.e164 = ANY(%(numbers)s)
       AND COALESCE(t.check_level, s.check_level) = %(level)s
-      AND COALESCE(t.code, 0) = 0
+      AND NOT (COALESCE(t.code, 0) = ANY(%(transient)s))
       AND COALESCE(t.pushed_at, t.queried_at, t.updated_at) > now() - make_interval(days => %(days)s)
     UNION ALL
     -- checks in flight: submitted, no result yet
@@ -93,7 +97,8 @@ SELECT DISTINCT e164 FROM (
 _FRESH_ACCUAUTH = """
 SELECT DISTINCT e164 FROM telco.accuauth_phone_check
 WHERE e164 = ANY(%(numbers)s)
-  AND (status = 'OK' OR (status = 'PENDING' AND (expires_at IS NULL OR expires_at > now())))
+  AND ((status = 'OK' AND NOT (COALESCE(phone_status, '') = ANY(%(retry_later)s)))
+       OR (status = 'PENDING' AND (expires_at IS NULL OR expires_at > now())))
   AND COALESCE(completed_at, submitted_at, updated_at) > now() - make_interval(days => %(days)s)
 """
 
@@ -111,9 +116,20 @@ def recently_checked(
     if vendor == NXCLOUD:
         if check_level is None:
             raise ValueError("NXCLOUD freshness needs the check level")
-        query, params = _FRESH_NXCLOUD, {"numbers": list(e164s), "level": check_level, "days": freshness_days}
+        query = _FRESH_NXCLOUD
+        params = {
+            "numbers": list(e164s),
+            "level": check_level,
+            "days": freshness_days,
+            "transient": sorted(NXCLOUD_TRANSIENT_RECEIPT_CODES),
+        }
     elif vendor == ACCUAUTH:
-        query, params = _FRESH_ACCUAUTH, {"numbers": list(e164s), "days": freshness_days}
+        query = _FRESH_ACCUAUTH
+        params = {
+            "numbers": list(e164s),
+            "days": freshness_days,
+            "retry_later": sorted(ACCUAUTH_RETRY_LATER_STATUSES),
+        }
     else:
         raise ValueError(f"unknown vendor {vendor!r}")
     return {row[0] for row in conn.execute(query, params)}

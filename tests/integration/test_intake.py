@@ -57,35 +57,38 @@ def test_fresh_results_and_checks_in_flight_are_skipped_per_level(wh):
     assert len(never.to_check) == 3
 
 
-def test_failed_checks_are_not_fresh(wh):
+@pytest.mark.parametrize(
+    ("code", "fresh"), [(114, True), (120, True), (122, True), (103, False), (112, False)]
+)
+def test_definitive_failures_are_fresh_and_transient_ones_are_checked_again(wh, code, fresh):
     loader.upsert(
         wh,
         "telco.nxcloud_number_check",
-        [{"batch_no": "b1", "phone": "525512345678", "e164": "+525512345678", "code": 114, "check_level": 1,
+        [{"batch_no": "b1", "phone": "525512345678", "e164": "+525512345678", "code": code, "check_level": 1,
           "source": "push"}],
     )  # fmt: skip
     result = prepare_numbers(
         wh, vendor=NXCLOUD, entries=["+525512345678"], default_region=None, freshness_days=30, check_level=1
     )
-    assert len(result.to_check) == 1
+    assert (len(result.fresh), len(result.to_check)) == ((1, 0) if fresh else (0, 1))
 
 
 def test_accuauth_freshness(wh):
+    def row(task, phone, status, phone_status=None):
+        return {"task_id": task, "phone_number": phone[1:], "e164": phone, "status": status,
+                "phone_status": phone_status, "source": "poll"}  # fmt: skip
+
     loader.upsert(
         wh,
         "telco.accuauth_phone_check",
         [
-            {"task_id": "t1", "phone_number": "525512345678", "e164": "+525512345678", "status": "OK", "source": "poll"},
-            {"task_id": "t2", "phone_number": "525587654321", "e164": "+525587654321", "status": "EXPIRED",
-             "source": "expiry"},
+            row("t1", "+525512345678", "OK", "busy"),
+            row("t2", "+525587654321", "EXPIRED"),
+            row("t3", "+525511112222", "OK", "temp_unavailable"),  # the vendor says: retry later
+            row("t4", "+525533334444", "PENDING"),  # in flight
         ],
-    )  # fmt: skip
-    result = prepare_numbers(
-        wh,
-        vendor=ACCUAUTH,
-        entries=["+525512345678", "+525587654321"],
-        default_region="MX",
-        freshness_days=30,
     )
-    assert [n.e164 for n in result.fresh] == ["+525512345678"]
-    assert [n.e164 for n in result.to_check] == ["+525587654321"]
+    numbers = ["+525512345678", "+525587654321", "+525511112222", "+525533334444"]
+    result = prepare_numbers(wh, vendor=ACCUAUTH, entries=numbers, default_region="MX", freshness_days=30)
+    assert sorted(n.e164 for n in result.fresh) == ["+525512345678", "+525533334444"]
+    assert sorted(n.e164 for n in result.to_check) == ["+525511112222", "+525587654321"]

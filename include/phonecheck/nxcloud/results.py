@@ -223,25 +223,3 @@ def pushes_missing(conn: psycopg.Connection, pairs: Iterable[tuple[str, str]]) -
         )
     }
     return [pair for pair in pairs if pair not in pushed]
-
-
-_FAILED_RECENTLY_SQL = """
-SELECT DISTINCT t.e164
-FROM telco.nxcloud_number_check t
-LEFT JOIN ops.number_check_submission s ON s.vendor = 'nxcloud' AND s.batch_no = t.batch_no
-WHERE t.e164 = ANY(%(numbers)s)
-  AND COALESCE(t.check_level, s.check_level) = %(level)s
-  AND t.code IS NOT NULL AND t.code <> 0
-  AND COALESCE(t.pushed_at, t.queried_at, t.updated_at) > now() - make_interval(days => %(days)s)
-"""
-
-
-def failed_recently(conn: psycopg.Connection, e164s: Sequence[str], check_level: int, days: int) -> set[str]:
-    """Numbers NXCLOUD answered with a failure code (e.g. 120 non-mobile, 122 not detected) at this
-    level inside the window. :func:`phonecheck.intake.prepare_numbers` only skips successes; the
-    number-check pipeline skips these too, so a second identical run within the window buys
-    nothing again (use ``freshness_days = 0`` to re-check everything)."""
-    if not e164s or days <= 0:
-        return set()
-    params = {"numbers": list(e164s), "level": check_level, "days": days}
-    return {row[0] for row in conn.execute(_FAILED_RECENTLY_SQL, params)}

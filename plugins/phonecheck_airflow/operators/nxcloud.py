@@ -62,7 +62,6 @@ def prepare(params: dict[str, Any], context: Any, *, warehouse_conn_id: str = "w
     from phonecheck.enums import SUBMITTABLE_CHECK_LEVELS
     from phonecheck.intake import NXCLOUD, RunContext, prepare_numbers
     from phonecheck.numbers import split_input
-    from phonecheck.nxcloud.results import failed_recently
 
     dag_id, run_id = _run_ids(context)
     level = SUBMITTABLE_CHECK_LEVELS[params["check_level"]]
@@ -81,18 +80,15 @@ def prepare(params: dict[str, Any], context: Any, *, warehouse_conn_id: str = "w
             check_level=level,
             ctx=RunContext(dag_id=dag_id, run_id=run_id),
         )
-        failed = failed_recently(conn, [n.e164 for n in intake.to_check], level, days)
-    to_check = [n for n in intake.to_check if n.e164 not in failed]
-    summary = {**intake.summary(), "skipped_failed": len(failed), "to_check": len(to_check)}
-    summary["skipped_fresh"] += len(failed)
+    to_check = intake.to_check
+    summary = intake.summary()
     for rejected in intake.rejected[:20]:
         log.info("rejected offline: %r: %s", rejected.raw, rejected.reason)
     log.info(
         "SUMMARY prepare: numbers in %d, rejected offline %d (kept in ops.rejected_number), duplicates %d, "
-        "skipped fresh %d (answered at level %d within %s days, %d of them with a vendor failure code, or in "
-        "flight), to check %d in %d region(s)",
+        "skipped fresh %d (answered at level %d within %s days, or in flight), to check %d in %d region(s)",
         summary["received"], summary["rejected_offline"], summary["duplicates"], summary["skipped_fresh"],
-        level, days, len(failed), len(to_check), len({n.region_code for n in to_check}),
+        level, days, len(to_check), len({n.region_code for n in to_check}),
     )  # fmt: skip
     return {
         "check_level": level,
