@@ -153,6 +153,7 @@ class InboxStore:
                         "synchronous_commit": "on",
                         "application_name": "phonecheck-receiver",
                     },
+                    reset=_keep_session,
                 )
             except Exception as exc:  # noqa: BLE001 - any failure to connect means unavailable
                 self._last_failed_connect = time.monotonic()
@@ -272,6 +273,12 @@ class InboxStore:
                 await asyncio.wait_for(pool.close(), timeout=5)
             except Exception:  # noqa: BLE001
                 pool.terminate()
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's reset query (advisory unlock, CLOSE ALL, UNLISTEN, RESET
+    ALL): one more round trip per batch for session state this store never creates. asyncpg
+    still rolls back an open transaction before calling this, which is the part that matters."""
 
 
 def _describe(exc: BaseException) -> str:
