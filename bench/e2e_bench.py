@@ -1,0 +1,243 @@
+"""End to end: numbers checked per minute through ``nxcloud_number_check`` for 10,000 numbers.
+
+Everything real and local: ``dag.test()`` in a fresh ``AIRFLOW_HOME`` (SQLite metadata), a
+throw-away warehouse database on the embedded PostgreSQL (or ``WAREHOUSE_DSN``'s server), the
+vendor sandbox and the standalone webhook receiver as subprocesses. The sandbox runs a
+compressed vendor clock (one vendor minute = 0.05 s) and no query rate limit (the query-sync
+benchmark measures the limit). Measured: the DAG run from trigger to the end of ``validate``
+(prepare → estimate → submit 2 × 5,000 → wait for the 10,000 pushes → reconcile over the query
+API → load → validate), with every loaded row checked afterwards.
+
+Baseline, same run, same sandbox and receiver: the raw vendor round trip for 10,000 other
+numbers with a bare HTTP client (no Airflow, no warehouse work of ours beyond the receiver):
+two signed submits with drUrl = the receiver, then wait until the receiver has stored all
+10,000 pushes. That is the ceiling of the pipeline: it can only add work to it.
+
+``python -m bench.e2e_bench [numbers]``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NUMBERS = 10_000
+PER_BATCH = 5_000
+ACCESS_KEY, ACCESS_SECRET, APPKEY = "sandbox-access-key", "sandbox-access-secret", "sandbox-appkey"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _airflow_env() -> Path:
+    """A fresh AIRFLOW_HOME, set before anything imports Airflow (it reads config at import)."""
+    home = Path(tempfile.mkdtemp(prefix="bench-e2e-airflow-"))
+    (home / "plugins").mkdir()
+    (home / "runtime").mkdir(mode=0o700)
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",  # the task logs of 10,000 numbers are not the figure
+        }
+    )
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(home / "runtime"))
+    return home
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} not healthy after {timeout} s")
+
+
+def _count_pushes(dsn: str, prefix: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM raw.webhook_event WHERE endpoint = 'nxcloud_number_check' "
+            "AND dedupe_key LIKE %s",
+            (prefix + "%",),
+        ).fetchone()[0]
+
+
+def baseline(base: str, dr_url: str, dsn: str, phones: list[str]) -> float:
+    """Bare client: signed submits + every push stored by the receiver. Returns seconds."""
+    import requests
+
+    from phonecheck.signing import canonical_json, signed_headers
+
+    prefix = f"raw{secrets.token_hex(3)}-"
+    t0 = time.perf_counter()
+    with requests.Session() as http:
+        for i in range(0, len(phones), PER_BATCH):
+            body = canonical_json(
+                {"phone": ",".join(phones[i : i + PER_BATCH]), "batchNo": f"{prefix}{i // PER_BATCH}",
+                 "checkLevel": 1, "drUrl": dr_url, "appkey": APPKEY}
+            )  # fmt: skip
+            headers = signed_headers(
+                access_key=ACCESS_KEY, secret=ACCESS_SECRET, action="numbercheck", biz_type="1", body=body
+            )
+            answer = http.post(f"{base}/nxcloud/api/number/check", data=body.encode(), headers=headers).json()
+            if answer.get("code") != 0:
+                raise RuntimeError(f"baseline submit refused: {answer}")
+    while _count_pushes(dsn, prefix) < len(phones):
+        if time.perf_counter() - t0 > 600:
+            raise RuntimeError("baseline: pushes did not all arrive within 600 s")
+        time.sleep(0.05)
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str]) -> int:
+    numbers = int(argv[0]) if argv else NUMBERS
+    home = _airflow_env()
+
+    import psycopg
+
+    from phonecheck import warehouse
+
+    server_dsn = warehouse.resolve_dsn()
+    procs: list[subprocess.Popen] = []
+    try:
+        with warehouse.throwaway_database(server_dsn, prefix="phonecheck_bench_e2e") as dsn:
+            warehouse.migrate(dsn)
+            with psycopg.connect(dsn) as conn:
+                conn.execute(
+                    "INSERT INTO ops.nxcloud_price_list (region_code, check_level, price, currency, note) "
+                    "VALUES ('MX', 1, 0.0040, 'USD', 'bench')"
+                )
+
+            sandbox_port, receiver_port = _free_port(), _free_port()
+            base = f"http://127.0.0.1:{sandbox_port}"
+            token = "bench-" + secrets.token_urlsafe(16)
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "phonecheck.sandbox", "--port", str(sandbox_port),
+                     "--vendor-minute-seconds", "0.05"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+            receiver_env = {
+                **os.environ,
+                "WAREHOUSE_DSN": dsn,
+                "TELCO_WEBHOOK_TOKEN": token,
+                "RECEIVER_PORT": str(receiver_port),
+                "RECEIVER_SPOOL_DIR": str(home / "spool"),
+                "RECEIVER_ACCESS_LOG": "0",
+            }
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "phonecheck.receiver"], cwd=ROOT, env=receiver_env,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+            receiver_base = f"http://127.0.0.1:{receiver_port}/telco-webhooks"
+            _wait_healthy(f"{base}/_sandbox/health", procs[0], "sandbox")
+            _wait_healthy(f"{receiver_base}/healthz", procs[1], "receiver")
+
+            os.environ.update(
+                {
+                    "WAREHOUSE_DSN": dsn,
+                    "AIRFLOW_CONN_WAREHOUSE": warehouse.airflow_connection_json(dsn),
+                    "AIRFLOW_CONN_NXCLOUD_DEFAULT": json.dumps(
+                        {
+                            "conn_type": "nxcloud",
+                            "host": f"{base}/nxcloud",
+                            "login": ACCESS_KEY,
+                            "password": ACCESS_SECRET,
+                            "extra": {"appkey": APPKEY, "query_min_interval_s": 0},
+                        }
+                    ),  # fmt: skip
+                    "TELCO_WEBHOOK_BASE_URL": receiver_base,
+                    "TELCO_WEBHOOK_TOKEN": token,
+                }
+            )
+            t0 = time.perf_counter()
+            from airflow.dag_processing.dagbag import DagBag
+            from airflow.utils import db
+
+            db.initdb()
+            dag = DagBag(dag_folder=str(ROOT / "dags")).dags["nxcloud_number_check"]
+            print(f"setup (not measured): Airflow metadata + DagBag {time.perf_counter() - t0:.1f} s")
+
+            dr_url = f"{receiver_base}/nxcloud/number-check/{token}"
+            raw_phones = [f"525514{i:06d}" for i in range(numbers)]
+            base_s = baseline(base, dr_url, dsn, raw_phones)
+            print(f"baseline: {numbers:,} numbers submitted and all pushes stored in {base_s:.1f} s")
+
+            phones = [f"525512{i:06d}" for i in range(numbers)]
+            conf = {
+                "numbers": "\n".join("+" + p for p in phones),
+                "check_level": "basic",
+                "batch_label": "e2e",
+                "budget": None,
+                "wait_poll_seconds": 0.5,
+                "wait_timeout_minutes": 10,
+                "max_per_chunk": PER_BATCH,
+            }
+            t0 = time.perf_counter()
+            run = dag.test(run_conf=conf)
+            dag_s = time.perf_counter() - t0
+            state = str(getattr(run.state, "value", run.state))
+            tasks = {
+                ti.task_id: (ti.end_date - ti.start_date).total_seconds()
+                for ti in run.get_task_instances()
+                if ti.start_date and ti.end_date
+            }
+            with psycopg.connect(dsn) as conn:
+                loaded, with_push, distinct = conn.execute(
+                    "SELECT count(*), count(raw_event_id), count(DISTINCT phone) FROM telco.nxcloud_number_check "
+                    "WHERE batch_no LIKE 'e2e-%%'"
+                ).fetchone()
+            print(f"DAG run {state} in {dag_s:.1f} s; per task (s): " + ", ".join(f"{k} {v:.1f}" for k, v in tasks.items()))  # fmt: skip
+            print(f"loaded {loaded:,} rows ({distinct:,} numbers, {with_push:,} from pushes)")
+            if state != "success" or loaded != numbers or distinct != numbers:
+                print("FAILED: the run did not load every number exactly once")
+                return 1
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        warehouse.stop_embedded()  # only if this process started it
+
+    per_min, ceiling = numbers / dag_s * 60, numbers / base_s * 60
+    print(
+        f"FIGURE e2e: {numbers:,} numbers through nxcloud_number_check (dag.test, basic level, 2 batches of "
+        f"{PER_BATCH:,}, vendor minute 0.05 s, no query limit) in {dag_s:.1f} s = {per_min:,.0f} numbers/min; "
+        f"baseline raw vendor round trip (bare signed submits + all pushes stored by the same receiver) "
+        f"{base_s:.1f} s = {ceiling:,.0f} numbers/min; pipeline at {per_min / ceiling:.0%} of the ceiling"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
