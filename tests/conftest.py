@@ -25,7 +25,7 @@ os.environ.update(
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(_AIRFLOW_HOME / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}?timeout=30",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         # The vendor's own secrets must never be logged: mask the vendor-specific names too.
         "AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES": "accessKey,accessSecret,appkey,sign,X-DF-API-SECRET",

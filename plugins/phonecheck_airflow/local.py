@@ -145,7 +145,9 @@ def airflow_env(
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            # SQLite's default 5 s lock wait is too short when the UI writes twice at once (unpause +
+            # trigger) on a busy laptop: the unpause then fails with a 500 and the run stays queued.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=30",
             "AIRFLOW__API__HOST": settings.api_host,
             "AIRFLOW__API__PORT": str(settings.api_port),
             # Tasks reach the api-server's Execution API; the default assumes port 8080.
