@@ -28,7 +28,7 @@ import pytest
 
 from tests.fixtures.receiver import CALL
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]  # 5 DAG runs: 10-35 s
 
 
 def state_of(obj) -> str:
