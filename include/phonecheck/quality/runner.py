@@ -9,7 +9,7 @@ Fast path (default). Reading 100,000 rows into pandas and letting GX scan them a
 times the load itself (bench/quality_bench.py). Instead, one SQL query generated from the same
 suite (:func:`scan_rows`) counts every expectation's unexpected rows in PostgreSQL and returns
 only the *suspect* rows (a superset of the unexpected ones) plus the first
-:data:`CLEAN_SAMPLE_ROWS` rows by key. GX validates that small frame: for row-level expectations
+:data:`CLEAN_SAMPLE_ROWS` rows read. GX validates that small frame: for row-level expectations
 and for uniqueness (all rows of a duplicated group are suspect) its unexpected counts and samples
 are those of the whole set, and they are checked against the SQL counts; any disagreement logs a
 warning and GX validates every row instead. The stored element count is the whole set's; the Data
@@ -198,7 +198,8 @@ CLEAN_SAMPLE_ROWS = 200
 @dataclass(frozen=True)
 class _SqlCheck:
     unexpected: sql.Composable  # counted: this row is unexpected for the check (GX's rule)
-    suspect: sql.Composable  # superset of ``unexpected``: the row goes to GX
+    #: rows GX must see although SQL does not count them (where the SQL form could differ)
+    also_suspect: sql.Composable | None = None
 
 
 def _ident(column: str) -> sql.Composable:
@@ -218,7 +219,7 @@ def _sql_check(check: Check, suite: TableSuite, types: Mapping[str, str], n: int
     kw = check.kwargs
     if kind == "expect_column_values_to_not_be_null":
         pred = sql.SQL("{} IS NULL").format(_ident(kw["column"]))
-        return _SqlCheck(pred, pred)
+        return _SqlCheck(pred)
     if kind == "expect_column_values_to_be_unique":
         dup = sql.SQL("_dup{} > 1").format(sql.SQL(str(n)))
         return _SqlCheck(sql.SQL("{} IS NOT NULL AND {}").format(_ident(kw["column"]), dup), dup)
@@ -233,7 +234,7 @@ def _sql_check(check: Check, suite: TableSuite, types: Mapping[str, str], n: int
         column = _ident(kw["column"])
         values = sql.Literal([str(v) for v in kw["value_set"]])
         pred = sql.SQL("{c} IS NOT NULL AND NOT ({c}::text = ANY({v}::text[]))").format(c=column, v=values)
-        return _SqlCheck(pred, pred)
+        return _SqlCheck(pred)
     if kind == "expect_column_values_to_be_between":
         name = kw["column"]
         column = _ident(name)
@@ -249,26 +250,28 @@ def _sql_check(check: Check, suite: TableSuite, types: Mapping[str, str], n: int
             outside.append(sql.SQL("{} > {}{}").format(column, sql.Literal(str(kw["max_value"])), cast))
         pred = sql.SQL("({})").format(sql.SQL(" OR ").join(outside)) if outside else sql.SQL("false")
         pred = sql.SQL("COALESCE({}, false)").format(pred)
-        return _SqlCheck(pred, pred)
+        return _SqlCheck(pred)
     if kind == "expect_column_values_to_match_regex":
         name = kw["column"].removesuffix(TEXT_SUFFIX)
         # money columns are matched on their text rendering (numeric::text = format(Decimal, "f"))
         column = sql.SQL("{}::text").format(_ident(name))
         regex = sql.Literal(kw["regex"])
         # GX uses Python's re.search, whose "$" also matches before one final newline
-        matches = sql.SQL("({c} ~ {rx} OR (right({c}, 1) = E'\\n' AND left({c}, -1) ~ {rx}))").format(
-            c=column, rx=regex
-        )
-        pred = sql.SQL("{c} IS NOT NULL AND NOT {m}").format(c=column, m=matches)
-        # anything beyond printable ASCII goes to GX too (Python's \d also matches other digits)
-        suspect = sql.SQL("({p}) OR COALESCE({c} !~ '^[ -~]*$', false)").format(p=pred, c=column)
+        pred = sql.SQL(
+            "CASE WHEN {c} IS NULL OR {c} ~ {rx} THEN false "
+            "WHEN right({c}, 1) = E'\\n' THEN NOT left({c}, -1) ~ {rx} ELSE true END"
+        ).format(c=column, rx=regex)
+        # a newline or anything beyond ASCII goes to GX too (Python's \d also matches other digits)
+        suspect = sql.SQL(
+            "COALESCE(octet_length({c}) <> char_length({c}) OR strpos({c}, E'\\n') > 0, false)"
+        ).format(c=column)
         return _SqlCheck(pred, suspect)
     if kind == "expect_column_pair_values_a_to_be_greater_than_b":
         op = sql.SQL("<") if kw.get("or_equal") else sql.SQL("<=")
         pred = sql.SQL("COALESCE({a} {op} {b}, false)").format(
             a=_ident(kw["column_A"]), b=_ident(kw["column_B"]), op=op
         )
-        return _SqlCheck(pred, pred)
+        return _SqlCheck(pred)
     raise NotImplementedError(f"no SQL form for {kind}")
 
 
@@ -279,7 +282,7 @@ def _suspect_query(
     key_values: Sequence[Any],
     sql_checks: Sequence[_SqlCheck],
 ) -> sql.Composable:
-    """One statement: the suspect rows plus the first ``CLEAN_SAMPLE_ROWS`` rows by key, each
+    """One statement: the suspect rows plus the first ``CLEAN_SAMPLE_ROWS`` rows read, each
     row carrying the element count and every check's unexpected count over ALL validated rows."""
     schema, name = suite.table.split(".", 1)
     windows = []
@@ -298,19 +301,41 @@ def _suspect_query(
     key = sql.SQL(", ").join(_ident(c) for c in suite.key)
     return sql.SQL(
         """SELECT {cols}, _n, {counts} FROM (
-             SELECT r.*, count(*) OVER () AS _n, {count_windows},
-                    ({suspect}) AS _suspect, row_number() OVER (ORDER BY {key}) AS _rn
-             FROM (SELECT {cols}{windows} FROM {table} WHERE {key_column} = ANY({keys}::{array_type})) AS r
+             SELECT f.*, count(*) OVER () AS _n, {count_windows},
+                    row_number() OVER () AS _rn  -- the clean sample: the first rows read
+             FROM (
+               SELECT f0.*, ({suspect}) AS _suspect FROM (
+                 SELECT {cols}, {flags}
+                 FROM (SELECT {cols}{windows} FROM {table} WHERE {key_column} = ANY({keys}::{array_type})) AS r
+                 OFFSET 0  -- not pulled up: each predicate is evaluated once per row, not once per use
+               ) AS f0
+             ) AS f
            ) AS flagged
            WHERE _suspect OR _rn <= {sample}"""
     ).format(
         cols=cols,
         counts=sql.SQL(", ").join(sql.Identifier(f"_c{n}") for n in range(len(sql_checks))),
-        count_windows=sql.SQL(", ").join(
-            sql.SQL("count(*) FILTER (WHERE {}) OVER () AS {}").format(c.unexpected, sql.Identifier(f"_c{n}"))
-            for n, c in enumerate(sql_checks)
+        flags=sql.SQL(", ").join(
+            [
+                sql.SQL("({}) AS {}").format(c.unexpected, sql.Identifier(f"_u{n}"))
+                for n, c in enumerate(sql_checks)
+            ]
+            + [
+                sql.SQL("({}) AS {}").format(c.also_suspect, sql.Identifier(f"_s{n}"))
+                for n, c in enumerate(sql_checks)
+                if c.also_suspect is not None
+            ]
         ),
-        suspect=sql.SQL(" OR ").join(sql.SQL("({})").format(c.suspect) for c in sql_checks),
+        count_windows=sql.SQL(", ").join(
+            sql.SQL("count(*) FILTER (WHERE {}) OVER () AS {}").format(
+                sql.Identifier(f"_u{n}"), sql.Identifier(f"_c{n}")
+            )
+            for n in range(len(sql_checks))
+        ),
+        suspect=sql.SQL(" OR ").join(
+            [sql.Identifier(f"_u{n}") for n in range(len(sql_checks))]
+            + [sql.Identifier(f"_s{n}") for n, c in enumerate(sql_checks) if c.also_suspect is not None]
+        ),
         key=key,
         windows=sql.SQL("").join(sql.SQL(", ") + w for w in windows),
         table=sql.Identifier(schema, name),
@@ -343,7 +368,9 @@ def scan_rows(
         raise ValueError(f"{suite.table} lacks column(s) {missing} the suite checks")
     sql_checks = [_sql_check(c, suite, types, n) for n, c in enumerate(suite.checks)]
     width = len(suite.columns)
-    with conn.cursor(binary=True) as cur:
+    with conn.transaction(), conn.cursor(binary=True) as cur:
+        # the window over all rows and the uniqueness sorts stay in memory instead of on disk
+        cur.execute("SET LOCAL work_mem = '64MB'")
         cur.execute(_suspect_query(suite, types, key_column, key_values, sql_checks))
         fetched = cur.fetchall()
     if not fetched:
