@@ -204,9 +204,6 @@ ACCUAUTH_PHONE_STATUS = CodeSet(
     columns=((ACCUAUTH, "phone_status"),),
 )
 
-#: phone_status values the vendor itself says to retry later: such a result is not "fresh".
-ACCUAUTH_RETRY_LATER_STATUSES = frozenset({"line_abnormal", "temp_unavailable"})
-
 #: HTTP status the vendor pairs with each ``status`` value (SEED 002 error table).
 ACCUAUTH_STATUS_HTTP = {
     "OK": 200,

@@ -4,9 +4,11 @@
    recorded in ``ops.rejected_number`` with their reason and never sent.
 2. Skip numbers already checked recently: a result within the freshness window, or a check
    still in flight (submitted, no result yet), is not bought again. A failure is a result too
-   (an invalid or non-mobile number stays so), except the failures the vendor says are on its
-   side or temporary (:data:`~phonecheck.enums.NXCLOUD_TRANSIENT_RECEIPT_CODES`,
-   :data:`~phonecheck.enums.ACCUAUTH_RETRY_LATER_STATUSES`): those are checked again.
+   (an invalid or non-mobile number stays so), except NXCLOUD failures on the vendor's side
+   (:data:`~phonecheck.enums.NXCLOUD_TRANSIENT_RECEIPT_CODES`; failure pushes carry no cost):
+   those are checked again. AccuAuth's ``line_abnormal`` / ``temp_unavailable`` are paid
+   answers that say "try later": they stay fresh for the window like any other answer (a user
+   who wants them re-checked now runs with ``freshness_days = 0``).
 
 Idempotent per run: recording the same rejected input twice for one run stores it once.
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from phonecheck.enums import ACCUAUTH_RETRY_LATER_STATUSES, NXCLOUD_TRANSIENT_RECEIPT_CODES
+from phonecheck.enums import NXCLOUD_TRANSIENT_RECEIPT_CODES
 from phonecheck.numbers import Normalised, Rejected, normalise_many
 
 NXCLOUD = "nxcloud"
@@ -97,8 +99,7 @@ SELECT DISTINCT e164 FROM (
 _FRESH_ACCUAUTH = """
 SELECT DISTINCT e164 FROM telco.accuauth_phone_check
 WHERE e164 = ANY(%(numbers)s)
-  AND ((status = 'OK' AND NOT (COALESCE(phone_status, '') = ANY(%(retry_later)s)))
-       OR (status = 'PENDING' AND (expires_at IS NULL OR expires_at > now())))
+  AND (status = 'OK' OR (status = 'PENDING' AND (expires_at IS NULL OR expires_at > now())))
   AND COALESCE(completed_at, submitted_at, updated_at) > now() - make_interval(days => %(days)s)
 """
 
@@ -125,11 +126,7 @@ def recently_checked(
         }
     elif vendor == ACCUAUTH:
         query = _FRESH_ACCUAUTH
-        params = {
-            "numbers": list(e164s),
-            "days": freshness_days,
-            "retry_later": sorted(ACCUAUTH_RETRY_LATER_STATUSES),
-        }
+        params = {"numbers": list(e164s), "days": freshness_days}
     else:
         raise ValueError(f"unknown vendor {vendor!r}")
     return {row[0] for row in conn.execute(query, params)}

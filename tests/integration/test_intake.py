@@ -84,11 +84,11 @@ def test_accuauth_freshness(wh):
         [
             row("t1", "+525512345678", "OK", "busy"),
             row("t2", "+525587654321", "EXPIRED"),
-            row("t3", "+525511112222", "OK", "temp_unavailable"),  # the vendor says: retry later
+            row("t3", "+525511112222", "OK", "temp_unavailable"),  # a paid "try later" answer: still fresh
             row("t4", "+525533334444", "PENDING"),  # in flight
         ],
     )
     numbers = ["+525512345678", "+525587654321", "+525511112222", "+525533334444"]
     result = prepare_numbers(wh, vendor=ACCUAUTH, entries=numbers, default_region="MX", freshness_days=30)
-    assert sorted(n.e164 for n in result.fresh) == ["+525512345678", "+525533334444"]
-    assert sorted(n.e164 for n in result.to_check) == ["+525511112222", "+525587654321"]
+    assert sorted(n.e164 for n in result.fresh) == ["+525511112222", "+525512345678", "+525533334444"]
+    assert [n.e164 for n in result.to_check] == ["+525587654321"]
