@@ -1,14 +1,16 @@
 """Fast idempotent loads into the typed tables: binary COPY into a temp staging table, then, in
-the same transaction, one ``UPDATE ... FROM stage`` for keys already present and one
-``INSERT ... SELECT ... WHERE NOT EXISTS`` for the new keys.
+the same transaction, one ``UPDATE ... FROM stage`` for the keys already present and one
+``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` for the rest.
 
 Why this shape: COPY is 5-7x faster than row inserts (anchors.md §3.1), and set-based statements
-keep the load atomic. Splitting the former single ``INSERT ... ON CONFLICT DO UPDATE`` in two lets
-PostgreSQL join the staged rows to the table once (hash join) instead of probing the unique index
-and taking the speculative-insertion path row by row; the insert keeps ``ON CONFLICT`` only as a
-safety net for a concurrent loader that inserted the same key between the two statements.
-The ``DISTINCT ON`` sort (last row wins) only runs when the load really repeats a key, which the
-COPY loop notices. ``bench/loader_bench.py`` measures all this (before/after in the README).
+keep the load atomic. The UPDATE joins the staged rows to the table once (hash or merge join)
+instead of taking the speculative-insertion path row by row; after it, the existing keys are
+already merged, so the INSERT's ``ON CONFLICT`` finds them unchanged and writes nothing for them
+(it stays as the merge rule for a key a concurrent loader inserted in between). The INSERT has no
+``WHERE NOT EXISTS`` anti-join on purpose: on a table the planner believes empty it became a
+nested loop re-scanning the rows the same statement was inserting (quadratic: 200,000 new rows
+took 334 s). The ``DISTINCT ON`` sort (last row wins) only runs when the load really repeats a
+key, which the COPY loop notices. ``bench/loader_bench.py`` measures all this.
 
 Merge rules, per table (:data:`TABLES`):
 
@@ -249,7 +251,6 @@ def upsert(
                 """WITH written AS (
                      INSERT INTO {target} AS t ({cols})
                      SELECT * FROM ({staged}) AS excluded
-                     WHERE NOT EXISTS (SELECT FROM {target} AS t WHERE {same_key})
                      ON CONFLICT ({key}) DO UPDATE SET {sets}, updated_at = now()
                      WHERE ({current}) IS DISTINCT FROM ({merged})
                      RETURNING (xmax = 0) AS inserted)
