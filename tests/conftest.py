@@ -41,4 +41,5 @@ pytest_plugins = [
     "tests.fixtures.airflow",
     "tests.fixtures.sandbox",
     "tests.fixtures.receiver",
+    "tests.fixtures.pipelines",
 ]

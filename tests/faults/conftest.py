@@ -8,13 +8,11 @@ fault tests need are built here.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from tests.fixtures.receiver import PREFIX, LiveReceiver, _subprocess_server, free_port
@@ -40,18 +38,6 @@ def outage_receiver(disposable_warehouse, receiver_token: str, tmp_path: Path) -
 
 
 @pytest.fixture
-def nxcloud_pipeline(vendor_connections, live_receiver, monkeypatch):
-    """The sandbox as ``nxcloud_default`` (no query spacing), the in-process receiver as drUrl
-    target, and contract prices for MX so the cost guard has something to add up."""
-    sandbox = vendor_connections
-    conn = json.loads(sandbox.nxcloud_connection_json())
-    conn["extra"]["query_min_interval_s"] = 0
-    monkeypatch.setenv("AIRFLOW_CONN_NXCLOUD_DEFAULT", json.dumps(conn))
-    monkeypatch.setenv("TELCO_WEBHOOK_BASE_URL", live_receiver.base_url)
-    monkeypatch.setenv("TELCO_WEBHOOK_TOKEN", live_receiver.token)
-    with psycopg.connect(live_receiver.dsn) as db:
-        db.execute(
-            "INSERT INTO ops.nxcloud_price_list (region_code, check_level, price, currency, note) VALUES "
-            "('MX', 1, 0.0040, 'USD', 'fault suite'), ('MX', 5, 0.0120, 'USD', 'fault suite')"
-        )
-    return sandbox, live_receiver
+def nxcloud_pipeline(nxcloud_wired):
+    """``(sandbox, live_receiver)`` wired for nxcloud_number_check (see tests/fixtures/pipelines.py)."""
+    return nxcloud_wired

@@ -85,21 +85,8 @@ def loaded_rows(dsn: str, batch_nos: list[str]) -> dict[str, dict]:
 
 
 @pytest.fixture
-def nx_env(vendor_connections, live_receiver, monkeypatch):
-    """The sandbox as ``nxcloud_default`` (no query spacing: the sandbox does not limit), the
-    receiver as drUrl target, and operator prices for MX / CO in the price list."""
-    sandbox = vendor_connections
-    conn = json.loads(sandbox.nxcloud_connection_json())
-    conn["extra"]["query_min_interval_s"] = 0
-    monkeypatch.setenv("AIRFLOW_CONN_NXCLOUD_DEFAULT", json.dumps(conn))
-    monkeypatch.setenv("TELCO_WEBHOOK_BASE_URL", live_receiver.base_url)
-    monkeypatch.setenv("TELCO_WEBHOOK_TOKEN", live_receiver.token)
-    with psycopg.connect(live_receiver.dsn) as db:
-        db.execute(
-            "INSERT INTO ops.nxcloud_price_list (region_code, check_level, price, currency, note) VALUES "
-            "('MX', 1, 0.0040, 'USD', 'test contract'), ('CO', 1, 0.0045, 'USD', 'test contract'), "
-            "('MX', 5, 0.0120, 'USD', 'test contract')"
-        )
+def nx_env(nxcloud_wired):
+    sandbox, live_receiver = nxcloud_wired
     return sandbox, live_receiver.dsn
 
 

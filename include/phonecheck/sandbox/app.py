@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from phonecheck import signing
+from phonecheck.enums import ACCUAUTH_STATUS_HTTP
 from phonecheck.sandbox import outcomes
 from phonecheck.sandbox.config import SandboxConfig
 from phonecheck.sandbox.faults import Decision, FaultRule
@@ -29,17 +30,6 @@ NUMBER_CHECK_BIZ_TYPE, NUMBER_CHECK_ACTION = "1", "numbercheck"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _PHONE_RE = re.compile(r"^\d{1,20}$")
 _MASKED = "***"
-ACCUAUTH_HTTP_STATUS = {
-    "PENDING": 400,
-    "INVALID_ARGUMENT": 400,
-    "UNAUTHORIZED": 401,
-    "KEY_EXPIRED": 401,
-    "NO_PERMISSION": 403,
-    "OUT_OF_QUOTA": 403,
-    "RATE_LIMIT_EXCEEDED": 403,
-    "NOT_FOUND": 404,
-    "INTERNAL_ERROR": 500,
-}
 ACCUAUTH_REASONS = {
     "UNAUTHORIZED": "Unauthorized or access is denied",
     "KEY_EXPIRED": "Your API ID has expired",
@@ -422,7 +412,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
     def accuauth_error(status: str, reason: str | None = None) -> tuple[int, dict[str, Any]]:
         payload = {"status": status, "reason": reason or ACCUAUTH_REASONS.get(status, status)}
         payload["request_id"] = f"TID{state.new_hex_id()}"
-        return ACCUAUTH_HTTP_STATUS.get(status, 400), payload
+        return ACCUAUTH_STATUS_HTTP.get(status, 400), payload
 
     async def accuauth_gate(request: Request, event: str) -> tuple[int, dict[str, Any]] | None:
         fault = await apply_faults(request, event)
