@@ -18,8 +18,6 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 log = logging.getLogger(__name__)
 
 NUMBER_CHECK_TABLE = "telco.nxcloud_number_check"
-WEBHOOK_BASE_URL_VARIABLE = "telco_webhook_base_url"
-WEBHOOK_TOKEN_VARIABLE = "telco_webhook_token"
 
 
 def _run_ids(context: Any) -> tuple[str, str]:
@@ -42,16 +40,11 @@ def _fail_on_final_vendor_error(exc: Exception) -> None:
 
 
 def dr_url() -> str | None:
-    """The receiver URL NXCLOUD pushes results to: Variables ``telco_webhook_base_url`` /
-    ``telco_webhook_token`` when set, else env ``TELCO_WEBHOOK_BASE_URL`` / ``TELCO_WEBHOOK_TOKEN``.
-    None (no base URL) = no drUrl: results then come from the query API only."""
-    from airflow.sdk import Variable
+    """The receiver URL NXCLOUD pushes results to (None = results from the query API only)."""
+    from phonecheck.webhook_urls import NXCLOUD_NUMBER_CHECK
+    from phonecheck_airflow.webhooks import receiver_url
 
-    from phonecheck.webhook_urls import NXCLOUD_NUMBER_CHECK, webhook_url
-
-    base = Variable.get(WEBHOOK_BASE_URL_VARIABLE, default=None)
-    token = Variable.get(WEBHOOK_TOKEN_VARIABLE, default=None)
-    return webhook_url(NXCLOUD_NUMBER_CHECK, base_url=base, token=token)
+    return receiver_url(NXCLOUD_NUMBER_CHECK)
 
 
 # ---- on demand ---------------------------------------------------------------------------------
