@@ -47,6 +47,22 @@ def dr_url() -> str | None:
     return receiver_url(NXCLOUD_NUMBER_CHECK)
 
 
+def _fetch_query_rows(hook: Any, batch_no: str, day: Any) -> tuple[list[dict[str, Any]], Any]:
+    """Every query-API row of ``batch_no`` on vendor ``day`` (all pages), with the call stats;
+    vendor refusals a retry cannot fix fail the task at once."""
+    from phonecheck_airflow.hooks.nxcloud import QueryStats
+
+    stats = QueryStats()
+    items: list[dict[str, Any]] = []
+    try:
+        for page in hook.iter_query_results(batch_no, day, stats=stats):
+            items.extend(page)
+    except Exception as exc:
+        _fail_on_final_vendor_error(exc)
+        raise
+    return items, stats
+
+
 # ---- on demand ---------------------------------------------------------------------------------
 
 
@@ -230,7 +246,7 @@ def reconcile(
     """Every page of the query API for each batch, upserted; reports pushes that never arrived."""
     from phonecheck.nxcloud.results import load_query_rows, missing_results, pushes_missing
     from phonecheck.nxcloud.submissions import submissions_for
-    from phonecheck_airflow.hooks.nxcloud import NxCloudHook, QueryStats
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
     batch_nos = list(submitted.get("batch_nos") or [])
     hook = NxCloudHook(nxcloud_conn_id)
@@ -241,14 +257,7 @@ def reconcile(
         subs = submissions_for(conn, batch_nos)
         for i, batch_no in enumerate(batch_nos, start=1):
             for day in _query_dates(subs[batch_no]["submitted_at"], hook.query_timezone, today):
-                stats = QueryStats()
-                items: list[dict[str, Any]] = []
-                try:
-                    for page in hook.iter_query_results(batch_no, day, stats=stats):
-                        items.extend(page)
-                except Exception as exc:
-                    _fail_on_final_vendor_error(exc)
-                    raise
+                items, stats = _fetch_query_rows(hook, batch_no, day)
                 summary = load_query_rows(conn, items, queried_at=datetime.now(UTC))
                 queried_pairs.extend((str(r.get("batchNo")), str(r.get("phone"))) for r in items)
                 totals["query_rows"] += len(items)
@@ -371,7 +380,7 @@ def sync_day(
 
     from phonecheck.nxcloud.daily import write_sync_report
     from phonecheck.nxcloud.results import load_query_rows, pushes_missing
-    from phonecheck_airflow.hooks.nxcloud import NxCloudHook, QueryStats
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
     dag_id, run_id = _run_ids(context)
     day = date.fromisoformat(plan["vendor_date"])
@@ -380,14 +389,7 @@ def sync_day(
     loaded: list[str] = []
     with _connect(warehouse_conn_id) as conn:
         for i, batch_no in enumerate(plan["batch_nos"], start=1):
-            stats = QueryStats()
-            items: list[dict[str, Any]] = []
-            try:
-                for page in hook.iter_query_results(batch_no, day, stats=stats):
-                    items.extend(page)
-            except Exception as exc:
-                _fail_on_final_vendor_error(exc)
-                raise
+            items, stats = _fetch_query_rows(hook, batch_no, day)
             summary = load_query_rows(conn, items, queried_at=datetime.now(UTC))
             missing = pushes_missing(conn, [(str(r.get("batchNo")), str(r.get("phone"))) for r in items])
             write_sync_report(
