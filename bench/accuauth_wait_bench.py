@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -30,17 +29,13 @@ import httpx
 import psycopg
 from psycopg.types.json import Jsonb
 
+from phonecheck_airflow.local import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = 10_000
 MAX_RPS = 400.0
 PENDING_POLLS = 1
 API_ID, API_SECRET = "sandbox-api-id", "sandbox-api-secret"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_mb() -> float:
@@ -145,7 +140,7 @@ def main(argv: list[str]) -> int:
 
     from phonecheck import warehouse
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     sandbox = subprocess.Popen(
         [sys.executable, "-m", "phonecheck.sandbox", "--port", str(port)],

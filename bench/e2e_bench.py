@@ -21,23 +21,18 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from phonecheck_airflow.local import free_port, wait_for_http
+
 ROOT = Path(__file__).resolve().parents[1]
 NUMBERS = 10_000
 PER_BATCH = 5_000
 ACCESS_KEY, ACCESS_SECRET, APPKEY = "sandbox-access-key", "sandbox-access-secret", "sandbox-appkey"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _airflow_env() -> Path:
@@ -58,22 +53,6 @@ def _airflow_env() -> Path:
     )
     os.environ.setdefault("XDG_RUNTIME_DIR", str(home / "runtime"))
     return home
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} not healthy after {timeout} s")
 
 
 def _count_pushes(dsn: str, prefix: str) -> int:
@@ -133,7 +112,7 @@ def main(argv: list[str]) -> int:
                     "VALUES ('MX', 1, 0.0040, 'USD', 'bench')"
                 )
 
-            sandbox_port, receiver_port = _free_port(), _free_port()
+            sandbox_port, receiver_port = free_port(), free_port()
             base = f"http://127.0.0.1:{sandbox_port}"
             token = "bench-" + secrets.token_urlsafe(16)
             procs.append(
@@ -158,8 +137,8 @@ def main(argv: list[str]) -> int:
                 )
             )  # fmt: skip
             receiver_base = f"http://127.0.0.1:{receiver_port}/telco-webhooks"
-            _wait_healthy(f"{base}/_sandbox/health", procs[0], "sandbox")
-            _wait_healthy(f"{receiver_base}/healthz", procs[1], "receiver")
+            wait_for_http(f"{base}/_sandbox/health", 60, procs[0], "sandbox")
+            wait_for_http(f"{receiver_base}/healthz", 60, procs[1], "receiver")
 
             os.environ.update(
                 {

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ import time
 from datetime import UTC, datetime
 
 import httpx
+
+from phonecheck_airflow.local import free_port
 
 NUMBERS = 10_000
 PER_BATCH = 5_000
@@ -37,14 +38,8 @@ CLIENT_INTERVAL_S = SANDBOX_INTERVAL_S * 1.2  # margin: scheduling jitter on a b
 ACCESS_KEY, ACCESS_SECRET, APPKEY = "sandbox-access-key", "sandbox-access-secret", "sandbox-appkey"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_sandbox() -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "phonecheck.sandbox", "--port", str(port), "--vendor-minute-seconds", "0.05"],

@@ -76,14 +76,6 @@ INVALID_INPUTS = ["12345", "+44 20 79", "not a number", "+999 123456", "0000", "
 # --------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_receiver(port: int, dsn: str, token: str, log_path: Path, spool: Path) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -230,7 +222,7 @@ def main() -> int:
         from phonecheck_airflow import local as local_runtime
 
         token = local_runtime.webhook_token(home)
-        receiver_port, sandbox_port = free_port(), free_port()
+        receiver_port, sandbox_port = local_runtime.free_port(), local_runtime.free_port()
         receiver_base = f"http://127.0.0.1:{receiver_port}/telco-webhooks"
         receiver = start_receiver(receiver_port, dsn, token, logs / "receiver.log", local / "demo" / "spool")
         sandbox = local_runtime.start_sandbox(

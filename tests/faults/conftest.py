@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.receiver import PREFIX, LiveReceiver, _subprocess_server, free_port
+from phonecheck_airflow.local import free_port
+from tests.fixtures.receiver import PREFIX, LiveReceiver, _subprocess_server
 
 
 @pytest.fixture

@@ -61,12 +61,6 @@ def _redis_unavailable_reason(host: str = REDIS_HOST, port: int = REDIS_PORT) ->
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def sqlalchemy_url(dsn: str, driver: str = "postgresql+psycopg") -> str:
     """A libpq URI as a SQLAlchemy URL; a unix-socket directory goes in the query string."""
     parts = warehouse.parse_dsn(dsn)
@@ -173,7 +167,7 @@ def celery_cluster(
     phases = Phases()
     home = tmp_path / "airflow-home"
     home.mkdir()
-    api_port = _free_port()
+    api_port = local.free_port()
     token = "tok-" + secrets.token_urlsafe(16)
     queue = f"phonecheck-test-{secrets.token_hex(4)}"  # isolates this run on a shared Redis
     password = secrets.token_urlsafe(12)
@@ -213,8 +207,8 @@ def celery_cluster(
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
                 "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
                 "AIRFLOW__API__WORKERS": "1",
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(local.free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(local.free_port()),
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
             }
         )
@@ -245,7 +239,7 @@ def celery_cluster(
 
 
 def test_without_redis_the_skip_reason_says_so():
-    port = _free_port()  # bound and released: nothing listens there
+    port = local.free_port()  # bound and released: nothing listens there
     reason = _redis_unavailable_reason("127.0.0.1", port)
     assert reason is not None and f"no Redis server on 127.0.0.1:{port}" in reason
 

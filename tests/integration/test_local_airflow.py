@@ -38,12 +38,6 @@ LOGIN_RE = re.compile(r"login:\s+admin / (\S+)")
 URL_RE = re.compile(r"Airflow UI:\s+(http://\S+?)/?$", re.MULTILINE)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
@@ -89,7 +83,7 @@ def make_airflow(fresh_warehouse_dsn: str) -> Iterator[tuple[Launcher, int, Phas
     # short: the embedded server (unused here) and sockets keep paths under 107 bytes
     local_dir = Path(f"/tmp/pc-airflow-{secrets.token_hex(4)}")
     local_dir.mkdir()
-    api_port, sandbox_port = _free_port(), _free_port()
+    api_port, sandbox_port = local.free_port(), local.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "TELCO_"))}
     env.update({"PHONECHECK_LOCAL_DIR": str(local_dir), "WAREHOUSE_DSN": fresh_warehouse_dsn})
     log_path = local_dir / "launcher.log"

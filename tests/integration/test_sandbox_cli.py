@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
+from phonecheck_airflow.local import free_port
 from tests.conftest import REPO_ROOT
-from tests.fixtures.sandbox import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -138,16 +138,22 @@ def _column_types(conn: psycopg.Connection, table: str) -> dict[str, str]:
     return dict(rows)
 
 
-def fetch_rows(
-    conn: psycopg.Connection, suite: TableSuite, key_column: str, key_values: Sequence[Any]
-) -> list[tuple[Any, ...]]:
-    """The suite's columns of the rows whose ``key_column`` is in ``key_values``."""
+def _checked_column_types(conn: psycopg.Connection, suite: TableSuite, key_column: str) -> dict[str, Any]:
+    """The table's column types, after checking it has the key column and every suite column."""
     types = _column_types(conn, suite.table)
     if key_column not in types:
         raise ValueError(f"{suite.table} has no column {key_column!r}")
     missing = [c for c in suite.columns if c not in types]
     if missing:
         raise ValueError(f"{suite.table} lacks column(s) {missing} the suite checks")
+    return types
+
+
+def fetch_rows(
+    conn: psycopg.Connection, suite: TableSuite, key_column: str, key_values: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """The suite's columns of the rows whose ``key_column`` is in ``key_values``."""
+    types = _checked_column_types(conn, suite, key_column)
     schema, name = suite.table.split(".", 1)
     query = sql.SQL("SELECT {cols} FROM {table} WHERE {key} = ANY(%s::{array_type})").format(
         cols=sql.SQL(", ").join(sql.Identifier(c) for c in suite.columns),
@@ -360,12 +366,7 @@ def scan_rows(
 ) -> SqlScan:
     """Every expectation's unexpected count over the selected rows, computed by PostgreSQL in one
     query generated from the suite, and the rows Great Expectations must see."""
-    types = _column_types(conn, suite.table)
-    if key_column not in types:
-        raise ValueError(f"{suite.table} has no column {key_column!r}")
-    missing = [c for c in suite.columns if c not in types]
-    if missing:
-        raise ValueError(f"{suite.table} lacks column(s) {missing} the suite checks")
+    types = _checked_column_types(conn, suite, key_column)
     sql_checks = [_sql_check(c, suite, types, n) for n, c in enumerate(suite.checks)]
     width = len(suite.columns)
     with conn.transaction(), conn.cursor(binary=True) as cur:
