@@ -132,6 +132,23 @@ def test_bad_load_fails_keeps_rows_and_records_the_failures(wh, fresh_warehouse_
     assert "expect_column_values_to_be_in_set" in summary.describe() and "8613800138010" in summary.describe()
 
 
+def test_data_docs_keep_every_run_and_index_the_newest_first(wh, fresh_warehouse_dsn, data_docs):
+    loader.upsert(wh, NC, clean_number_checks() + bad_number_checks())
+    first = validate_rows(fresh_warehouse_dsn, NC, key_column="batch_no", key_values=["bad-1"])
+    second = validate_rows(fresh_warehouse_dsn, NC, key_column="batch_no", key_values=["clean-1"])
+    # GX's own index builder deletes pages its (ephemeral) context does not know: not here
+    assert first.data_docs_path.is_file() and second.data_docs_path.is_file()
+    assert first.data_docs_path != second.data_docs_path
+    assert "999" in first.data_docs_path.read_text()  # the unexpected receipt code is on its page
+    index = (data_docs / "index.html").read_text()
+    assert index.index(second.validation_run_id) < index.index(first.validation_run_id)
+    for summary in (first, second):
+        link = summary.data_docs_path.relative_to(data_docs).as_posix()
+        assert f"href='{link}'" in index
+    assert "FAILED" in index and "passed" in index
+    assert (data_docs / "expectations" / "nxcloud_number_check.html").is_file()
+
+
 def test_clean_number_check_load_passes_and_is_recorded(wh, fresh_warehouse_dsn):
     loader.upsert(wh, NC, clean_number_checks() + bad_number_checks())
     summary = validate_rows(

@@ -5,13 +5,14 @@ every table, on clean rows, bad rows and the edge cases where SQL and Python reg
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
 import pytest
 
 from phonecheck import loader
 from phonecheck.parsers import nxcloud as nx
 from phonecheck.quality import suite_for, validate_rows
-from phonecheck.quality.runner import CLEAN_SAMPLE_ROWS, scan_rows
+from phonecheck.quality.runner import CLEAN_SAMPLE_ROWS, sample_rows, scan_rows
 from tests import seed_payloads as seed
 from tests.integration.test_quality import (
     AA,
@@ -45,6 +46,10 @@ def _edge_number_checks(batch: str) -> list[dict]:
         _push(seed.NUMBER_CHECK_PUSH_HLR, phone="8613800138104", batch=batch),
         _push(seed.NUMBER_CHECK_PUSH_HLR, phone="008613800138104", batch=batch),
         nx.parse_number_check_push({**seed.NUMBER_CHECK_PUSH_CALL, "batchNo": batch, "cost": {"price": -1}}),
+        # lengths just outside the formats, and a price that is not a number (numeric holds NaN)
+        _push(seed.NUMBER_CHECK_PUSH_BASIC, phone="8613800138105", batch=batch,
+              basic={"countryCode": "12345", "standNumber": "8613800138000123", "nationalNumber": "1"}),
+        {**_push(seed.NUMBER_CHECK_PUSH_HLR, phone="8613800138106", batch=batch), "price": Decimal("NaN")},
     ]  # fmt: skip
 
 
@@ -71,7 +76,7 @@ def test_number_checks_fast_path_agrees_with_full_gx(wh, fresh_warehouse_dsn, ca
     batches = sorted({r["batch_no"] for r in rows})  # the seed query rows carry their own batches
     fast, full = _both_ways(fresh_warehouse_dsn, NC, "batch_no", batches, caplog)
     assert not fast.success and fast.element_count == loaded
-    assert len(fast.failed) == 8  # every kind of bad row above is caught
+    assert len(fast.failed) == 11  # every kind of bad row above is caught
     # the SQL scan alone already has GX's counts
     with_sql = scan_rows(wh, suite_for(NC), "batch_no", batches)
     assert with_sql.element_count == loaded
@@ -112,8 +117,23 @@ def test_gx_sees_only_the_suspect_rows_and_the_clean_sample(wh):
     loader.upsert(wh, NC, rows)
     scanned = scan_rows(wh, suite_for(NC), "batch_no", ["big"])
     assert scanned.element_count == len(rows)
-    assert len(scanned.rows) == CLEAN_SAMPLE_ROWS + 1
-    assert ("big", rows[-1]["phone"]) in {r[:2] for r in scanned.rows}
+    assert [r[:2] for r in scanned.rows] == [("big", rows[-1]["phone"])]  # the one suspect row
+    sample = sample_rows(wh, suite_for(NC), "batch_no", ["big"])
+    assert len(sample) == CLEAN_SAMPLE_ROWS and all(r[0] == "big" for r in sample)
+
+
+def test_a_repeated_number_makes_its_whole_group_suspect(wh):
+    rows = [
+        _push(seed.NUMBER_CHECK_PUSH_HLR, phone=phone, batch="dup")
+        for phone in ("8613800138104", "+8613800138104", "8613800138105")
+    ]
+    loader.upsert(wh, NC, rows)
+    scanned = scan_rows(wh, suite_for(NC), "batch_no", ["dup"])
+    by_check = dict(
+        zip([c.column_name for c in suite_for(NC).checks], scanned.unexpected_counts, strict=True)
+    )
+    assert by_check["batch_no,e164"] == 2
+    assert sorted(r[1] for r in scanned.rows) == ["+8613800138104", "8613800138104"]
 
 
 def test_no_rows(wh, fresh_warehouse_dsn, caplog):

@@ -170,27 +170,27 @@ def test_timestamp_order_checks():
 
 
 @pytest.mark.parametrize("good", ["+8613800138000", "+525512345678", "+12025550123"])
-def test_e164_regex_accepts(good):
-    assert re.search(suites.E164_REGEX, good)
+def test_e164_format_accepts(good):
+    assert suites.E164.matches(good)
 
 
 @pytest.mark.parametrize(
     "bad", ["8613800138000", "+0123456789", "+86 138 0013 8000", "+86138", "+1234567890123456"]
 )
-def test_e164_regex_rejects(bad):
-    assert not re.search(suites.E164_REGEX, bad)
+def test_e164_format_rejects(bad):
+    assert not suites.E164.matches(bad)
 
 
-def test_stand_number_regex_tolerates_the_vendor_masks_only_at_the_end():
+def test_stand_number_format_tolerates_the_vendor_masks_only_at_the_end():
     examples = [
         seed.NUMBER_CHECK_PUSH_BASIC["data"]["basic"]["standNumber"],
         *(row["standNumber"] for row in seed.NUMBER_CHECK_QUERY_RESPONSE["data"]["result"]),
         "8613800138000",
     ]
     for value in examples:
-        assert re.search(suites.STAND_NUMBER_REGEX, value), value
+        assert suites.STAND_NUMBER.matches(value), value
     for value in ["+8613800138000", "86-138-0013", "0086138001380", "86x138", "1234", "8613800138000123456"]:
-        assert not re.search(suites.STAND_NUMBER_REGEX, value), value
+        assert not suites.STAND_NUMBER.matches(value), value
 
 
 @pytest.mark.parametrize(("text", "ok"), [("0.1912", True), ("0", True), ("12.5", True), ("0.12345", False),
@@ -202,3 +202,24 @@ def test_money_text_regex(text, ok):
 def test_unknown_table_is_refused():
     with pytest.raises(ValueError, match="no quality suite"):
         suite_for("raw.webhook_event")
+
+
+def test_national_number_format():
+    for value in ["13800138000", "0800123", "138001xxxxx", "55****"]:
+        assert suites.NATIONAL_NUMBER.matches(value), value
+    for value in ["1", "+13800138000", "138-0013", "x138", "1234567890123456"]:
+        assert not suites.NATIONAL_NUMBER.matches(value), value
+
+
+def test_each_text_format_is_a_length_check_and_a_pattern():
+    checks = suite_for(enums.NUMBER_CHECK).checks_for("stand_number")
+    assert [(c.expectation_type, dict(c.kwargs)) for c in checks] == [
+        (
+            "expect_column_value_lengths_to_be_between",
+            {"column": "stand_number", "min_value": 5, "max_value": 15},
+        ),
+        (
+            "expect_column_values_to_match_regex",
+            {"column": "stand_number", "regex": suites.STAND_NUMBER.regex},
+        ),
+    ]

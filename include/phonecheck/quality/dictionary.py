@@ -195,6 +195,8 @@ def check_label(check: Check, column: str) -> str:
         if kw["column"].endswith(TEXT_SUFFIX):
             return "at most 4 decimals"
         return f"matches `{kw['regex']}`"
+    if kind == "expect_column_value_lengths_to_be_between":
+        return f"{kw['min_value']}-{kw['max_value']} characters"
     if kind == "expect_column_pair_values_a_to_be_greater_than_b":
         if column == kw["column_A"]:
             return f">= {kw['column_B']}"

@@ -6,14 +6,16 @@ Expectations, writes one ``dq.validation_result`` row per expectation, and rende
 page of the run. It never changes or deletes the validated rows: failing rows stay for inspection.
 
 Fast path (default). Reading 100,000 rows into pandas and letting GX scan them all cost several
-times the load itself (bench/quality_bench.py). Instead, one SQL query generated from the same
-suite (:func:`scan_rows`) counts every expectation's unexpected rows in PostgreSQL and returns
-only the *suspect* rows (a superset of the unexpected ones) plus the first
-:data:`CLEAN_SAMPLE_ROWS` rows read. GX validates that small frame: for row-level expectations
-and for uniqueness (all rows of a duplicated group are suspect) its unexpected counts and samples
-are those of the whole set, and they are checked against the SQL counts; any disagreement logs a
-warning and GX validates every row instead. The stored element count is the whole set's; the Data
-Docs page shows the rows GX saw. ``full_gx=True`` always hands GX every row (one parameterised
+times the load itself (bench/quality_bench.py). Instead, SQL generated from the same suite
+(:func:`scan_rows`) counts every expectation's unexpected rows in PostgreSQL, in one pass for the
+row-level checks and one hashed GROUP BY per uniqueness check, and returns only the *suspect*
+rows (a superset of the unexpected ones). While PostgreSQL scans, GX validates the first
+:data:`CLEAN_SAMPLE_ROWS` rows read (:func:`sample_rows`) in a second thread; when the scan found
+suspect rows, GX validates them with the sample. For row-level expectations and for uniqueness
+(all rows of a duplicated group are suspect) GX's unexpected counts and samples are then those of
+the whole set, and they are checked against the SQL counts; any disagreement logs a warning and
+GX validates every row instead. The stored element count is the whole set's; the Data Docs page
+shows the rows GX saw. ``full_gx=True`` always hands GX every row (one parameterised
 ``= ANY(%s)`` query into a DataFrame: it works over the embedded warehouse's unix socket, which
 GX's own ``add_postgres`` rejects).
 """
@@ -25,6 +27,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -35,7 +38,15 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from phonecheck.quality.suites import TEXT_SUFFIX, Check, TableSuite, suite_for
+from phonecheck.quality.suites import (
+    MONEY_DECIMALS,
+    MONEY_INTEGER_DIGITS,
+    MONEY_TEXT_REGEX,
+    TEXT_SUFFIX,
+    Check,
+    TableSuite,
+    suite_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -199,66 +210,110 @@ def frame_from_rows(suite: TableSuite, rows: Iterable[Sequence[Any]] | Iterable[
 
 #: Clean rows handed to GX besides the suspect ones, so Data Docs show what passing rows look like.
 CLEAN_SAMPLE_ROWS = 200
+_INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
 
 
 @dataclass(frozen=True)
 class _SqlCheck:
-    unexpected: sql.Composable  # counted: this row is unexpected for the check (GX's rule)
+    """One expectation in SQL. Row-level checks have ``unexpected``; uniqueness checks have
+    ``group`` (the columns whose repeated values are unexpected) and ``considered`` (the rows that
+    take part, GX's ``ignore_row_if``)."""
+
+    unexpected: sql.Composable | None = None  # counted: this row is unexpected for the check (GX's rule)
     #: rows GX must see although SQL does not count them (where the SQL form could differ)
     also_suspect: sql.Composable | None = None
+    group: tuple[str, ...] = ()
+    considered: sql.Composable | None = None
+    #: a considered row may hold a NULL in the group (compound key, ignore only all-NULL rows)
+    null_in_group_possible: bool = False
 
 
 def _ident(column: str) -> sql.Composable:
     return sql.Identifier(column)
 
 
-def _sql_check(check: Check, suite: TableSuite, types: Mapping[str, str], n: int) -> _SqlCheck:
-    """SQL predicates for one expectation, evaluated per row of the validated set ``r``.
+def _sql_check(check: Check, suite: TableSuite, types: Mapping[str, str]) -> _SqlCheck:
+    """SQL for one expectation, evaluated per row of the validated set.
 
     ``unexpected`` mirrors how GX counts (column map expectations ignore NULLs; the pair and
-    compound expectations honour ``ignore_row_if``); ``suspect`` may flag more rows (never fewer):
-    e.g. any value with a character outside printable ASCII is suspect for a regex, because
-    Python's and PostgreSQL's regex dialects may differ there. Window counts for uniqueness are
-    computed in :func:`_suspect_query` as ``_dup{n}``.
+    compound expectations honour ``ignore_row_if``); ``also_suspect`` flags rows GX must see
+    although SQL does not count them: e.g. any value with a character outside printable ASCII is
+    suspect for a regex, because Python's and PostgreSQL's regex dialects may differ there.
     """
     kind = check.expectation_type
     kw = check.kwargs
     if kind == "expect_column_values_to_not_be_null":
-        pred = sql.SQL("{} IS NULL").format(_ident(kw["column"]))
-        return _SqlCheck(pred)
+        return _SqlCheck(sql.SQL("{} IS NULL").format(_ident(kw["column"])))
     if kind == "expect_column_values_to_be_unique":
-        dup = sql.SQL("_dup{} > 1").format(sql.SQL(str(n)))
-        return _SqlCheck(sql.SQL("{} IS NOT NULL AND {}").format(_ident(kw["column"]), dup), dup)
+        column = kw["column"]
+        return _SqlCheck(group=(column,), considered=sql.SQL("{} IS NOT NULL").format(_ident(column)))
     if kind == "expect_compound_columns_to_be_unique":
         cols = [_ident(c) for c in kw["column_list"]]
-        dup = sql.SQL("_dup{} > 1").format(sql.SQL(str(n)))
         ignore = kw.get("ignore_row_if", "all_values_are_missing")
         joiner = " OR " if ignore == "any_value_is_missing" else " AND "
         missing = sql.SQL(joiner).join(sql.SQL("{} IS NULL").format(c) for c in cols)
-        return _SqlCheck(sql.SQL("NOT ({}) AND {}").format(missing, dup), dup)
+        return _SqlCheck(
+            group=tuple(kw["column_list"]),
+            considered=sql.SQL("NOT ({})").format(missing),
+            null_in_group_possible=ignore != "any_value_is_missing" and len(cols) > 1,
+        )
     if kind == "expect_column_values_to_be_in_set":
-        column = _ident(kw["column"])
-        values = sql.Literal([str(v) for v in kw["value_set"]])
-        pred = sql.SQL("{c} IS NOT NULL AND NOT ({c}::text = ANY({v}::text[]))").format(c=column, v=values)
-        return _SqlCheck(pred)
+        name = kw["column"]
+        column = _ident(name)
+        if types[name] in _INTEGER_TYPES and all(type(v) is int for v in kw["value_set"]):
+            # compared as numbers: no text rendering of every row
+            values = sql.SQL("{}::bigint[]").format(sql.Literal(list(kw["value_set"])))
+        else:
+            column = sql.SQL("{}::text").format(column)
+            values = sql.SQL("{}::text[]").format(sql.Literal([str(v) for v in kw["value_set"]]))
+        return _SqlCheck(sql.SQL("{c} IS NOT NULL AND NOT ({c} = ANY({v}))").format(c=column, v=values))
     if kind == "expect_column_values_to_be_between":
         name = kw["column"]
         column = _ident(name)
-        if name in suite.timestamp_columns:  # GX sees naive UTC datetimes, bounds are ISO text
-            column = sql.SQL("({} AT TIME ZONE 'UTC')").format(column)
-            cast = sql.SQL("::timestamp")
+        if name in suite.timestamp_columns:
+            # GX sees naive UTC datetimes and ISO bounds; the same instant as a timestamptz constant
+            # (folded once) compares without converting every row
+            def bound(value: Any) -> sql.Composable:
+                return sql.SQL("({}::timestamp AT TIME ZONE 'UTC')").format(sql.Literal(str(value)))
         else:
-            cast = sql.SQL("::numeric")
+
+            def bound(value: Any) -> sql.Composable:
+                return sql.SQL("{}::numeric").format(sql.Literal(str(value)))
+
         outside = []
         if kw.get("min_value") is not None:
-            outside.append(sql.SQL("{} < {}{}").format(column, sql.Literal(str(kw["min_value"])), cast))
+            outside.append(sql.SQL("{} < {}").format(column, bound(kw["min_value"])))
         if kw.get("max_value") is not None:
-            outside.append(sql.SQL("{} > {}{}").format(column, sql.Literal(str(kw["max_value"])), cast))
+            outside.append(sql.SQL("{} > {}").format(column, bound(kw["max_value"])))
         pred = sql.SQL("({})").format(sql.SQL(" OR ").join(outside)) if outside else sql.SQL("false")
-        pred = sql.SQL("COALESCE({}, false)").format(pred)
-        return _SqlCheck(pred)
+        if types[name].startswith("numeric"):  # pandas takes Decimal("NaN") for a missing value
+            pred = sql.SQL("{} <> 'NaN' AND {}").format(column, pred)
+        return _SqlCheck(sql.SQL("COALESCE({}, false)").format(pred))
+    if kind == "expect_column_value_lengths_to_be_between":
+        # Python's len() and char_length() both count code points
+        length = sql.SQL("char_length({})").format(_ident(kw["column"]))
+        return _SqlCheck(
+            sql.SQL("COALESCE({n} < {lo} OR {n} > {hi}, false)").format(
+                n=length, lo=sql.Literal(int(kw["min_value"])), hi=sql.Literal(int(kw["max_value"]))
+            )
+        )
     if kind == "expect_column_values_to_match_regex":
         name = kw["column"].removesuffix(TEXT_SUFFIX)
+        if kw["regex"] == MONEY_TEXT_REGEX and types[name].startswith("numeric"):
+            # A numeric's text is [-]digits[.exactly scale digits] (never an exponent) or NaN, so
+            # the money pattern holds exactly when the number is not negative, has at most
+            # MONEY_INTEGER_DIGITS integer digits and a scale of at most MONEY_DECIMALS: the same
+            # answer without rendering every price as text and running a regex on it.
+            pred = sql.SQL(
+                "COALESCE({c} = 'NaN' OR {c} < 0 OR {c} >= {limit} OR scale({c}) > {decimals}, false)"
+            )
+            return _SqlCheck(
+                pred.format(
+                    c=_ident(name),
+                    limit=sql.SQL("{}::numeric").format(sql.Literal(str(10**MONEY_INTEGER_DIGITS))),
+                    decimals=sql.Literal(MONEY_DECIMALS),
+                )
+            )
         # money columns are matched on their text rendering (numeric::text = format(Decimal, "f"))
         column = sql.SQL("{}::text").format(_ident(name))
         regex = sql.Literal(kw["regex"])
@@ -267,6 +322,8 @@ def _sql_check(check: Check, suite: TableSuite, types: Mapping[str, str], n: int
             "CASE WHEN {c} IS NULL OR {c} ~ {rx} THEN false "
             "WHEN right({c}, 1) = E'\\n' THEN NOT left({c}, -1) ~ {rx} ELSE true END"
         ).format(c=column, rx=regex)
+        if types[name].startswith("numeric"):  # a number's text is plain ASCII, no newline
+            return _SqlCheck(pred)
         # a newline or anything beyond ASCII goes to GX too (Python's \d also matches other digits)
         suspect = sql.SQL(
             "COALESCE(octet_length({c}) <> char_length({c}) OR strpos({c}, E'\\n') > 0, false)"
@@ -281,103 +338,144 @@ def _sql_check(check: Check, suite: TableSuite, types: Mapping[str, str], n: int
     raise NotImplementedError(f"no SQL form for {kind}")
 
 
-def _suspect_query(
-    suite: TableSuite,
-    types: Mapping[str, str],
-    key_column: str,
-    key_values: Sequence[Any],
-    sql_checks: Sequence[_SqlCheck],
-) -> sql.Composable:
-    """One statement: the suspect rows plus the first ``CLEAN_SAMPLE_ROWS`` rows read, each
-    row carrying the element count and every check's unexpected count over ALL validated rows."""
+def _selected(suite: TableSuite, types: Mapping[str, str], key_column: str, key_values: Sequence[Any]):
+    """``{table} WHERE {key} = ANY(keys)``: the validated rows."""
     schema, name = suite.table.split(".", 1)
-    windows = []
-    for n, check in enumerate(suite.checks):
-        kw = check.kwargs
-        group = kw.get("column_list") or (
-            [kw["column"]] if check.expectation_type.endswith("_unique") else None
-        )
-        if group:
-            windows.append(
-                sql.SQL("count(*) OVER (PARTITION BY {}) AS {}").format(
-                    sql.SQL(", ").join(_ident(c) for c in group), sql.Identifier(f"_dup{n}")
-                )
-            )
-    cols = sql.SQL(", ").join(_ident(c) for c in suite.columns)
-    key = sql.SQL(", ").join(_ident(c) for c in suite.key)
-    return sql.SQL(
-        """SELECT {cols}, _n, {counts} FROM (
-             SELECT f.*, count(*) OVER () AS _n, {count_windows},
-                    row_number() OVER () AS _rn  -- the clean sample: the first rows read
-             FROM (
-               SELECT f0.*, ({suspect}) AS _suspect FROM (
-                 SELECT {cols}, {flags}
-                 FROM (SELECT {cols}{windows} FROM {table} WHERE {key_column} = ANY({keys}::{array_type})) AS r
-                 OFFSET 0  -- not pulled up: each predicate is evaluated once per row, not once per use
-               ) AS f0
-             ) AS f
-           ) AS flagged
-           WHERE _suspect OR _rn <= {sample}"""
-    ).format(
-        cols=cols,
-        counts=sql.SQL(", ").join(sql.Identifier(f"_c{n}") for n in range(len(sql_checks))),
-        flags=sql.SQL(", ").join(
-            [
-                sql.SQL("({}) AS {}").format(c.unexpected, sql.Identifier(f"_u{n}"))
-                for n, c in enumerate(sql_checks)
-            ]
-            + [
-                sql.SQL("({}) AS {}").format(c.also_suspect, sql.Identifier(f"_s{n}"))
-                for n, c in enumerate(sql_checks)
-                if c.also_suspect is not None
-            ]
-        ),
-        count_windows=sql.SQL(", ").join(
-            sql.SQL("count(*) FILTER (WHERE {}) OVER () AS {}").format(
-                sql.Identifier(f"_u{n}"), sql.Identifier(f"_c{n}")
-            )
-            for n in range(len(sql_checks))
-        ),
-        suspect=sql.SQL(" OR ").join(
-            [sql.Identifier(f"_u{n}") for n in range(len(sql_checks))]
-            + [sql.Identifier(f"_s{n}") for n, c in enumerate(sql_checks) if c.also_suspect is not None]
-        ),
-        key=key,
-        windows=sql.SQL("").join(sql.SQL(", ") + w for w in windows),
+    return sql.SQL("{table} WHERE {key} = ANY({keys}::{array_type})").format(
         table=sql.Identifier(schema, name),
-        key_column=_ident(key_column),
+        key=_ident(key_column),
         # values as literals (escaped by psycopg): no placeholder, so a "%" in a regex or a code
         # set can never be read as one
         keys=sql.Literal(list(key_values)),
         # the type name comes from the catalogue, not from the caller
         array_type=sql.SQL(types[key_column] + "[]"),
+    )
+
+
+def _row_check_query(selected: sql.Composable, sql_checks: Sequence[_SqlCheck]) -> sql.Composable:
+    """One pass over the validated rows: the element count, every row-level check's unexpected
+    count (in ``sql_checks`` order) and the row ids (ctid) of the suspect rows.
+
+    Each predicate is evaluated once per row in the inner query (``OFFSET 0`` keeps the planner
+    from inlining it into both the count and the suspect filter). The statement is parallel safe
+    (no CTE or sub-plan), so PostgreSQL may split the scan across workers."""
+    flags, counts, suspect = [], [], []
+    for check in sql_checks:
+        flags.append(check.unexpected)
+        counts.append(sql.SQL("count(*) FILTER (WHERE {})").format(sql.Identifier(f"_f{len(flags) - 1}")))
+        suspect.append(sql.Identifier(f"_f{len(flags) - 1}"))
+        if check.also_suspect is not None:
+            flags.append(check.also_suspect)
+            suspect.append(sql.Identifier(f"_f{len(flags) - 1}"))
+    return sql.SQL(
+        "SELECT count(*), {counts}array_agg(_row) FILTER (WHERE {suspect}) "
+        "FROM (SELECT ctid::text AS _row{flags} FROM {selected} OFFSET 0) AS flagged"
+    ).format(
+        counts=sql.SQL("").join(c + sql.SQL(", ") for c in counts),
+        suspect=sql.SQL(" OR ").join(suspect) if suspect else sql.SQL("false"),
+        flags=sql.SQL("").join(
+            sql.SQL(", ({}) AS {}").format(f, sql.Identifier(f"_f{i}")) for i, f in enumerate(flags)
+        ),
+        selected=selected,
+    )
+
+
+def _repeated_groups_query(selected: sql.Composable, check: _SqlCheck) -> sql.Composable:
+    """A uniqueness check's repeated values and how many rows hold each: a hashed GROUP BY which,
+    like pandas' ``duplicated`` under GX, treats NULLs as equal."""
+    group = sql.SQL(", ").join(_ident(c) for c in check.group)
+    return sql.SQL(
+        "SELECT {group}, count(*) FROM {selected} AND {considered} GROUP BY {group} HAVING count(*) > 1"
+    ).format(group=group, selected=selected, considered=check.considered)
+
+
+def _group_members(check: _SqlCheck, groups: Sequence[tuple[Any, ...]]) -> sql.Composable:
+    """Rows GX must see for a uniqueness check: every row of a repeated group, and any considered
+    row with a NULL in the group (``IN`` cannot match a NULL: GX decides about those)."""
+    columns = sql.SQL(", ").join(_ident(c) for c in check.group)
+    any_null = sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(_ident(c)) for c in check.group)
+    members = sql.SQL("false")
+    if groups:
+        members = sql.SQL("({}) IN ({})").format(
+            columns,
+            sql.SQL(", ").join(
+                sql.SQL("({})").format(sql.SQL(", ").join(sql.Literal(v) for v in group)) for group in groups
+            ),
+        )
+    return sql.SQL("(({considered}) AND ({members} OR {any_null}))").format(
+        considered=check.considered, members=members, any_null=any_null
+    )
+
+
+def sample_rows(
+    conn: psycopg.Connection, suite: TableSuite, key_column: str, key_values: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """The first :data:`CLEAN_SAMPLE_ROWS` selected rows read (the suite's columns): GX validates
+    them besides the suspect rows, so Data Docs show what passing rows look like."""
+    types = _checked_column_types(conn, suite, key_column)
+    query = sql.SQL("SELECT {cols} FROM {selected} LIMIT {sample}").format(
+        cols=sql.SQL(", ").join(_ident(c) for c in suite.columns),
+        selected=_selected(suite, types, key_column, key_values),
         sample=sql.Literal(CLEAN_SAMPLE_ROWS),
     )
+    with conn.cursor(binary=True) as cur:
+        return cur.execute(query).fetchall()
 
 
 class SqlScan(NamedTuple):
     element_count: int
     unexpected_counts: list[int]  # per check of the suite, same order
-    rows: list[tuple[Any, ...]]  # the suspect rows and the clean sample (the suite's columns)
+    rows: list[tuple[Any, ...]]  # the suspect rows (the suite's columns)
 
 
 def scan_rows(
     conn: psycopg.Connection, suite: TableSuite, key_column: str, key_values: Sequence[Any]
 ) -> SqlScan:
-    """Every expectation's unexpected count over the selected rows, computed by PostgreSQL in one
-    query generated from the suite, and the rows Great Expectations must see."""
+    """Every expectation's unexpected count over the selected rows, computed by PostgreSQL from
+    SQL generated from the suite, and the suspect rows Great Expectations must see.
+
+    Statements, all in one REPEATABLE READ snapshot (the suspect row ids stay valid): one pass for
+    every row-level check (:func:`_row_check_query`), one GROUP BY per uniqueness check, then the
+    suspect rows by row id and the rows of repeated groups."""
     types = _checked_column_types(conn, suite, key_column)
-    sql_checks = [_sql_check(c, suite, types, n) for n, c in enumerate(suite.checks)]
-    width = len(suite.columns)
+    sql_checks = [_sql_check(c, suite, types) for c in suite.checks]
+    row_checks = [c for c in sql_checks if not c.group]
+    selected = _selected(suite, types, key_column, key_values)
+    cols = sql.SQL(", ").join(_ident(c) for c in suite.columns)
     with conn.transaction(), conn.cursor(binary=True) as cur:
-        # the window over all rows and the uniqueness sorts stay in memory instead of on disk
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        # the uniqueness hash aggregates stay in memory instead of spilling to disk
         cur.execute("SET LOCAL work_mem = '64MB'")
-        cur.execute(_suspect_query(suite, types, key_column, key_values, sql_checks))
-        fetched = cur.fetchall()
-    if not fetched:
-        return SqlScan(0, [0] * len(sql_checks), [])
-    first = fetched[0]
-    return SqlScan(first[width], list(first[width + 1 :]), [row[:width] for row in fetched])
+        cur.execute(_row_check_query(selected, row_checks))
+        element_count, *row_counts, suspects = cur.fetchone()
+        row_counts.reverse()
+        counts, members = [], []
+        for check in sql_checks:
+            if not check.group:
+                counts.append(int(row_counts.pop()))
+                continue
+            groups = cur.execute(_repeated_groups_query(selected, check)).fetchall()
+            counts.append(sum(int(g[-1]) for g in groups))
+            if groups or check.null_in_group_possible:
+                members.append(_group_members(check, [g[:-1] for g in groups]))
+        # the suspect rows by row id (a TID scan), then the rows of repeated groups
+        rows: dict[str, tuple[Any, ...]] = {}
+        if suspects:  # no key literal in this statement, so a "%" in a key cannot pose as a placeholder
+            cur.execute(
+                sql.SQL("SELECT ctid::text, {cols} FROM {table} WHERE ctid = ANY(%s::tid[])").format(
+                    cols=cols, table=sql.Identifier(*suite.table.split(".", 1))
+                ),
+                (suspects,),
+            )
+            rows.update((row[0], row[1:]) for row in cur.fetchall())
+        if members:
+            cur.execute(
+                sql.SQL("SELECT ctid::text, {cols} FROM {selected} AND ({members})").format(
+                    cols=cols, selected=selected, members=sql.SQL(" OR ").join(members)
+                )
+            )
+            rows.update((row[0], row[1:]) for row in cur.fetchall())
+    return SqlScan(element_count, counts, list(rows.values()))
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -419,9 +517,33 @@ def _outcomes(validation_result: Any, sample_size: int) -> list[ExpectationOutco
     return outcomes
 
 
-def _docs_page(docs_dir: Path, suite: TableSuite, run_name: str) -> Path | None:
-    pages = sorted((docs_dir / "validations" / suite.name / run_name).rglob("*.html"))
-    return pages[0] if pages else None
+def _gx_summary(
+    suite: TableSuite, frame: Any, *, run_id: str, row_filter: str, sample_size: int
+) -> tuple[ValidationSummary, Any]:
+    """GX over ``frame``: the summary (no Data Docs yet) and the run to render them from."""
+    from phonecheck.quality.gx import run_validation
+
+    run = run_validation(suite, frame, sample_size=sample_size)
+    summary = ValidationSummary(
+        validation_run_id=run_id,
+        table=suite.table,
+        suite_name=suite.name,
+        row_filter=row_filter,
+        element_count=len(frame),
+        outcomes=_outcomes(run.result, sample_size),
+    )
+    return summary, run
+
+
+def _with_docs(
+    summary: ValidationSummary, run: Any, suite: TableSuite, docs: Path | None
+) -> ValidationSummary:
+    if docs is None:
+        return summary
+    from phonecheck.quality.gx import render_data_docs
+
+    page = render_data_docs(run, suite, docs, run_name=summary.validation_run_id)
+    return dataclasses.replace(summary, data_docs_path=page)
 
 
 def validate_frame(
@@ -436,20 +558,10 @@ def validate_frame(
 ) -> ValidationSummary:
     """Run ``table``'s suite over a DataFrame built by :func:`frame_from_rows` (e.g. parsed rows
     before a load). Stores nothing; renders Data Docs into ``data_docs`` when given."""
-    from phonecheck.quality.gx import run_checkpoint
-
     suite = suite or suite_for(table)
     run_id = validation_run_id or new_validation_run_id(table)
-    result = run_checkpoint(suite, frame, run_name=run_id, data_docs_dir=data_docs, sample_size=sample_size)
-    return ValidationSummary(
-        validation_run_id=run_id,
-        table=table,
-        suite_name=suite.name,
-        row_filter=row_filter,
-        element_count=len(frame),
-        outcomes=_outcomes(result, sample_size),
-        data_docs_path=_docs_page(data_docs, suite, run_id) if data_docs else None,
-    )
+    summary, run = _gx_summary(suite, frame, run_id=run_id, row_filter=row_filter, sample_size=sample_size)
+    return _with_docs(summary, run, suite, data_docs)
 
 
 def validate_records(table: str, rows: Iterable[Mapping[str, Any]], **kwargs: Any) -> ValidationSummary:
@@ -535,31 +647,31 @@ def validate_rows(
     suite = suite_for(table)
     key_values = list(dict.fromkeys(key_values))  # order kept, repeats dropped
     docs = data_docs_dir() if data_docs is True else (Path(data_docs) if data_docs else None)
+    run_id = new_validation_run_id(table)
     row_filter = describe_filter(key_column, key_values)
+
+    def gx_over(rows: Sequence[tuple[Any, ...]]) -> tuple[ValidationSummary, Any]:
+        frame = frame_from_rows(suite, rows)
+        return _gx_summary(suite, frame, run_id=run_id, row_filter=row_filter, sample_size=sample_size)
+
     with psycopg.connect(dsn, autocommit=True) as conn:
         summary = None
         if not full_gx:
-            scan = scan_rows(conn, suite, key_column, key_values)
-            subset = validate_frame(
-                table,
-                frame_from_rows(suite, scan.rows),
-                row_filter=row_filter,
-                data_docs=docs,
-                sample_size=sample_size,
-                suite=suite,
-            )
+            sample = sample_rows(conn, suite, key_column, key_values)
+            # PostgreSQL scans every row (another process) while GX validates the clean sample
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quality-sql-scan") as pool:
+                scanning = pool.submit(scan_rows, conn, suite, key_column, key_values)
+                subset, run = gx_over(sample)
+                scan = scanning.result()
+            width = len(suite.key)
+            seen = {row[:width] for row in sample}
+            extra = [row for row in scan.rows if row[:width] not in seen]
+            if extra:  # suspect rows: GX validates them with the sample
+                subset, run = gx_over([*sample, *extra])
             summary = _with_full_counts(subset, suite, scan)
         if summary is None:  # asked for, or the SQL scan and GX disagreed on a count
-            rows = fetch_rows(conn, suite, key_column, key_values)
-            summary = validate_frame(
-                table,
-                frame_from_rows(suite, rows),
-                validation_run_id=None if full_gx else subset.validation_run_id,
-                row_filter=row_filter,
-                data_docs=docs,
-                sample_size=sample_size,
-                suite=suite,
-            )
+            summary, run = gx_over(fetch_rows(conn, suite, key_column, key_values))
+        summary = _with_docs(summary, run, suite, docs)
         store_results(conn, summary, context)
     (log.info if summary.success else log.warning)("%s", summary.describe())
     return summary
