@@ -21,6 +21,7 @@ deployment prunes the folder as it sees fit).
 
 from __future__ import annotations
 
+import fcntl
 import html
 import json
 import logging
@@ -170,15 +171,19 @@ def render_data_docs(run: GxRun, suite: TableSuite, site: Path, *, run_name: str
 
 
 def record_run(site: Path, run: dict[str, Any]) -> None:
-    """Append ``run`` to the site's ledger (one ``O_APPEND`` write: concurrent tasks do not
-    interleave) and rewrite ``index.html`` from it."""
+    """Append ``run`` to the site's ledger and rewrite ``index.html`` from it, under an exclusive
+    lock on the ledger: concurrent validate tasks neither interleave lines nor overwrite the index
+    with an older view."""
     line = (json.dumps(run, sort_keys=True) + "\n").encode()
     fd = os.open(site / RUNS_LEDGER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        written = 0
+        while written < len(line):  # a short write (e.g. a full disk) must not leave half a line
+            written += os.write(fd, line[written:])
+        write_index(site)
     finally:
-        os.close(fd)
-    write_index(site)
+        os.close(fd)  # releases the lock
 
 
 def _recent_runs(site: Path, limit: int) -> list[dict[str, Any]]:
@@ -191,12 +196,14 @@ def _recent_runs(site: Path, limit: int) -> list[dict[str, Any]]:
         handle.seek(max(0, size - limit * 1024))
         lines = handle.read().splitlines()
     runs = []
-    for raw in lines[-limit:]:
+    for raw in lines:
         try:
-            runs.append(json.loads(raw))
+            run = json.loads(raw)
         except ValueError:  # the first line of a tail read may be cut
             continue
-    return runs[::-1]
+        if isinstance(run, dict):
+            runs.append(run)
+    return runs[-limit:][::-1]
 
 
 def write_index(site: Path, limit: int = INDEX_RUNS) -> Path:
@@ -227,7 +234,12 @@ def write_index(site: Path, limit: int = INDEX_RUNS) -> Path:
     )
     index = site / "index.html"
     fd, tmp = tempfile.mkstemp(dir=site, prefix=".index-", suffix=".html")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, index)  # atomic: a reader never sees half a page
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes it 0600: a web server serving the folder must read it
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, index)  # atomic: a reader never sees half a page
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return index

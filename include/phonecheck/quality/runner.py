@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from phonecheck.quality.suites import (
@@ -211,6 +212,19 @@ def frame_from_rows(suite: TableSuite, rows: Iterable[Sequence[Any]] | Iterable[
 #: Clean rows handed to GX besides the suspect ones, so Data Docs show what passing rows look like.
 CLEAN_SAMPLE_ROWS = 200
 _INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
+_TEXT_TYPES = frozenset({"text", "character varying"})
+#: The arguments each expectation type's SQL form honours; any other one (``mostly``,
+#: ``row_condition``, ...) would change what GX counts, so :func:`_sql_check` refuses it.
+_SQL_KWARGS: dict[str, set[str]] = {
+    "expect_column_values_to_not_be_null": {"column"},
+    "expect_column_values_to_be_unique": {"column"},
+    "expect_compound_columns_to_be_unique": {"column_list", "ignore_row_if"},
+    "expect_column_values_to_be_in_set": {"column", "value_set"},
+    "expect_column_values_to_be_between": {"column", "min_value", "max_value", "strict_min", "strict_max"},
+    "expect_column_value_lengths_to_be_between": {"column", "min_value", "max_value"},
+    "expect_column_values_to_match_regex": {"column", "regex"},
+    "expect_column_pair_values_a_to_be_greater_than_b": {"column_A", "column_B", "or_equal", "ignore_row_if"},
+}
 
 
 @dataclass(frozen=True)
@@ -242,6 +256,10 @@ def _sql_check(check: Check, suite: TableSuite, types: Mapping[str, str]) -> _Sq
     """
     kind = check.expectation_type
     kw = check.kwargs
+    unsupported = set(kw) - _SQL_KWARGS.get(kind, set())
+    if kind not in _SQL_KWARGS or unsupported:
+        # e.g. mostly or row_condition would change what GX counts: no SQL form rather than a wrong one
+        raise NotImplementedError(f"no SQL form for {kind} with {sorted(unsupported) or 'these arguments'}")
     if kind == "expect_column_values_to_not_be_null":
         return _SqlCheck(sql.SQL("{} IS NULL").format(_ident(kw["column"])))
     if kind == "expect_column_values_to_be_unique":
@@ -250,6 +268,8 @@ def _sql_check(check: Check, suite: TableSuite, types: Mapping[str, str]) -> _Sq
     if kind == "expect_compound_columns_to_be_unique":
         cols = [_ident(c) for c in kw["column_list"]]
         ignore = kw.get("ignore_row_if", "all_values_are_missing")
+        if ignore not in ("all_values_are_missing", "any_value_is_missing"):
+            raise NotImplementedError(f"no SQL form for {kind} with ignore_row_if={ignore!r}")
         joiner = " OR " if ignore == "any_value_is_missing" else " AND "
         missing = sql.SQL(joiner).join(sql.SQL("{} IS NULL").format(c) for c in cols)
         return _SqlCheck(
@@ -260,12 +280,15 @@ def _sql_check(check: Check, suite: TableSuite, types: Mapping[str, str]) -> _Sq
     if kind == "expect_column_values_to_be_in_set":
         name = kw["column"]
         column = _ident(name)
-        if types[name] in _INTEGER_TYPES and all(type(v) is int for v in kw["value_set"]):
-            # compared as numbers: no text rendering of every row
-            values = sql.SQL("{}::bigint[]").format(sql.Literal(list(kw["value_set"])))
-        else:
+        value_set = list(kw["value_set"])
+        # GX compares Python values (isin): ints match ints, strings match strings, never 1 and "1"
+        if types[name] in _INTEGER_TYPES and all(type(v) is int for v in value_set):
+            values = sql.SQL("{}::bigint[]").format(sql.Literal(value_set))  # no text rendering per row
+        elif types[name] in _TEXT_TYPES and all(type(v) is str for v in value_set):
             column = sql.SQL("{}::text").format(column)
-            values = sql.SQL("{}::text[]").format(sql.Literal([str(v) for v in kw["value_set"]]))
+            values = sql.SQL("{}::text[]").format(sql.Literal(value_set))
+        else:
+            raise NotImplementedError(f"no SQL form for {kind} on {types[name]} {name} with this value set")
         return _SqlCheck(sql.SQL("{c} IS NOT NULL AND NOT ({c} = ANY({v}))").format(c=column, v=values))
     if kind == "expect_column_values_to_be_between":
         name = kw["column"]
@@ -278,13 +301,18 @@ def _sql_check(check: Check, suite: TableSuite, types: Mapping[str, str]) -> _Sq
         else:
 
             def bound(value: Any) -> sql.Composable:
-                return sql.SQL("{}::numeric").format(sql.Literal(str(value)))
+                # GX compares Decimal and int values with the bound exactly: a float bound is the
+                # binary number (0.1 is 0.1000000000000000055...), not its short repr
+                exact = format(Decimal(value), "f") if isinstance(value, float) else str(value)
+                return sql.SQL("{}::numeric").format(sql.Literal(exact))
 
         outside = []
         if kw.get("min_value") is not None:
-            outside.append(sql.SQL("{} < {}").format(column, bound(kw["min_value"])))
+            op = sql.SQL("<=") if kw.get("strict_min") else sql.SQL("<")
+            outside.append(sql.SQL("{} {} {}").format(column, op, bound(kw["min_value"])))
         if kw.get("max_value") is not None:
-            outside.append(sql.SQL("{} > {}").format(column, bound(kw["max_value"])))
+            op = sql.SQL(">=") if kw.get("strict_max") else sql.SQL(">")
+            outside.append(sql.SQL("{} {} {}").format(column, op, bound(kw["max_value"])))
         pred = sql.SQL("({})").format(sql.SQL(" OR ").join(outside)) if outside else sql.SQL("false")
         if types[name].startswith("numeric"):  # pandas takes Decimal("NaN") for a missing value
             pred = sql.SQL("{} <> 'NaN' AND {}").format(column, pred)
@@ -330,6 +358,10 @@ def _sql_check(check: Check, suite: TableSuite, types: Mapping[str, str]) -> _Sq
         ).format(c=column)
         return _SqlCheck(pred, suspect)
     if kind == "expect_column_pair_values_a_to_be_greater_than_b":
+        if kw.get("ignore_row_if") != "either_value_is_missing":  # GX's default counts a NULL side
+            raise NotImplementedError(
+                f"no SQL form for {kind} unless ignore_row_if='either_value_is_missing'"
+            )
         op = sql.SQL("<") if kw.get("or_equal") else sql.SQL("<=")
         pred = sql.SQL("COALESCE({a} {op} {b}, false)").format(
             a=_ident(kw["column_A"]), b=_ident(kw["column_B"]), op=op
@@ -437,6 +469,9 @@ def scan_rows(
     Statements, all in one REPEATABLE READ snapshot (the suspect row ids stay valid): one pass for
     every row-level check (:func:`_row_check_query`), one GROUP BY per uniqueness check, then the
     suspect rows by row id and the rows of repeated groups."""
+    if not conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
+        # its REPEATABLE READ snapshot must be the first statement of its own transaction
+        raise ValueError("scan_rows needs an autocommit connection outside any transaction")
     types = _checked_column_types(conn, suite, key_column)
     sql_checks = [_sql_check(c, suite, types) for c in suite.checks]
     row_checks = [c for c in sql_checks if not c.group]
@@ -658,16 +693,24 @@ def validate_rows(
         summary = None
         if not full_gx:
             sample = sample_rows(conn, suite, key_column, key_values)
-            # PostgreSQL scans every row (another process) while GX validates the clean sample
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quality-sql-scan") as pool:
-                scanning = pool.submit(scan_rows, conn, suite, key_column, key_values)
-                subset, run = gx_over(sample)
-                scan = scanning.result()
+            # GX validates the clean sample in a second thread while PostgreSQL scans every row;
+            # the scan waits in this thread, so an interrupt or a task timeout cancels the query
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quality-gx") as pool:
+                validating = pool.submit(gx_over, sample)
+                scan = scan_rows(conn, suite, key_column, key_values)
+                subset, run = validating.result()
+            # Suspect rows join the sample; the scan's version of a row replaces the sample's (the
+            # sample was read in an earlier snapshot). A sample row that turned bad is suspect, so
+            # replaced; one that turned good makes GX count more than SQL: full GX below.
             width = len(suite.key)
-            seen = {row[:width] for row in sample}
-            extra = [row for row in scan.rows if row[:width] not in seen]
-            if extra:  # suspect rows: GX validates them with the sample
-                subset, run = gx_over([*sample, *extra])
+            rows = {row[:width]: row for row in sample}
+            changed = False
+            for row in scan.rows:
+                if rows.get(row[:width]) != row:
+                    rows[row[:width]] = row
+                    changed = True
+            if changed:
+                subset, run = gx_over(list(rows.values()))
             summary = _with_full_counts(subset, suite, scan)
         if summary is None:  # asked for, or the SQL scan and GX disagreed on a count
             summary, run = gx_over(fetch_rows(conn, suite, key_column, key_values))
