@@ -15,6 +15,7 @@ from phonecheck.parsers import nxcloud as nx
 from phonecheck.quality import suite_for, validate_rows
 from phonecheck.quality.runner import (
     CLEAN_SAMPLE_ROWS,
+    _enforced_unique_keys,
     _sql_check,
     frame_from_rows,
     sample_rows,
@@ -155,6 +156,8 @@ def test_a_compound_key_with_a_null_is_grouped_like_gx_does(wh):
     takes NULLs as equal); SQL counts it with GROUP BY and fetches both rows although IN cannot
     match a NULL."""
     wh.execute("CREATE TABLE telco.compound_probe (k text PRIMARY KEY, a text, b text)")
+    # a unique index on nullable columns lets ("x", NULL) repeat: it must not stand for the check
+    wh.execute("CREATE UNIQUE INDEX ON telco.compound_probe (a, b)")
     wh.execute(
         "INSERT INTO telco.compound_probe VALUES ('1', 'x', NULL), ('2', 'x', NULL), ('3', 'x', 'y'), ('4', NULL, NULL)"
     )
@@ -168,6 +171,13 @@ def test_a_compound_key_with_a_null_is_grouped_like_gx_does(wh):
     assert sorted(r[0] for r in scanned.rows) == ["1", "2"]
     gx = validate_frame(suite.table, frame_from_rows(suite, scanned.rows), suite=suite)
     assert [o.unexpected_count for o in gx.outcomes] == [2]
+
+
+def test_a_key_the_table_enforces_is_not_scanned_again(wh):
+    with wh.cursor() as cur:
+        enforced = _enforced_unique_keys(cur, NC)
+    assert frozenset({"batch_no", "phone"}) in enforced  # the primary key
+    assert frozenset({"batch_no", "e164"}) not in enforced  # checked by the scan
 
 
 def test_checks_the_sql_form_cannot_honour_are_refused():

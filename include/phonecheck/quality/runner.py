@@ -150,6 +150,25 @@ def _column_types(conn: psycopg.Connection, table: str) -> dict[str, str]:
     return dict(rows)
 
 
+def _enforced_unique_keys(cur: psycopg.Cursor, table: str) -> list[frozenset[str]]:
+    """Column sets the table's unique indexes make unique: plain-column, non-partial unique
+    indexes whose columns are all NOT NULL (a NULL would let "equal" keys repeat for GX)."""
+    schema, name = table.split(".", 1)
+    rows = cur.execute(
+        """SELECT array_agg(a.attname::text), bool_and(a.attnotnull)
+           FROM pg_index i
+           JOIN pg_class c ON c.oid = i.indrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_attribute a ON a.attrelid = c.oid
+                            AND a.attnum = ANY((i.indkey::int2[])[0:i.indnkeyatts - 1])  -- not INCLUDE columns
+           WHERE n.nspname = %s AND c.relname = %s AND i.indisunique AND i.indpred IS NULL
+             AND i.indexprs IS NULL AND i.indisvalid
+           GROUP BY i.indexrelid""",
+        (schema, name),
+    ).fetchall()
+    return [frozenset(columns) for columns, not_null in rows if not_null]
+
+
 def _checked_column_types(conn: psycopg.Connection, suite: TableSuite, key_column: str) -> dict[str, Any]:
     """The table's column types, after checking it has the key column and every suite column."""
     types = _column_types(conn, suite.table)
@@ -485,9 +504,13 @@ def scan_rows(
         element_count, *row_counts, suspects = cur.fetchone()
         row_counts.reverse()
         counts, members = [], []
+        enforced = _enforced_unique_keys(cur, suite.table)
         for check in sql_checks:
             if not check.group:
                 counts.append(int(row_counts.pop()))
+                continue
+            if any(key <= set(check.group) for key in enforced):
+                counts.append(0)  # the table's own unique index already forbids a repeat
                 continue
             groups = cur.execute(_repeated_groups_query(selected, check)).fetchall()
             counts.append(sum(int(g[-1]) for g in groups))
