@@ -15,9 +15,9 @@ suspect rows, GX validates them with the sample. For row-level expectations and 
 (all rows of a duplicated group are suspect) GX's unexpected counts and samples are then those of
 the whole set, and they are checked against the SQL counts; any disagreement logs a warning and
 GX validates every row instead. The stored element count is the whole set's; the Data Docs page
-shows the rows GX saw. ``full_gx=True`` always hands GX every row (one parameterised
-``= ANY(%s)`` query into a DataFrame: it works over the embedded warehouse's unix socket, which
-GX's own ``add_postgres`` rejects).
+shows the rows GX saw. ``full_gx=True`` always hands GX every row (one ``= ANY(...)`` query into
+a DataFrame: it works over the embedded warehouse's unix socket, which GX's own ``add_postgres``
+rejects).
 """
 
 from __future__ import annotations
@@ -181,21 +181,22 @@ def _checked_column_types(conn: psycopg.Connection, suite: TableSuite, key_colum
 
 
 def fetch_rows(
-    conn: psycopg.Connection, suite: TableSuite, key_column: str, key_values: Sequence[Any]
+    conn: psycopg.Connection,
+    suite: TableSuite,
+    key_column: str,
+    key_values: Sequence[Any],
+    limit: int | None = None,
 ) -> list[tuple[Any, ...]]:
-    """The suite's columns of the rows whose ``key_column`` is in ``key_values``."""
+    """The suite's columns of the rows whose ``key_column`` is in ``key_values`` (the first
+    ``limit`` read, when given)."""
     types = _checked_column_types(conn, suite, key_column)
-    schema, name = suite.table.split(".", 1)
-    query = sql.SQL("SELECT {cols} FROM {table} WHERE {key} = ANY(%s::{array_type})").format(
-        cols=sql.SQL(", ").join(sql.Identifier(c) for c in suite.columns),
-        table=sql.Identifier(schema, name),
-        key=sql.Identifier(key_column),
-        # the type name comes from the catalogue, not from the caller
-        array_type=sql.SQL(types[key_column] + "[]"),
+    query = sql.SQL("SELECT {cols} FROM {selected}{limit}").format(
+        cols=sql.SQL(", ").join(_ident(c) for c in suite.columns),
+        selected=_selected(suite, types, key_column, key_values),
+        limit=sql.SQL(" LIMIT {}").format(sql.Literal(limit)) if limit is not None else sql.SQL(""),
     )
     with conn.cursor(binary=True) as cur:
-        cur.execute(query, (list(key_values),))
-        return cur.fetchall()
+        return cur.execute(query).fetchall()
 
 
 def frame_from_rows(suite: TableSuite, rows: Iterable[Sequence[Any]] | Iterable[Mapping[str, Any]]) -> Any:
@@ -463,14 +464,7 @@ def sample_rows(
 ) -> list[tuple[Any, ...]]:
     """The first :data:`CLEAN_SAMPLE_ROWS` selected rows read (the suite's columns): GX validates
     them besides the suspect rows, so Data Docs show what passing rows look like."""
-    types = _checked_column_types(conn, suite, key_column)
-    query = sql.SQL("SELECT {cols} FROM {selected} LIMIT {sample}").format(
-        cols=sql.SQL(", ").join(_ident(c) for c in suite.columns),
-        selected=_selected(suite, types, key_column, key_values),
-        sample=sql.Literal(CLEAN_SAMPLE_ROWS),
-    )
-    with conn.cursor(binary=True) as cur:
-        return cur.execute(query).fetchall()
+    return fetch_rows(conn, suite, key_column, key_values, limit=CLEAN_SAMPLE_ROWS)
 
 
 class SqlScan(NamedTuple):
