@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 PushShape = Literal["2023", "2024"]
+# "default": the documents' most convenient reading, fast. "strict": wherever the vendor
+# documents leave a behaviour open, the sandbox plays the side that hurts a careless client
+# (see docs/sandbox.md, "Strict profile").
+VendorProfile = Literal["default", "strict"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,9 @@ class SandboxConfig:
     voice_dr_url: str | None = None
     pns_push_url: str | None = None
 
+    # Which reading of the vendor documents the sandbox plays (see VendorProfile).
+    profile: VendorProfile = "default"
+
     log_limit: int = 200_000  # entries kept in the call and push logs
 
     def replace(self, changes: dict[str, Any]) -> SandboxConfig:
@@ -67,6 +74,8 @@ class SandboxConfig:
             raise ValueError(f"unknown sandbox setting(s): {', '.join(unknown)}")
         if "push_shape" in changes and changes["push_shape"] not in ("2023", "2024"):
             raise ValueError("push_shape must be '2023' or '2024'")
+        if "profile" in changes and changes["profile"] not in ("default", "strict"):
+            raise ValueError("profile must be 'default' or 'strict'")
         return dataclasses.replace(self, **changes)
 
     def public(self) -> dict[str, Any]:
