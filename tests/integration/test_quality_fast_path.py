@@ -13,15 +13,10 @@ import pytest
 from phonecheck import loader
 from phonecheck.parsers import nxcloud as nx
 from phonecheck.quality import suite_for, validate_rows
-from phonecheck.quality.runner import (
-    CLEAN_SAMPLE_ROWS,
-    _enforced_unique_keys,
-    _sql_check,
-    frame_from_rows,
-    sample_rows,
-    scan_rows,
-    validate_frame,
-)
+from phonecheck.quality.rows import CLEAN_SAMPLE_ROWS, enforced_unique_keys, frame_from_rows, sample_rows
+from phonecheck.quality.runner import validate_frame
+from phonecheck.quality.scan import scan_rows
+from phonecheck.quality.sql_forms import sql_check
 from phonecheck.quality.suites import Check, TableSuite
 from tests import seed_payloads as seed
 from tests.integration.test_quality import (
@@ -175,7 +170,7 @@ def test_a_compound_key_with_a_null_is_grouped_like_gx_does(wh):
 
 def test_a_key_the_table_enforces_is_not_scanned_again(wh):
     with wh.cursor() as cur:
-        enforced = _enforced_unique_keys(cur, NC)
+        enforced = enforced_unique_keys(cur, NC)
     assert frozenset({"batch_no", "phone"}) in enforced  # the primary key
     assert frozenset({"batch_no", "e164"}) not in enforced  # checked by the scan
 
@@ -199,7 +194,7 @@ def test_checks_the_sql_form_cannot_honour_are_refused():
     ]
     for check in refused:
         with pytest.raises(NotImplementedError, match="no SQL form"):
-            _sql_check(check, suite, types)
+            sql_check(check, suite, types)
 
 
 def test_a_repeated_number_makes_its_whole_group_suspect(wh):

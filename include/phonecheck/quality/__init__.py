@@ -23,17 +23,15 @@ telco.nxcloud_call_record      ``raw_event_id`` (push processing) or ``record_id
 Importing this package is cheap: pandas and Great Expectations load on the first validation.
 """
 
-from phonecheck.quality.runner import (
+from phonecheck.quality.results import (
     DATA_DOCS_ENV,
     ExpectationOutcome,
     FailedExpectation,
     ValidationSummary,
     data_docs_dir,
     store_results,
-    validate_frame,
-    validate_records,
-    validate_rows,
 )
+from phonecheck.quality.runner import validate_frame, validate_records, validate_rows
 from phonecheck.quality.suites import DEFAULT_KEY_COLUMN, SUITE_TABLES, Check, TableSuite, suite_for
 
 __all__ = [

@@ -34,7 +34,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from phonecheck.quality.suites import TableSuite
+from phonecheck.quality.results import ExpectationOutcome
+from phonecheck.quality.suites import Check, TableSuite
 
 _GX: ModuleType | None = None
 DATA_DOCS_SITE = "phonecheck"
@@ -81,6 +82,43 @@ def _context() -> Any:
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def outcomes(validation_result: Any, sample_size: int) -> list[ExpectationOutcome]:
+    """A GX ``ExpectationSuiteValidationResult`` as our outcomes (``dq.validation_result`` rows)."""
+    outcomes = []
+    for result in validation_result.results:
+        doc = result.to_json_dict()
+        config = doc["expectation_config"]
+        kwargs = {k: v for k, v in config["kwargs"].items() if k != "batch_id"}
+        column_name = Check(config["type"], kwargs, "").column_name
+        details = doc.get("result") or {}
+        sample = details.get("partial_unexpected_index_list") or details.get("partial_unexpected_list") or []
+        exception = doc.get("exception_info") or {}
+        if exception.get("raised_exception"):
+            sample = [{"error": exception.get("exception_message")}]
+        outcomes.append(
+            ExpectationOutcome(
+                expectation_type=config["type"],
+                column_name=column_name,
+                kwargs=_jsonable(kwargs),
+                success=bool(doc["success"]),
+                element_count=details.get("element_count"),
+                unexpected_count=details.get("unexpected_count"),
+                unexpected_sample=_jsonable(list(sample)[:sample_size]),
+            )
+        )
+    return outcomes
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ What is checked, per table (see each builder for the exact list):
 
   A format with a length range is two expectations, a length check and a plain pattern
   (:class:`TextFormat`), not one regex with a look-ahead or a counted repetition: the message says
-  which part failed, and PostgreSQL, which evaluates every row (:mod:`phonecheck.quality.runner`),
+  which part failed, and PostgreSQL, which evaluates every row (:mod:`phonecheck.quality.scan`),
   runs ``char_length`` + ``^[1-9][0-9]*$`` four times faster than ``^(?=[0-9]{5,15}$)...``.
 """
 
