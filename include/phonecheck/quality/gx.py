@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import fcntl
 import html
+import importlib
+import importlib.util
 import json
 import logging
 import os
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,11 +50,58 @@ RUNS_LEDGER = "runs.jsonl"
 SUITE_PAGE_MAX_AGE = 3600
 
 
+#: Modules GX imports at module level for expectations and renderers we never use (the KL
+#: divergence expectation's ``scipy.stats`` and ``altair`` charts): about a quarter of GX's import
+#: time. They are put off until something reads an attribute of them (:class:`_OnFirstUse`).
+DEFERRED_IMPORTS = ("scipy.stats", "altair")
+
+
+class _OnFirstUse(ModuleType):
+    """A stand-in for a module that is imported for real the first time one of its attributes is
+    read: the importer gets this object, and every attribute it reads is the real module's. The
+    real module replaces the stand-in in ``sys.modules`` then, so later imports get it directly.
+    Only attribute reads are delayed, never skipped: whatever GX uses behaves as imported."""
+
+    def __init__(self, name: str, spec: Any) -> None:
+        super().__init__(name)
+        self.__spec__ = spec
+        self.__dict__["_real_module"] = None
+
+    def __getattr__(self, attribute: str) -> Any:  # only called for names this object lacks
+        real = self.__dict__["_real_module"]
+        if real is None:
+            with _DEFERRED_LOCK:
+                real = self.__dict__["_real_module"]
+                if real is None:
+                    if sys.modules.get(self.__name__) is self:
+                        del sys.modules[self.__name__]
+                    real = importlib.import_module(self.__name__)
+                    self.__dict__["_real_module"] = real
+        return getattr(real, attribute)
+
+
+_DEFERRED_LOCK = threading.Lock()
+
+
+def _defer_unused_imports() -> None:
+    for name in DEFERRED_IMPORTS:
+        if name in sys.modules:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except ImportError:  # its parent package is not installed
+            spec = None
+        if spec is not None:
+            sys.modules[name] = _OnFirstUse(name, spec)
+
+
 def gx_modules() -> ModuleType:
-    """``great_expectations``, imported once, its import logging silenced."""
+    """``great_expectations``, imported once, its import logging silenced and the modules of
+    :data:`DEFERRED_IMPORTS` put off until first use."""
     global _GX
     if _GX is None:
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        _defer_unused_imports()
         import great_expectations
 
         logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
