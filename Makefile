@@ -1,5 +1,6 @@
-# One entry point for everything. The venv is built from the lock on first use and reused
-# afterwards (its stamp depends on requirements.txt and pyproject.toml).
+# One entry point for everything. The venv is built from the two locks on first use and reused
+# afterwards (its stamp depends on them and pyproject.toml): requirements.txt (runtime, what the
+# Docker image installs) and requirements-dev.txt (tests, lint, sandbox, embedded PostgreSQL).
 PYTHON      ?= python3.11
 VENV        := .venv
 BIN         := $(VENV)/bin
@@ -13,7 +14,7 @@ help:
 	@echo "make demo      run the main job end to end on embedded defaults"
 	@echo "make test      run the test suite (unit + integration, real PostgreSQL and sandbox)"
 	@echo "make lint      ruff"
-	@echo "make lock      regenerate requirements.txt from requirements.in"
+	@echo "make lock      regenerate requirements.txt and requirements-dev.txt from their .in files"
 	@echo "make sandbox   run the vendor sandbox (NXCLOUD + AccuAuth) on its own"
 	@echo "make receiver  run the webhook receiver on its own"
 	@echo "make airflow   airflow standalone with the project's DAGs and connections wired"
@@ -21,10 +22,10 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.txt
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.txt -r requirements-dev.txt
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
 	@touch $(STAMP)
 
@@ -38,9 +39,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check --diff dags plugins include tests bench || (echo "run: $(BIN)/ruff format ." && false)
 
+# The dev lock is constrained by the runtime lock (-c requirements.txt in requirements-dev.in), so
+# the runtime one is compiled first and both agree on every package they share.
+LOCK_ARGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --no-annotate
+
 lock: $(STAMP)
-	$(BIN)/uv pip compile requirements.in --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-		--no-header --no-annotate -o requirements.txt
+	$(BIN)/uv pip compile requirements.in $(LOCK_ARGS) -o requirements.txt
+	$(BIN)/uv pip compile requirements-dev.in $(LOCK_ARGS) -o requirements-dev.txt
 
 demo: $(STAMP)
 	$(BIN)/python -m phonecheck_airflow.demo

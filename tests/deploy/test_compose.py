@@ -365,3 +365,77 @@ def test_docker_compose_config_refuses_a_missing_secret(tmp_path):
     out = _config(_docker_compose(), partial)
     assert out.returncode != 0
     assert "REDIS_PASSWORD" in out.stderr
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        name, sep, version = line.strip().partition("==")
+        if sep and not line.startswith(("#", "-")):
+            pins[re.sub(r"\[.*\]", "", name).lower()] = version
+    return pins
+
+
+def test_the_image_gets_the_runtime_lock_only_and_the_two_locks_agree():
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    instructions = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in instructions if "requirements-dev" in line]
+    runtime, dev = _pins(REPO / "requirements.txt"), _pins(REPO / "requirements-dev.txt")
+    dev_only = {"pytest", "pytest-asyncio", "pytest-timeout", "hypothesis", "ruff", "pgserver"}
+    assert dev_only <= set(dev)
+    assert not dev_only & set(runtime), f"test/dev tools in the runtime lock: {dev_only & set(runtime)}"
+    differing = {
+        name: (runtime[name], dev[name]) for name in set(runtime) & set(dev) if runtime[name] != dev[name]
+    }
+    assert differing == {}, "the dev lock must be constrained by the runtime lock (make lock)"
+    assert "-c requirements.txt" in (REPO / "requirements-dev.in").read_text().splitlines()
+
+
+#: Development code the image must not ship (.dockerignore), and what shipped code may not import.
+DEV_ONLY_PATHS = ("include/phonecheck/sandbox", "plugins/phonecheck_airflow/demo.py")
+DEV_ONLY_MODULES = (
+    "phonecheck.sandbox",
+    "phonecheck_airflow.demo",
+    "pytest",
+    "hypothesis",
+    "pgserver",
+    "tests",
+)
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """Modules imported when ``path`` is imported (function bodies are not run on import)."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        nested = [node]
+        if isinstance(node, ast.If | ast.Try):  # e.g. "if TYPE_CHECKING:" or an optional import
+            nested = list(ast.walk(node))
+        for item in nested:
+            if isinstance(item, ast.Import):
+                found |= {alias.name for alias in item.names}
+            elif isinstance(item, ast.ImportFrom) and item.module and not item.level:
+                found.add(item.module)
+    return found
+
+
+def test_the_image_ships_neither_sandbox_nor_demo_and_shipped_code_does_not_import_them():
+    ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()}
+    assert set(DEV_ONLY_PATHS) <= ignored
+    shipped = [
+        path
+        for root in ("include", "plugins")
+        for path in sorted((REPO / root).rglob("*.py"))
+        if not any(path.relative_to(REPO).as_posix().startswith(dev) for dev in DEV_ONLY_PATHS)
+    ]
+    assert len(shipped) > 20
+    offenders = {
+        path.relative_to(REPO).as_posix(): sorted(
+            name
+            for name in _module_level_imports(path)
+            if any(name == dev or name.startswith(dev + ".") for dev in DEV_ONLY_MODULES)
+        )
+        for path in shipped
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
