@@ -1,6 +1,6 @@
 """Validating 100,000 loaded rows vs loading them (target: validation < 1/5 of the load time).
 
-The rows: 100 batches x 1,000 NXCLOUD number-check results (SEED 000 HLR pushes with distinct
+The rows: 100 batches x 1,000 NXCLOUD number-check results (the vendor's HLR push example with distinct
 real numbers), as the nxcloud_number_check pipeline loads and validates them.
 
 Load, measured three ways into an empty ``telco.nxcloud_number_check``:

@@ -1,4 +1,4 @@
-"""Great Expectations 1.x, imported lazily and quietly (airflow-notes.md §4).
+"""Great Expectations 1.x, imported lazily and quietly (docs/airflow.md, "Great Expectations").
 
 GX takes ~7 s to import and logs ~200 INFO lines while doing it, so nothing imports it at module
 level: :func:`gx_modules` imports it once per process on first use, with the

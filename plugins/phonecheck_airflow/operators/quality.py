@@ -1,7 +1,7 @@
 """Validate the rows a pipeline just loaded, and fail the task (keeping the rows) on a violation.
 
 Great Expectations 1.x runs inside the task (the GX Airflow provider cannot be installed with
-Airflow 3.3, airflow-notes.md §4); it is imported lazily by :mod:`phonecheck.quality`, on the
+Airflow 3.3, docs/airflow.md); it is imported lazily by :mod:`phonecheck.quality`, on the
 worker, never at DAG parse time.
 
 Two ways to use it:
