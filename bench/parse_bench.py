@@ -1,7 +1,8 @@
 """What each project DAG file adds to a DAG-file parse (target < 20 ms per file).
 
 A dag-processor parses each file in a fresh child process that has imported ``airflow.sdk``
-(its parent pre-imports only the ``airflow.*`` modules a DAG file names). Airflow loads
+and the ``airflow.*`` modules the DAG file names (its parent pre-imports those, once, with
+``parsing_pre_import_modules``; the probe does the same before timing). Airflow loads
 ``dag``/``task``/``Param`` and the DAG machinery lazily on first use, a cost every DAG file pays,
 even the simplest. So each file is measured two ways, each in a fresh interpreter per run:
 
@@ -18,7 +19,7 @@ time also holds the waits for a core). The verdict uses the CPU figure over the 
 For a file that misses the target, the modules it imports beyond the trivial DAG's are listed
 with their cumulative import time (``python -X importtime``), which is where to look first.
 
-Run: ``python -m bench.parse_bench`` or ``make bench``.
+Run: ``python -m bench.parse_bench [dag_file_stem ...]`` or ``make bench``.
 """
 
 from __future__ import annotations
@@ -52,31 +53,51 @@ def parse_bench_trivial():
 parse_bench_trivial()
 """
 
-#: argv: [file to time, file parsed first or ""]; prints wall ms and thread CPU ms.
-_PROBE = """
-import runpy, sys, time
+#: What a dag-processor child has when it starts on a file: ``airflow.sdk``, and the ``airflow.*``
+#: modules the file names, which the parent imported for it (``parsing_pre_import_modules``,
+#: on by default; Airflow's own ``iter_airflow_imports`` finds them).
+_CHILD = """
+import importlib, runpy, sys, time
 import airflow.sdk
+for module in filter(None, sys.argv[3].split(",")):
+    importlib.import_module(module)
+"""
+
+
+def _pre_imported(path: Path) -> str:
+    """The ``airflow.*`` modules the dag-processor's parent imports for ``path`` (argv[3])."""
+    from airflow.utils.file import iter_airflow_imports
+
+    return ",".join(iter_airflow_imports(str(path)))
+
+
+#: argv: [file to time, file parsed first or "", pre-imported modules]; prints wall and CPU ms.
+_PROBE = (
+    _CHILD
+    + """
 if sys.argv[2]:
     runpy.run_path(sys.argv[2], run_name="parse_bench_first")
 wall, cpu = time.perf_counter(), time.thread_time()
 runpy.run_path(sys.argv[1], run_name="parse_bench_probe")
 print((time.perf_counter() - wall) * 1000, (time.thread_time() - cpu) * 1000)
 """
+)
 
-_IMPORTS = """
-import runpy, sys
-import airflow.sdk
+_IMPORTS = (
+    _CHILD
+    + """
 runpy.run_path(sys.argv[2], run_name="parse_bench_first")
 print("--- probe ---", file=sys.stderr, flush=True)
 runpy.run_path(sys.argv[1], run_name="parse_bench_probe")
 """
+)
 
 
 def _measure(path: Path, first: Path | None) -> tuple[float, float]:
     walls, cpus = [], []
     for _ in range(REPEATS):
         out = subprocess.run(
-            [sys.executable, "-c", _PROBE, str(path), str(first or "")],
+            [sys.executable, "-c", _PROBE, str(path), str(first or ""), _pre_imported(path)],
             capture_output=True,
             text=True,
             check=True,
@@ -92,7 +113,7 @@ def heaviest_imports(path: Path, trivial: Path, top: int = 4) -> tuple[list[tupl
     """The modules ``path`` imports itself beyond the trivial DAG's, and the ``airflow.*``
     modules those pull in, each by cumulative ms (heaviest first)."""
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", _IMPORTS, str(path), str(trivial)],
+        [sys.executable, "-X", "importtime", "-c", _IMPORTS, str(path), str(trivial), _pre_imported(path)],
         capture_output=True,
         text=True,
         check=True,
@@ -114,8 +135,11 @@ def heaviest_imports(path: Path, trivial: Path, top: int = 4) -> tuple[list[tupl
     return tuple(sorted(found, key=lambda item: -item[1])[:top] for found in (own, airflow))
 
 
-def main() -> int:
-    files = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
+def main(names: list[str]) -> int:
+    """Every DAG file, or those whose names (without ``.py``) are given."""
+    files = sorted(
+        p for p in DAGS.glob("*.py") if not p.name.startswith("_") and p.stem in (names or [p.stem])
+    )
     with tempfile.TemporaryDirectory(prefix="parse-bench-") as tmp:
         trivial = Path(tmp) / "trivial_dag.py"
         trivial.write_text(TRIVIAL_DAG)
@@ -148,4 +172,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
