@@ -10,45 +10,59 @@
    answers that say "try later": they stay fresh for the window like any other answer (a user
    who wants them re-checked now runs with ``freshness_days = 0``).
 
-Idempotent per run: recording the same rejected input twice for one run stores it once.
+The run's accepted numbers are kept in ``ops.run_number`` keyed by the run (``dag_id/run_id``):
+the pipeline's tasks pass each other that key and counts, never the numbers (a list of a
+million numbers does not belong in Airflow's metadata database). Input is streamed in blocks,
+so memory does not grow with the list.
+
+Idempotent per run: recording the same rejected input twice for one run stores it once, and a
+retried prepare replaces the run's numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
 
 from phonecheck.enums import NXCLOUD_TRANSIENT_RECEIPT_CODES
-from phonecheck.numbers import Normalised, Rejected, normalise_many
+from phonecheck.numbers import Normalised, Rejected, normalise
 
 NXCLOUD = "nxcloud"
 ACCUAUTH = "accuauth"
 
 
+#: Inputs are normalised, checked for freshness and stored this many at a time: memory stays
+#: flat however long the list (the freshness query takes them as one array parameter).
+BLOCK_SIZE = 5000
+#: Rejected inputs kept in memory for the task log (all of them are in ``ops.rejected_number``).
+REJECTED_SAMPLE = 20
+
+
 @dataclass
-class IntakeResult:
-    to_check: list[Normalised]
-    rejected: list[Rejected]
-    fresh: list[Normalised]  # skipped: checked (or in flight) inside the freshness window
-    duplicates: int
+class IntakeSummary:
+    """What one run's prepare step made of its input: counts only, whatever the input size."""
+
+    run_key: str
     received: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    skipped_fresh: int = 0
+    to_check: int = 0
+    regions: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    rejected_sample: list[Rejected] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
         return {
             "received": self.received,
-            "rejected_offline": len(self.rejected),
+            "rejected_offline": self.rejected,
             "duplicates": self.duplicates,
-            "skipped_fresh": len(self.fresh),
-            "to_check": len(self.to_check),
+            "skipped_fresh": self.skipped_fresh,
+            "to_check": self.to_check,
         }
-
-    def by_region(self) -> dict[str, list[Normalised]]:
-        out: dict[str, list[Normalised]] = {}
-        for number in self.to_check:
-            out.setdefault(number.region_code, []).append(number)
-        return out
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,11 @@ class RunContext:
     dag_id: str | None = None
     run_id: str | None = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def run_key(self) -> str:
+        """``<dag_id>/<run_id>``: the key of the run's rows in ``ops.run_number``."""
+        return f"{self.dag_id}/{self.run_id}"
 
 
 def record_rejected(
@@ -65,6 +84,7 @@ def record_rejected(
     default_region: str | None,
     ctx: RunContext,
 ) -> None:
+    """Keep rejected inputs for inspection (escaped: NUL and lone surrogates cannot be stored)."""
     if not rejected:
         return
     with conn.cursor() as cur:
@@ -72,7 +92,7 @@ def record_rejected(
             """INSERT INTO ops.rejected_number (vendor, raw_input, default_region, reason, dag_id, run_id)
                VALUES (%s, %s, %s, %s, %s, %s)
                ON CONFLICT (vendor, run_id, raw_input) DO NOTHING""",
-            [(vendor, r.raw, default_region, r.reason, ctx.dag_id, ctx.run_id) for r in rejected],
+            [(vendor, r.storable_raw, default_region, r.reason, ctx.dag_id, ctx.run_id) for r in rejected],
         )
 
 
@@ -132,6 +152,18 @@ def recently_checked(
     return {row[0] for row in conn.execute(query, params)}
 
 
+_STAGE = """CREATE TEMP TABLE IF NOT EXISTS run_number_stage (
+    e164 text, position bigint, region_code text, country_code text, line_type text, raw_input text,
+    fresh boolean
+) ON COMMIT DROP"""
+
+_KEEP_STAGED = """INSERT INTO ops.run_number
+    (run_key, e164, position, vendor, region_code, country_code, line_type, raw_input, fresh)
+SELECT %(run_key)s, e164, position, %(vendor)s, region_code, country_code, line_type, raw_input, fresh
+FROM run_number_stage ORDER BY position
+ON CONFLICT (run_key, e164) DO NOTHING"""
+
+
 def prepare_numbers(
     conn: psycopg.Connection,
     *,
@@ -140,19 +172,111 @@ def prepare_numbers(
     default_region: str | None,
     freshness_days: int,
     check_level: int | None = None,
-    ctx: RunContext | None = None,
-) -> IntakeResult:
-    """Normalise, record rejects, drop fresh numbers. Commits the rejected rows."""
-    ctx = ctx or RunContext()
-    entries = list(entries)
-    batch = normalise_many(entries, default_region)
-    record_rejected(conn, vendor, batch.rejected, default_region, ctx)
-    fresh_set = recently_checked(conn, vendor, [n.e164 for n in batch.numbers], freshness_days, check_level)
-    conn.commit()
-    return IntakeResult(
-        to_check=[n for n in batch.numbers if n.e164 not in fresh_set],
-        rejected=batch.rejected,
-        fresh=[n for n in batch.numbers if n.e164 in fresh_set],
-        duplicates=batch.duplicates,
-        received=len(entries),
+    ctx: RunContext,
+    allow_vanity: bool = False,
+    source: str | None = None,
+) -> IntakeSummary:
+    """Normalise ``entries`` (streamed, :data:`BLOCK_SIZE` at a time), keep the rejects in
+    ``ops.rejected_number`` and the run's distinct valid numbers in ``ops.run_number`` (fresh
+    ones flagged), and the counts in ``ops.run_intake``. One transaction; a retry of the same
+    run replaces its numbers, so it never doubles them. Returns counts only."""
+    run_key = ctx.run_key
+    result = IntakeSummary(run_key=run_key)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("DELETE FROM ops.run_number WHERE run_key = %s", (run_key,))
+        cur.execute(_STAGE)
+        block: list[str] = []
+        for raw in entries:
+            block.append(raw)
+            if len(block) >= BLOCK_SIZE:
+                _prepare_block(cur, block, result, vendor, default_region, freshness_days, check_level,
+                               ctx, allow_vanity)  # fmt: skip
+                block = []
+        if block:
+            _prepare_block(cur, block, result, vendor, default_region, freshness_days, check_level,
+                           ctx, allow_vanity)  # fmt: skip
+        counts = cur.execute(
+            "SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh), "
+            "count(DISTINCT region_code) FILTER (WHERE NOT fresh) FROM ops.run_number WHERE run_key = %s",
+            (run_key,),
+        ).fetchone()
+        result.skipped_fresh, result.to_check, result.regions = counts
+        cur.execute(
+            """INSERT INTO ops.run_intake (run_key, vendor, dag_id, run_id, source, received, rejected,
+                   duplicates, skipped_fresh, to_check)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (run_key) DO UPDATE SET vendor = EXCLUDED.vendor, source = EXCLUDED.source,
+                   received = EXCLUDED.received, rejected = EXCLUDED.rejected,
+                   duplicates = EXCLUDED.duplicates, skipped_fresh = EXCLUDED.skipped_fresh,
+                   to_check = EXCLUDED.to_check, prepared_at = now()""",
+            (run_key, vendor, ctx.dag_id, ctx.run_id, source, result.received, result.rejected,
+             result.duplicates, result.skipped_fresh, result.to_check),
+        )  # fmt: skip
+    return result
+
+
+def _prepare_block(
+    cur: psycopg.Cursor,
+    block: list[str],
+    result: IntakeSummary,
+    vendor: str,
+    default_region: str | None,
+    freshness_days: int,
+    check_level: int | None,
+    ctx: RunContext,
+    allow_vanity: bool,
+) -> None:
+    first_position = result.received
+    result.received += len(block)
+    accepted: dict[str, tuple[int, Normalised]] = {}
+    rejected: list[Rejected] = []
+    for offset, raw in enumerate(block):
+        number = normalise(raw, default_region, allow_vanity)
+        if isinstance(number, Rejected):
+            rejected.append(number)
+        elif number.e164 in accepted:
+            result.duplicates += 1
+        else:
+            accepted[number.e164] = (first_position + offset, number)
+    result.rejected += len(rejected)
+    result.reasons.update(r.reason for r in rejected)
+    result.rejected_sample.extend(rejected[: REJECTED_SAMPLE - len(result.rejected_sample)])
+    record_rejected(cur.connection, vendor, rejected, default_region, ctx)
+    if not accepted:
+        return
+    fresh = recently_checked(cur.connection, vendor, list(accepted), freshness_days, check_level)
+    cur.execute("TRUNCATE run_number_stage")
+    with cur.copy(
+        "COPY run_number_stage (e164, position, region_code, country_code, line_type, raw_input, fresh) "
+        "FROM STDIN"
+    ) as copy:
+        for e164, (position, n) in accepted.items():
+            copy.write_row((e164, position, n.region_code, n.country_code, n.line_type, n.raw, e164 in fresh))
+    cur.execute(_KEEP_STAGED, {"run_key": ctx.run_key, "vendor": vendor})
+    result.duplicates += len(accepted) - cur.rowcount  # already stored from an earlier block
+
+
+def prepared_numbers(
+    conn: psycopg.Connection, run_key: str, batch_rows: int = BLOCK_SIZE
+) -> Iterator[Normalised]:
+    """The run's numbers to check (not fresh), in input order, streamed from the warehouse."""
+    with conn.transaction(), conn.cursor(name="prepared_numbers") as cur:
+        cur.itersize = batch_rows
+        cur.execute(
+            "SELECT raw_input, e164, region_code, country_code, line_type FROM ops.run_number "
+            "WHERE run_key = %s AND NOT fresh ORDER BY position",
+            (run_key,),
+        )
+        for raw, e164, region_code, country_code, line_type in cur:
+            yield Normalised(raw, e164, region_code, country_code, line_type)
+
+
+def prepared_counts_by_region(conn: psycopg.Connection, run_key: str) -> dict[str, int]:
+    """How many numbers of the run are to be checked, per region."""
+    return dict(
+        conn.execute(
+            "SELECT region_code, count(*) FROM ops.run_number WHERE run_key = %s AND NOT fresh "
+            "GROUP BY region_code ORDER BY region_code",
+            (run_key,),
+        ).fetchall()
     )

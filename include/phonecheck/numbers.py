@@ -2,13 +2,19 @@
 
 Numbers that cannot be valid never reach a vendor: each input line either becomes a
 :class:`Normalised` number (E.164, region, calling code, line type by number range) or a
-:class:`Rejected` one with a reason a user can act on. Only ``phonenumbers`` itself is
-imported (30 ms); never its ``geocoder`` (3.5 s).
+:class:`Rejected` one with a reason a user can act on. Odd input is a reason, never an
+exception: control characters (NUL included), invalid Unicode (lone surrogates, which is also
+how undecodable bytes of a file arrive), invisible formatting characters and letters are
+rejected before ``phonenumbers`` sees the text. Letters are read as phone-keypad digits
+(``1-800-FLOWERS``) only when the caller allows vanity numbers: otherwise ``+52 55 FAKE NUMB``
+would become a paid check of a number nobody wrote. Only ``phonenumbers`` itself is imported
+(30 ms); never its ``geocoder`` (3.5 s).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -53,6 +59,54 @@ class Rejected:
     raw: str
     reason: str
 
+    @property
+    def storable_raw(self) -> str:
+        """The input as text PostgreSQL and log files can hold (see :func:`storable`)."""
+        return storable(self.raw)
+
+
+#: Longer input is not parsed at all (E.164 numbers have at most 15 digits; room for spacing,
+#: punctuation and an extension-free national prefix).
+MAX_INPUT_CHARS = 64
+#: How much of a rejected input is kept for inspection.
+MAX_STORED_CHARS = 100
+
+
+def storable(raw: str) -> str:
+    """``raw`` with control, format and surrogate characters escaped (``\\x00``, ``\\udcff``)
+    and cut to :data:`MAX_STORED_CHARS`: PostgreSQL text cannot hold NUL, UTF-8 cannot encode a
+    lone surrogate, and a log line must not carry a terminal escape."""
+    out = []
+    for char in raw[:MAX_STORED_CHARS]:
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    if len(raw) > MAX_STORED_CHARS:
+        out.append(f"... ({len(raw)} characters)")
+    return "".join(out)
+
+
+def screen(text: str, allow_vanity: bool = False) -> str | None:
+    """Why ``text`` cannot be a phone number before any parsing, or None when it may be one."""
+    if len(text) > MAX_INPUT_CHARS:
+        return f"too long to be a phone number ({len(text)} characters)"
+    for char in text:
+        category = unicodedata.category(char)
+        if category == "Cs":
+            code = ord(char)
+            if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte of a file (surrogateescape)
+                return f"not valid UTF-8 (byte 0x{code - 0xDC00:02X}): save the file as UTF-8"
+            return f"invalid Unicode (lone surrogate U+{code:04X})"
+        if category == "Cc":
+            return f"contains a control character (U+{ord(char):04X})"
+        if category in ("Cf", "Co", "Cn"):
+            return f"contains an invisible or unassigned character (U+{ord(char):04X})"
+        if category.startswith("L") and not allow_vanity:
+            return "contains letters (vanity numbers are off: allow_vanity reads letters as keypad digits)"
+    return None
+
 
 def split_input(text: str) -> list[str]:
     """Split a multi-line / comma-separated box of numbers into stripped, non-empty entries."""
@@ -67,8 +121,13 @@ def _line_type_name(number: phonenumbers.PhoneNumber) -> str:
     return "UNKNOWN"
 
 
-def normalise(raw: str, default_region: str | None = None) -> Normalised | Rejected:
+def normalise(
+    raw: str, default_region: str | None = None, allow_vanity: bool = False
+) -> Normalised | Rejected:
     """Parse one number; ``default_region`` (ISO alpha-2) applies to numbers without ``+``/``00``.
+
+    Never raises on odd text: see :func:`screen`. ``allow_vanity`` reads letters as keypad
+    digits (``+1 800 FLOWERS``); off by default.
 
     A number written as bare digits that starts with a calling code (``5215512345678``, the form
     vendors echo back) is accepted too when it is valid that way and not valid as a national
@@ -77,13 +136,21 @@ def normalise(raw: str, default_region: str | None = None) -> Normalised | Rejec
     text = (raw or "").strip()
     if not text:
         return Rejected(raw, "empty")
+    why = screen(text, allow_vanity)
+    if why is not None:
+        return Rejected(raw, why)
     region = (default_region or "").upper() or None
     if region and region not in phonenumbers.SUPPORTED_REGIONS:
         return Rejected(raw, f"unknown default region {default_region!r}")
 
     candidates: list[str] = [text]
     digits_only = re.sub(r"\D", "", text)
-    if not text.startswith("+") and digits_only and not text.startswith("00"):
+    if (
+        not text.startswith("+")
+        and digits_only
+        and not text.startswith("00")
+        and not re.search(r"[^\W\d_]", text)
+    ):
         candidates.append("+" + digits_only)  # vendor style: digits with calling code
 
     first_error: str | None = None
@@ -126,14 +193,16 @@ class NormalisedBatch:
         return out
 
 
-def normalise_many(entries: Iterable[str], default_region: str | None = None) -> NormalisedBatch:
+def normalise_many(
+    entries: Iterable[str], default_region: str | None = None, allow_vanity: bool = False
+) -> NormalisedBatch:
     """Normalise many inputs, keeping input order and dropping duplicates (same E.164)."""
     seen: set[str] = set()
     numbers: list[Normalised] = []
     rejected: list[Rejected] = []
     duplicates = 0
     for raw in entries:
-        result = normalise(raw, default_region)
+        result = normalise(raw, default_region, allow_vanity)
         if isinstance(result, Rejected):
             rejected.append(result)
         elif result.e164 in seen:

@@ -5,9 +5,21 @@ from __future__ import annotations
 import pytest
 
 from phonecheck import loader
-from phonecheck.intake import ACCUAUTH, NXCLOUD, RunContext, prepare_numbers
+from phonecheck.intake import ACCUAUTH, NXCLOUD, RunContext, prepare_numbers, prepared_numbers
 
 pytestmark = pytest.mark.integration
+
+
+def _split(wh, result) -> tuple[list[str], list[str]]:
+    """(to check, fresh) E.164 numbers of the run, in input order."""
+    to_check = [n.e164 for n in prepared_numbers(wh, result.run_key)]
+    fresh = [r[0] for r in wh.execute(
+        "SELECT e164 FROM ops.run_number WHERE run_key = %s AND fresh ORDER BY position", (result.run_key,)
+    )]  # fmt: skip
+    return to_check, fresh
+
+
+_RUN = RunContext(dag_id="d", run_id="r")
 
 
 def test_rejected_numbers_are_recorded_once_per_run(wh):
@@ -17,7 +29,7 @@ def test_rejected_numbers_are_recorded_once_per_run(wh):
             wh, vendor=NXCLOUD, entries=["junk", "+525512345678", "12"], default_region="MX",
             freshness_days=30, check_level=1, ctx=ctx,
         )  # fmt: skip
-    assert [n.e164 for n in result.to_check] == ["+525512345678"]
+    assert _split(wh, result) == (["+525512345678"], [])
     rows = wh.execute("SELECT raw_input, reason FROM ops.rejected_number ORDER BY raw_input").fetchall()
     assert [r[0] for r in rows] == ["12", "junk"]
     assert all(r[1] for r in rows)
@@ -43,18 +55,17 @@ def test_fresh_results_and_checks_in_flight_are_skipped_per_level(wh):
     )
     numbers = ["+525512345678", "+8613800138000", "+12025550143"]
     basic = prepare_numbers(
-        wh, vendor=NXCLOUD, entries=numbers, default_region=None, freshness_days=30, check_level=1
+        wh, vendor=NXCLOUD, entries=numbers, default_region=None, freshness_days=30, check_level=1, ctx=_RUN
     )
-    assert sorted(n.e164 for n in basic.fresh) == ["+525512345678", "+8613800138000"]
-    assert [n.e164 for n in basic.to_check] == ["+12025550143"]
+    assert _split(wh, basic) == (["+12025550143"], ["+525512345678", "+8613800138000"])
     hlr = prepare_numbers(
-        wh, vendor=NXCLOUD, entries=numbers, default_region=None, freshness_days=30, check_level=5
+        wh, vendor=NXCLOUD, entries=numbers, default_region=None, freshness_days=30, check_level=5, ctx=_RUN
     )
-    assert hlr.fresh == []  # a basic check does not make an HLR check fresh
+    assert _split(wh, hlr)[1] == []  # a basic check does not make an HLR check fresh
     never = prepare_numbers(
-        wh, vendor=NXCLOUD, entries=numbers, default_region=None, freshness_days=0, check_level=1
+        wh, vendor=NXCLOUD, entries=numbers, default_region=None, freshness_days=0, check_level=1, ctx=_RUN
     )
-    assert len(never.to_check) == 3
+    assert never.to_check == 3 and len(_split(wh, never)[0]) == 3
 
 
 @pytest.mark.parametrize(
@@ -68,9 +79,10 @@ def test_definitive_failures_are_fresh_and_transient_ones_are_checked_again(wh, 
           "source": "push"}],
     )  # fmt: skip
     result = prepare_numbers(
-        wh, vendor=NXCLOUD, entries=["+525512345678"], default_region=None, freshness_days=30, check_level=1
-    )
-    assert (len(result.fresh), len(result.to_check)) == ((1, 0) if fresh else (0, 1))
+        wh, vendor=NXCLOUD, entries=["+525512345678"], default_region=None, freshness_days=30, check_level=1,
+        ctx=_RUN,
+    )  # fmt: skip
+    assert (result.skipped_fresh, result.to_check) == ((1, 0) if fresh else (0, 1))
 
 
 def test_accuauth_freshness(wh):
@@ -89,6 +101,48 @@ def test_accuauth_freshness(wh):
         ],
     )
     numbers = ["+525512345678", "+525587654321", "+525511112222", "+525533334444"]
-    result = prepare_numbers(wh, vendor=ACCUAUTH, entries=numbers, default_region="MX", freshness_days=30)
-    assert sorted(n.e164 for n in result.fresh) == ["+525511112222", "+525512345678", "+525533334444"]
-    assert [n.e164 for n in result.to_check] == ["+525587654321"]
+    result = prepare_numbers(
+        wh, vendor=ACCUAUTH, entries=numbers, default_region="MX", freshness_days=30, ctx=_RUN
+    )
+    to_check, fresh = _split(wh, result)
+    assert sorted(fresh) == ["+525511112222", "+525512345678", "+525533334444"]
+    assert to_check == ["+525587654321"]
+
+
+def test_odd_lines_are_rejected_and_kept_and_the_rest_goes_on(wh):
+    """NUL, lone surrogates, undecodable bytes, escapes and letters: each a reason, none a crash."""
+    odd = ["+52 55 1234\x005678", "+52 55 1234 5678\ud800", "+52 55 \udcff12345678", "+52 55 FAKE NUMB",
+           "\x1b[2J+525512345670"]  # fmt: skip
+    result = prepare_numbers(
+        wh, vendor=NXCLOUD, entries=odd + ["+525512345678"], default_region="MX", freshness_days=0,
+        check_level=1, ctx=RunContext(dag_id="d", run_id="odd"),
+    )  # fmt: skip
+    assert (result.received, result.rejected, result.to_check) == (6, 5, 1)
+    rows = wh.execute("SELECT raw_input, reason FROM ops.rejected_number WHERE run_id = 'odd'").fetchall()
+    reasons = {raw: why for raw, why in rows}
+    assert len(reasons) == 5
+    assert reasons["+52 55 1234\\x005678"] == "contains a control character (U+0000)"
+    assert "lone surrogate" in reasons["+52 55 1234 5678\\ud800"]
+    assert "not valid UTF-8" in reasons["+52 55 \\udcff12345678"]
+    assert "contains letters" in reasons["+52 55 FAKE NUMB"]
+    assert _split(wh, result)[0] == ["+525512345678"]
+
+
+def test_a_retried_prepare_replaces_the_run_and_duplicates_across_blocks_count_once(wh, monkeypatch):
+    from phonecheck import intake
+
+    monkeypatch.setattr(intake, "BLOCK_SIZE", 3)  # duplicates across blocks, not only inside one
+    entries = ["+525512345678", "+525512345679", "junk", "55 1234 5678", "+525512345670", "+525512345679"]
+    ctx = RunContext(dag_id="d", run_id="retry")
+    for _ in range(2):
+        result = prepare_numbers(
+            wh, vendor=NXCLOUD, entries=iter(entries), default_region="MX", freshness_days=0, check_level=1,
+            ctx=ctx,
+        )  # fmt: skip
+    assert result.summary() == {"received": 6, "rejected_offline": 1, "duplicates": 2, "skipped_fresh": 0,
+                                "to_check": 3}  # fmt: skip
+    assert _split(wh, result)[0] == ["+525512345678", "+525512345679", "+525512345670"]
+    intake_row = wh.execute(
+        "SELECT received, rejected, duplicates, to_check FROM ops.run_intake WHERE run_key = 'd/retry'"
+    ).fetchall()
+    assert intake_row == [(6, 1, 2, 3)]

@@ -25,7 +25,8 @@ def test_valid_numbers_normalise_to_e164(raw, region, e164, region_out):
     ("raw", "region", "reason"),
     [
         ("", "GB", "empty"),
-        ("not a number", "GB", "not a phone number"),
+        ("not a number", "GB", "contains letters"),
+        ("-- / --", "GB", "not a phone number"),
         ("5512345678", None, "no country code"),
         ("07700 900123", "GB", "not a valid number"),  # Ofcom drama range: never assigned
         ("+44 20 79", None, "too short"),
@@ -51,3 +52,40 @@ def test_to_e164_for_vendor_echoes():
     assert to_e164("8613800138000") == "+8613800138000"
     assert to_e164("8498****") is None
     assert to_e164(None) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("+52 55 1234\x005678", "control character (U+0000)"),
+        ("+52 55 1234\x1b[31m5678", "control character (U+001B)"),
+        ("+52 55 1234 5678\ud800", "lone surrogate U+D800"),
+        ("+52 55 \udcff1234 5678", "not valid UTF-8 (byte 0xFF)"),  # an undecodable byte of a file
+        ("+52\u200b55 1234 5678", "invisible or unassigned character (U+200B)"),
+        ("+52 55 FAKE NUMB", "contains letters"),
+        ("+1 800 FLOWERS", "contains letters"),
+        ("+52 55 1234 5678" + "0" * 80, "too long to be a phone number"),
+    ],
+)
+def test_odd_input_is_rejected_with_a_reason_never_an_exception(raw, reason):
+    result = normalise(raw, "MX")
+    assert isinstance(result, Rejected)
+    assert reason in result.reason
+    stored = result.storable_raw
+    stored.encode("utf-8")  # PostgreSQL text takes it: no lone surrogate ...
+    assert "\x00" not in stored and "\x1b" not in stored  # ... no NUL, no terminal escape
+    assert len(stored) <= 130
+
+
+def test_vanity_numbers_only_when_allowed():
+    assert isinstance(normalise("+1 800 FLOWERS", None), Rejected)
+    allowed = normalise("+1 800 FLOWERS", None, allow_vanity=True)
+    assert isinstance(allowed, Normalised) and allowed.e164 == "+18003569377"
+
+
+def test_storable_escapes_and_cuts():
+    from phonecheck.numbers import storable
+
+    assert storable("12\x003") == "12\\x003"
+    assert storable("\udcff") == "\\udcff"
+    assert storable("x" * 150).endswith("... (150 characters)")

@@ -13,39 +13,28 @@ WAREHOUSE_CONN_ID = "warehouse"
 
 
 def prepare(params: dict[str, Any], dag_id: str, run_id: str) -> dict:
-    """Offline normalisation + freshness skip (shared with NXCLOUD: phonecheck.intake)."""
-    from phonecheck.intake import ACCUAUTH, RunContext, prepare_numbers
-    from phonecheck.numbers import split_input
-    from phonecheck.warehouse import connect
-    from phonecheck_airflow.warehouse import warehouse_dsn
+    """Offline normalisation + freshness skip (shared with NXCLOUD: phonecheck.intake); the
+    numbers stay in ``ops.run_number``, the run key and counts travel on."""
+    import logging
 
-    entries = split_input(params["numbers"] or "")
-    if not entries:
-        print("no numbers given: re-poll mode (wait for every open AccuAuth task)")
-        return {"mode": "repoll", "to_check": [], "summary": {}}
-    with connect(warehouse_dsn(WAREHOUSE_CONN_ID)) as conn:
-        intake = prepare_numbers(
-            conn,
-            vendor=ACCUAUTH,
-            entries=entries,
-            default_region=params["default_region"],
-            freshness_days=int(params["freshness_days"]),
-            ctx=RunContext(dag_id=dag_id, run_id=run_id),
-        )
-    for rejected in intake.rejected[:50]:
-        print(f"rejected offline: {rejected.raw!r}: {rejected.reason}")
-    print(f"intake: {intake.summary()}")
-    to_check = [
-        {
-            "raw": n.raw,
-            "e164": n.e164,
-            "region_code": n.region_code,
-            "country_code": n.country_code,
-            "line_type": n.line_type,
-        }
-        for n in intake.to_check
-    ]
-    return {"mode": "check", "to_check": to_check, "summary": intake.summary()}
+    from phonecheck.intake import ACCUAUTH
+    from phonecheck_airflow.number_input import log_intake, prepare_run
+
+    intake = prepare_run(
+        vendor=ACCUAUTH, params=params, dag_id=dag_id, run_id=run_id, warehouse_conn_id=WAREHOUSE_CONN_ID
+    )
+    if intake is None:
+        logging.getLogger(__name__).info("SUMMARY accuauth prepare: no numbers given: re-poll open tasks")
+        return {"mode": "repoll", "run_key": None, "summary": {"to_check": 0}}
+    log_intake(intake, "accuauth")
+    return {"mode": "check", "run_key": intake.run_key, "summary": intake.summary()}
+
+
+def _numbers(prepared: dict, conn) -> list:
+    """The run's numbers to check, from ``ops.run_number`` (the one place that reads them)."""
+    from phonecheck.intake import prepared_numbers
+
+    return list(prepared_numbers(conn, prepared["run_key"]))
 
 
 def budget_guard(prepared: dict, params: dict[str, Any]) -> dict:
@@ -54,7 +43,7 @@ def budget_guard(prepared: dict, params: dict[str, Any]) -> dict:
 
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    count = len(prepared["to_check"])
+    count = int(prepared["summary"].get("to_check", 0))
     cost = Decimal(str(params["unit_price"])) * count
     message = f"{count} paid AccuAuth check(s), estimated cost {cost} {params['currency']} (budget {params['max_checks']} checks)"
     print(message)
@@ -74,7 +63,6 @@ def submit(prepared: dict, budget: dict, params: dict[str, Any], dag_id: str, ru
     from phonecheck.accuauth.api import FATAL_ERRORS
     from phonecheck.accuauth.store import WaitSelector, max_submission_id
     from phonecheck.accuauth.submit import submit_numbers
-    from phonecheck.numbers import Normalised
     from phonecheck.warehouse import connect
     from phonecheck.webhook_urls import ACCUAUTH_PHONE_NUMBER, redact
     from phonecheck_airflow.hooks.accuauth import AccuAuthHook
@@ -84,7 +72,7 @@ def submit(prepared: dict, budget: dict, params: dict[str, Any], dag_id: str, ru
     with connect(warehouse_dsn(WAREHOUSE_CONN_ID)) as conn:
         if prepared["mode"] == "repoll":
             return WaitSelector(None, max_submission_id(conn)).to_dict()
-        numbers = [Normalised(**n) for n in prepared["to_check"]]
+        numbers = _numbers(prepared, conn)
         callback = receiver_url(ACCUAUTH_PHONE_NUMBER)
         print(f"callback: {redact(callback) or 'none configured (polling only)'}")
         concurrency = int(params["submit_concurrency"])

@@ -67,57 +67,47 @@ def _fetch_query_rows(hook: Any, batch_no: str, day: Any) -> tuple[list[dict[str
 
 
 def prepare(params: dict[str, Any], context: Any, *, warehouse_conn_id: str = "warehouse") -> dict[str, Any]:
-    """Normalise offline, record rejects, drop fresh / in-flight numbers."""
+    """Normalise offline, record rejects, drop fresh / in-flight numbers; the numbers stay in
+    ``ops.run_number`` and only the run key and counts travel on (docs/getting-started.md)."""
     from phonecheck.enums import SUBMITTABLE_CHECK_LEVELS
-    from phonecheck.intake import NXCLOUD, RunContext, prepare_numbers
-    from phonecheck.numbers import split_input
+    from phonecheck.intake import NXCLOUD
+    from phonecheck_airflow.number_input import log_intake, prepare_run
 
     dag_id, run_id = _run_ids(context)
     level = SUBMITTABLE_CHECK_LEVELS[params["check_level"]]
-    entries = split_input(params.get("numbers") or "")
-    if not entries:
-        raise AirflowFailException("no numbers given: paste one number per line into 'numbers'")
-    region = (params.get("default_region") or "").strip().upper() or None
-    days = int(params.get("freshness_days") or 0)
-    with _connect(warehouse_conn_id) as conn:
-        intake = prepare_numbers(
-            conn,
-            vendor=NXCLOUD,
-            entries=entries,
-            default_region=region,
-            freshness_days=days,
-            check_level=level,
-            ctx=RunContext(dag_id=dag_id, run_id=run_id),
-        )
-    to_check = intake.to_check
-    summary = intake.summary()
-    for rejected in intake.rejected[:20]:
-        log.info("rejected offline: %r: %s", rejected.raw, rejected.reason)
-    log.info(
-        "SUMMARY prepare: numbers in %d, rejected offline %d (kept in ops.rejected_number), duplicates %d, "
-        "skipped fresh %d (answered at level %d within %s days, or in flight), to check %d in %d region(s)",
-        summary["received"], summary["rejected_offline"], summary["duplicates"], summary["skipped_fresh"],
-        level, days, len(to_check), len({n.region_code for n in to_check}),
+    intake = prepare_run(
+        vendor=NXCLOUD, params=params, dag_id=dag_id, run_id=run_id, check_level=level,
+        warehouse_conn_id=warehouse_conn_id,
     )  # fmt: skip
-    return {
-        "check_level": level,
-        "summary": summary,
-        "numbers": [[n.digits, n.region_code] for n in to_check],
-    }
+    if intake is None:
+        raise AirflowFailException(
+            "no numbers given: paste one number per line into 'numbers' or name a file in 'numbers_uri'"
+        )
+    log_intake(intake, "nxcloud")
+    log.info(
+        "SUMMARY nxcloud prepare: check level %d, freshness %s day(s)", level, params.get("freshness_days")
+    )
+    return {"run_key": intake.run_key, "check_level": level, "summary": intake.summary()}
 
 
-def _chunks(prepared: dict[str, Any], params: dict[str, Any], context: Any):
+def _chunks(
+    prepared: dict[str, Any], params: dict[str, Any], context: Any, *, warehouse_conn_id: str = "warehouse"
+):
+    """The run's submit chunks, planned from its numbers in ``ops.run_number`` (the one place
+    that reads the prepared numbers)."""
+    from phonecheck.intake import prepared_numbers
     from phonecheck.nxcloud.planning import plan_chunks
 
     dag_id, run_id = _run_ids(context)
-    return plan_chunks(
-        [tuple(n) for n in prepared["numbers"]],
-        dag_id=dag_id,
-        run_id=run_id,
-        check_level=prepared["check_level"],
-        label=params.get("batch_label"),
-        max_per_chunk=int(params.get("max_per_chunk") or 5000),
-    )
+    with _connect(warehouse_conn_id) as conn:
+        return plan_chunks(
+            ((n.digits, n.region_code) for n in prepared_numbers(conn, prepared["run_key"])),
+            dag_id=dag_id,
+            run_id=run_id,
+            check_level=prepared["check_level"],
+            label=params.get("batch_label"),
+            max_per_chunk=int(params.get("max_per_chunk") or 5000),
+        )
 
 
 def estimate(
