@@ -1,30 +1,35 @@
 """NXCLOUD number check, daily reconciliation through the query API.
 
-For the run's vendor date (the data interval start in the ``nxcloud_default`` connection's
-``query_timezone``, default UTC; a manual run without a logical date takes run_after - 1 day, or
-the ``vendor_date`` param): every batch we submitted or saw in pushes that day, every page of the
-query API, upserted into ``telco.nxcloud_number_check``; pushes that never arrived (query rows
-without a push) are logged and written to ``ops.query_sync_report``. NXCLOUD keeps 14 days: an
-older date fails at once with a message saying what we hold for it.
+A run is labelled by the vendor day it syncs: the run of logical date D (data interval
+[D, D+1) in UTC) syncs vendor day D, in the ``nxcloud_default`` connection's ``query_timezone``
+(default UTC). It is scheduled when D has ended and waits ``late_push_grace_hours`` more (in
+reschedule mode: no worker slot held) so pushes the vendor retries late are in before missing
+ones are reported. A manual run without a logical date syncs run_after - 1 day; the
+``vendor_date`` param names a day directly (and skips the wait).
 
-Backfill: ``airflow backfill create --dag-id nxcloud_number_check_daily --from-date D1 --to-date D2``
-(with this 1-day-interval trigger timetable, run times D1..D2 cover the days before them).
+Every batch we submitted or saw in pushes that day, every page of the query API, upserted into
+``telco.nxcloud_number_check``; pushes that never arrived (query rows without a push) are
+logged and written to ``ops.query_sync_report``. NXCLOUD keeps 14 days: an older date fails at
+once with a message saying what we hold for it.
+
+Backfill days A..B (both included): ``airflow backfill create --dag-id nxcloud_number_check_daily
+--from-date A --to-date B``; the DAG must be unpaused for the scheduler to run them (see
+docs/getting-started.md "Backfills").
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
-from airflow.sdk import CronTriggerTimetable, Param, dag, task
+from airflow.providers.standard.sensors.date_time import DateTimeSensor
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
 
 
 @dag(
     dag_id="nxcloud_number_check_daily",
-    # 04:00 UTC: the previous UTC day is over and its late pushes (retried up to 60 min) are in.
-    schedule=CronTriggerTimetable("0 4 * * *", timezone="UTC", interval=timedelta(days=1)),
+    # Data intervals of one UTC day: logical date D = vendor day D, so a backfill of A..B syncs A..B.
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # the query API allows one call every few seconds: one day at a time
@@ -38,6 +43,13 @@ from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
             format="date",
             title="Vendor date",
             description="Sync this date instead of the run's data interval (yyyy-mm-dd, within 14 days).",
+        ),  # fmt: skip
+        "late_push_grace_hours": Param(
+            4,
+            type="integer",
+            minimum=0,
+            title="Wait after the day (hours)",
+            description="A scheduled run waits so long after its day ends: late push retries (up to 60 min) are in.",
         ),  # fmt: skip
     },
 )
@@ -54,7 +66,17 @@ def nxcloud_number_check_daily():
 
         return nxcloud.sync_day(day, context)
 
-    loaded = sync(plan())
+    # Past days (backfills) pass at once; a scheduled run waits until D+1 plus the grace.
+    wait = DateTimeSensor(
+        task_id="wait_for_day_end",
+        target_time="{{ (data_interval_end + macros.timedelta(hours=params.late_push_grace_hours)) "
+        "if (data_interval_end and not params.vendor_date) else dag_run.run_after }}",
+        mode="reschedule",
+        poke_interval=600,
+    )
+    planned = plan()
+    wait >> planned
+    loaded = sync(planned)
     ValidateLoadedRowsOperator(
         task_id="validate", table="telco.nxcloud_number_check", key_column="batch_no", key_values=loaded
     )

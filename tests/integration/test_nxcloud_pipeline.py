@@ -356,10 +356,16 @@ def submit_on_past_day(sandbox, dsn: str, receiver_dr_url: str, days_ago: int, p
 
 
 def run_daily_for(run_dag, day):
-    """The daily DAG for vendor date ``day``: ``dag.test(logical_date=T)`` with this 1-day-interval
-    trigger timetable gets the data interval [T - 1 day, T], so T is the 04:00 run after ``day``."""
+    """The daily DAG for vendor date ``day``: ``dag.test(logical_date=T)`` infers a manual run's
+    interval, the day before T, so T is midnight after ``day`` (the data interval [day, day+1)
+    that the scheduler and backfills give the run of logical date ``day``)."""
     after = day + timedelta(days=1)
-    return run_dag(DAILY_DAG_ID, logical_date=datetime(after.year, after.month, after.day, 4, tzinfo=UTC))
+    # no grace after the day: yesterday's run must not wait until 04:00 when the suite runs at night
+    return run_dag(
+        DAILY_DAG_ID,
+        conf={"late_push_grace_hours": 0},
+        logical_date=datetime(after.year, after.month, after.day, tzinfo=UTC),
+    )
 
 
 def test_daily_backfill_over_3_days_loads_the_pushed_rows_and_flags_a_dropped_push(
