@@ -8,7 +8,7 @@ STAMP       := $(VENV)/.installed
 UV_VERSION  := 0.13.9
 PYTEST_ARGS ?=
 
-.PHONY: help test test-fast faults lint lock demo sandbox receiver airflow bench migrate clean-local venv data-dictionary
+.PHONY: help test test-fast faults lint lock demo sandbox receiver airflow env bench migrate clean-local venv data-dictionary
 
 help:
 	@echo "make demo      run the main job end to end on embedded defaults"
@@ -19,6 +19,7 @@ help:
 	@echo "make receiver  run the webhook receiver on its own"
 	@echo "make airflow   airflow standalone with the project's DAGs and connections wired"
 	@echo "make bench     benchmarks (not part of make test)"
+	@echo 'eval "$$(make -s env)"   this shell: the airflow CLI as make airflow sees it (docs/getting-started.md)'
 
 venv: $(STAMP)
 
@@ -48,7 +49,7 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile requirements-dev.in $(LOCK_ARGS) -o requirements-dev.txt
 
 demo: $(STAMP)
-	$(BIN)/python -m phonecheck_airflow.demo
+	$(BIN)/python -m phonecheck_airflow.demo $(ARGS)
 
 migrate: $(STAMP)
 	$(BIN)/python -m phonecheck.cli migrate
@@ -61,6 +62,9 @@ receiver: $(STAMP)
 
 airflow: $(STAMP)
 	$(BIN)/python -m phonecheck_airflow.local standalone
+
+env: $(STAMP)
+	@$(BIN)/python -m phonecheck_airflow.local env
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

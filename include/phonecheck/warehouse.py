@@ -44,8 +44,11 @@ def local_dir() -> Path:
 _embedded_server = None
 
 
-def start_embedded(pgdata: Path | None = None):
-    """Start (or join) the embedded PostgreSQL and return the pgserver handle."""
+def start_embedded(pgdata: Path | None = None, keep_running: bool = False):
+    """Start (or join) the embedded PostgreSQL and return the pgserver handle.
+
+    ``keep_running``: leave it running when this process exits (for a shell set up by
+    ``make env``); the next run that stops it (``make airflow`` on exit) does."""
     global _embedded_server
     if _embedded_server is None:
         import logging
@@ -55,7 +58,9 @@ def start_embedded(pgdata: Path | None = None):
         # pgserver logs at interpreter exit, after pytest/uvicorn closed their streams.
         logging.getLogger("pgserver").setLevel(logging.WARNING)
 
-        _embedded_server = pgserver.get_server(pgdata or (local_dir() / "pgdata"), cleanup_mode="stop")
+        _embedded_server = pgserver.get_server(
+            pgdata or (local_dir() / "pgdata"), cleanup_mode=None if keep_running else "stop"
+        )
     return _embedded_server
 
 

@@ -157,6 +157,8 @@ def airflow_env(
             "WAREHOUSE_DSN": settings.warehouse_dsn,
             "TELCO_WEBHOOK_TOKEN": settings.webhook_token,
             "RECEIVER_SPOOL_DIR": str(home / "receiver-spool"),
+            "AIRFLOW__CORE__FERNET_KEY": fernet_key(home),
+            "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret(home),
         }
     )
     # Where vendors push results (drUrl / callback): the receiver mounted in the api-server. Real
@@ -171,6 +173,36 @@ def airflow_env(
     # The test harness's unit-test switch would change Airflow's behaviour in real processes.
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
     return env
+
+
+def _home_secret(home: Path, name: str, make) -> str:
+    """A value generated once and kept in ``$AIRFLOW_HOME/<name>`` (0600): stable across restarts."""
+    path = home / name
+    if path.exists():
+        return path.read_text().strip()
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
+def fernet_key(home: Path) -> str:
+    """``AIRFLOW__CORE__FERNET_KEY`` if set, else one kept in ``$AIRFLOW_HOME``: connections and
+    variables stored in the local metadata DB are encrypted (and Airflow stops warning)."""
+    from cryptography.fernet import Fernet
+
+    return os.environ.get("AIRFLOW__CORE__FERNET_KEY") or _home_secret(
+        home, "fernet_key", lambda: Fernet.generate_key().decode()
+    )
+
+
+def jwt_secret(home: Path) -> str:
+    """The api-server's token signing secret for local runs: 64 random bytes (Airflow's own
+    default is shorter than PyJWT wants for HS512 and says so), kept in ``$AIRFLOW_HOME``."""
+    return os.environ.get("AIRFLOW__API_AUTH__JWT_SECRET") or _home_secret(
+        home, "jwt_secret", lambda: secrets.token_urlsafe(64)
+    )
 
 
 def webhook_token(home: Path) -> str:
@@ -474,6 +506,8 @@ def run_standalone(args: argparse.Namespace) -> int:
             say(
                 f"webhooks:     {settings.api_base_url}{RECEIVER_PREFIX}/... (token in {home / 'webhook_token'})"
             )
+            say("paused:       new DAGs start paused, and a paused DAG's backfill runs stay Queued:")
+            say("              airflow dags unpause nxcloud_number_check_daily  (docs/getting-started.md)")
             say("stop with Ctrl-C")
             exit_code = airflow.wait()
             say(f"airflow standalone exited with {exit_code}")
@@ -505,6 +539,51 @@ def _stop_on_signals_ignored() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def print_shell_env(args: argparse.Namespace) -> int:
+    """``eval "$(make -s env)"``: the stock ``airflow`` CLI in this shell sees what ``make
+    airflow`` sees (same ``AIRFLOW_HOME`` and metadata DB, DAG folder, connections, warehouse).
+
+    Starts only what the CLI needs and leaves it running: the embedded warehouse when
+    ``WAREHOUSE_DSN`` is unset (migrated); Airflow's metadata DB is migrated and the DAGs are
+    serialized into it. Vendor
+    connections point at the sandbox on ``--sandbox-port`` (``make sandbox`` or ``make airflow``
+    serve it) unless the environment has real ones. Progress goes to stderr; stdout is only
+    ``export`` lines.
+    """
+    import shlex
+
+    home = airflow_home()
+    before = dict(os.environ)
+    with contextlib.redirect_stdout(sys.stderr):
+        dsn = os.environ.get("WAREHOUSE_DSN") or warehouse.start_embedded(keep_running=True).get_uri()
+        warehouse.migrate(dsn)
+        settings = LocalSettings(
+            home=home, warehouse_dsn=dsn, webhook_token=webhook_token(home), api_port=args.port
+        )
+        env = airflow_env(settings, sandbox_connections(f"http://127.0.0.1:{args.sandbox_port}"))
+        # the metadata DB up to date, and the DAGs in it (what `dags list` and `backfill create` read)
+        for command in (["db", "migrate"], ["dags", "reserialize"]):
+            done = subprocess.run(
+                [str(venv_bin() / "airflow"), *command], env=env, capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0:
+                print(
+                    f"airflow {' '.join(command)} failed:",
+                    done.stdout[-2000:],
+                    done.stderr[-2000:],
+                    file=sys.stderr,
+                )
+                return done.returncode
+    for name in sorted(env):
+        if before.get(name) != env[name]:
+            print(f"export {name}={shlex.quote(env[name])}")
+    print(
+        f"# AIRFLOW_HOME={home}; vendor calls go to the sandbox at http://127.0.0.1:{args.sandbox_port} "
+        "(make sandbox or make airflow) unless AIRFLOW_CONN_NXCLOUD_DEFAULT / _ACCUAUTH_DEFAULT were set"
+    )
+    return 0
 
 
 def write_passwords_file(args: argparse.Namespace) -> int:
@@ -551,6 +630,16 @@ def main(argv: list[str] | None = None) -> int:
         "--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", DEFAULT_SANDBOX_PORT))
     )
     standalone.set_defaults(func=run_standalone)
+    shell_env = sub.add_parser(
+        "env", help='export lines for the airflow CLI in your shell: eval "$(make -s env)"'
+    )
+    shell_env.add_argument(
+        "--port", type=int, default=int(os.environ.get("AIRFLOW_API_PORT", DEFAULT_API_PORT))
+    )
+    shell_env.add_argument(
+        "--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", DEFAULT_SANDBOX_PORT))
+    )
+    shell_env.set_defaults(func=print_shell_env)
     passwords = sub.add_parser(
         "write-passwords-file",
         help="SimpleAuthManager passwords file from AIRFLOW_ADMIN_* (docker-compose init)",
