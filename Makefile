@@ -28,6 +28,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -r requirements.txt -r requirements-dev.txt
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
+	@# the editable build leaves <dist>.egg-info here; with the repo root on sys.path (python -m ...)
+	@# Airflow would find the distribution twice ("Plugin 'telco_webhooks' already registered")
+	@rm -rf telco_phonecheck.egg-info
 	@touch $(STAMP)
 
 test: $(STAMP)

@@ -14,16 +14,22 @@ What it does, with progress on the way:
      receiver, then ``telco_push_processing``;
    * ``nxcloud_number_check_daily`` for today (query API reconciliation);
    every pipeline validates what it loaded (Great Expectations, results in ``dq``);
-4. prints what landed, and stops everything it started.
+4. prints, per pipeline run, what THIS run received, rejected (and why), skipped as fresh,
+   submitted and what it cost; then what landed in the warehouse; and stops everything it
+   started.
 
-Running it again adds no duplicate rows: numbers checked in the first run are fresh and
-skipped, pushes are deduplicated on their vendor keys, the voice day is sent once per date.
+Running it again adds no duplicate rows and buys nothing: numbers checked in the first run are
+fresh and skipped (``submitted 0``, ``cost 0``), pushes are deduplicated on their vendor keys,
+the voice day is sent once per date. Task logs: ``<local dir>/demo/airflow/logs/`` (one file per
+DAG run, the tasks' own log lines).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -68,6 +74,9 @@ def demo_numbers(per_country: int, offset: int = 0) -> list[str]:
     return numbers
 
 
+#: A made-up contract price per AccuAuth check (its API has no price): the demo states a cost.
+ACCUAUTH_DEMO_PRICE = 0.01
+
 INVALID_INPUTS = ["12345", "+44 20 79", "not a number", "+999 123456", "0000", "+52 55 1234 56789012"]
 
 
@@ -99,9 +108,44 @@ def start_receiver(port: int, dsn: str, token: str, log_path: Path, spool: Path)
 # --------------------------------------------------------------------------------------------
 
 
-def run_dag(dagbag, dag_id: str, conf: dict) -> str:
+#: The loggers of our task code: written to the demo's task-log files, kept off the console.
+TASK_LOGGERS = ("phonecheck_airflow", "phonecheck", "airflow.task")
+
+
+@contextlib.contextmanager
+def task_log_file(path: Path):
+    """The run's task log lines (INFO and up, and anything a task prints) into ``path``; the
+    console stays for the demo's own progress."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as stream, contextlib.redirect_stdout(stream):
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        saved = []
+        for name in TASK_LOGGERS:
+            logger = logging.getLogger(name)
+            saved.append((logger, logger.level, logger.propagate))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+        try:
+            yield
+        finally:
+            for logger, level, propagate in saved:
+                logger.removeHandler(handler)
+                logger.setLevel(level)
+                logger.propagate = propagate
+
+
+def run_dag(dagbag, dag_id: str, conf: dict, label: str = ""):
     started = time.monotonic()
-    dag_run = dagbag.dags[dag_id].test(run_conf=conf)
+    log_path = (
+        Path(os.environ["AIRFLOW_HOME"])
+        / "logs"
+        / f"dag_id={dag_id}"
+        / f"{label or 'run'}-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    )
+    with task_log_file(log_path):
+        dag_run = dagbag.dags[dag_id].test(run_conf=conf)
     state = str(getattr(dag_run, "state", "unknown"))
     failed = [
         ti.task_id for ti in dag_run.get_task_instances() if str(ti.state) not in ("success", "skipped")
@@ -111,8 +155,55 @@ def run_dag(dagbag, dag_id: str, conf: dict) -> str:
         + (f" (not ok: {failed})" if failed else "")
     )
     if state != "success":
-        raise SystemExit(f"demo: {dag_id} ended {state}; task logs under {os.environ['AIRFLOW_HOME']}/logs")
-    return state
+        raise SystemExit(f"demo: {dag_id} ended {state}; task log: {log_path}")
+    return dag_run
+
+
+def _money(rows) -> str:
+    parts = [f"{amount} {currency}" for currency, amount in rows if amount is not None]
+    return ", ".join(parts) or "0"
+
+
+def report_run(dsn: str, dag_id: str, run_id: str, title: str) -> dict:
+    """What this one run received, rejected (why), skipped as fresh, submitted and spent."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        intake = conn.execute(
+            "SELECT received, rejected, duplicates, skipped_fresh, to_check FROM ops.run_intake WHERE run_key = %s",
+            (f"{dag_id}/{run_id}",),
+        ).fetchone() or (0, 0, 0, 0, 0)
+        reasons = conn.execute(
+            "SELECT reason, count(*) FROM ops.rejected_number WHERE dag_id = %s AND run_id = %s "
+            "GROUP BY 1 ORDER BY 2 DESC, 1",
+            (dag_id, run_id),
+        ).fetchall()
+        submitted = conn.execute(
+            "SELECT coalesce(sum(phone_count), 0) FROM ops.number_check_submission "
+            "WHERE dag_id = %s AND run_id = %s AND status <> 'failed'",
+            (dag_id, run_id),
+        ).fetchone()[0]
+        if dag_id == "nxcloud_number_check":  # the vendor's own price on each result
+            spent = conn.execute(
+                "SELECT t.currency, sum(t.price) FROM telco.nxcloud_number_check t "
+                "JOIN ops.number_check_submission s ON s.vendor = 'nxcloud' AND s.batch_no = t.batch_no "
+                "WHERE s.dag_id = %s AND s.run_id = %s AND t.price IS NOT NULL GROUP BY 1 ORDER BY 1",
+                (dag_id, run_id),
+            ).fetchall()
+        else:  # AccuAuth answers carry no price: the contract unit price per paid check
+            spent = conn.execute(
+                "SELECT currency, sum(estimated_cost) FROM ops.number_check_submission "
+                "WHERE dag_id = %s AND run_id = %s AND estimated_cost IS NOT NULL GROUP BY 1 ORDER BY 1",
+                (dag_id, run_id),
+            ).fetchall()
+    received, rejected, duplicates, fresh, _ = intake
+    say(
+        f"  {title}: received {received}, rejected {rejected}, duplicates {duplicates}, "
+        f"skipped fresh {fresh}, submitted {submitted}, cost {_money(spent)}"
+    )
+    for reason, count in reasons:
+        say(f"    rejected {count} x {reason}")
+    return {"rejected": rejected, "submitted": submitted}
 
 
 def send_voice_and_calls(sandbox_url: str, receiver_base: str, token: str, dsn: str) -> None:
@@ -176,7 +267,7 @@ def summary(dsn: str) -> None:
             if schema in ("telco", "raw", "ops", "dq", "mart"):
                 count = conn.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchone()[0]  # noqa: S608
                 print(f"  {kind:5s} {schema}.{name:32s} {count:>7} rows")
-        print("\n=== numbers rejected offline (never sent to a vendor)")
+        print("\n=== numbers rejected offline, all runs so far (never sent to a vendor)")
         for reason, n in conn.execute(
             "SELECT reason, count(*) FROM ops.rejected_number GROUP BY 1 ORDER BY 2 DESC, 1"
         ):
@@ -199,7 +290,18 @@ def summary(dsn: str) -> None:
     print(f"\nData Docs (HTML): {docs}")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="make demo",
+        description="Run every pipeline once end to end on local defaults (warehouse, vendor sandbox, "
+        "webhook receiver, real Airflow via dag.test()), print what each run received, rejected, skipped, "
+        "submitted and spent, then stop what was started. A second run buys nothing.",
+        epilog="Environment: WAREHOUSE_DSN (else an embedded PostgreSQL), PHONECHECK_LOCAL_DIR (default .local/). "
+        "Task logs: <local dir>/demo/airflow/logs/. See docs/getting-started.md.",
+    ).parse_args(argv)
+    # `python -m` puts the repo root on sys.path; a build's leftover <dist>.egg-info there would
+    # make Airflow register the installed distribution's plugin twice. The package is installed.
+    sys.path[:] = [p for p in sys.path if p not in ("", str(warehouse.PROJECT_ROOT))]
     local = warehouse.local_dir()
     runtime = local / "runtime"  # platformdirs warns when XDG_RUNTIME_DIR is unset or shared
     runtime.mkdir(mode=0o700, exist_ok=True)
@@ -267,25 +369,30 @@ def main() -> int:
         for level, count in (("basic", 200), ("hlr", 80), ("call", 40)):
             entries = numbers[:count] + INVALID_INPUTS
             say(f"nxcloud_number_check, {level}: {len(entries)} inputs ({len(INVALID_INPUTS)} invalid)")
-            run_dag(
+            run = run_dag(
                 dagbag,
                 "nxcloud_number_check",
                 {"numbers": "\n".join(entries), "default_region": "MX", "check_level": level,
                  "batch_label": f"demo-{level}", "budget": 100, **fast},
+                label=level,
             )  # fmt: skip
+            report_run(dsn, "nxcloud_number_check", run.run_id, f"nxcloud_number_check {level}")
 
         mx = [n for n in demo_numbers(60, offset=300) if n.startswith("+52")]
         say(f"accuauth_phone_check: {len(mx)} Mexican numbers (some pending for a few polls)")
-        run_dag(
+        run = run_dag(
             dagbag,
             "accuauth_phone_check",
             {
-                "numbers": "\n".join(mx),
+                "numbers": "\n".join(mx + INVALID_INPUTS),
                 "default_region": "MX",
                 "poll_interval_s": 1.0,
                 "max_poll_interval_s": 2.0,
+                "unit_price": ACCUAUTH_DEMO_PRICE,
+                "currency": "USD",
             },
         )
+        report_run(dsn, "accuauth_phone_check", run.run_id, "accuauth_phone_check")
 
         say("a day of voice receipts and call records, pushed by the sandbox to the receiver")
         send_voice_and_calls(sandbox_url, receiver_base, token, dsn)
@@ -296,6 +403,7 @@ def main() -> int:
         run_dag(dagbag, "nxcloud_number_check_daily", {"vendor_date": today})
 
         summary(dsn)
+        print(f"\nTask logs (one file per DAG run): {home / 'logs'}")
         say("done")
         return 0
     finally:

@@ -47,8 +47,11 @@ RECEIVER_PREFIX = "/telco-webhooks"
 DEFAULT_API_PORT = 8080
 DEFAULT_SANDBOX_PORT = 8089
 PASSWORD_FILE_NAME = "simple_auth_manager_passwords.json.generated"
-# Vendor-specific secret names Airflow should mask in task logs, on top of its own list.
-SENSITIVE_NAMES = "accessKey,accessSecret,appkey,sign,X-DF-API-SECRET"
+# Vendor-specific secret names Airflow should mask in task logs, on top of its own list. Not
+# "sign": Airflow matches names as substrings, so it would also "mask" the connection's
+# sign_algorithm ("md5", and warn that it is too short to mask); a request signature is no
+# secret (it covers one body and expires with its ts, docs/vendors/nxcloud.md).
+SENSITIVE_NAMES = "accessKey,accessSecret,appkey,X-DF-API-SECRET"
 CONNECTION_ENV = {
     "warehouse": "AIRFLOW_CONN_WAREHOUSE",
     "nxcloud_default": "AIRFLOW_CONN_NXCLOUD_DEFAULT",
