@@ -47,11 +47,8 @@ RECEIVER_PREFIX = "/telco-webhooks"
 DEFAULT_API_PORT = 8080
 DEFAULT_SANDBOX_PORT = 8089
 PASSWORD_FILE_NAME = "simple_auth_manager_passwords.json.generated"
-# Vendor-specific secret names Airflow should mask in task logs, on top of its own list. Not
-# "sign": Airflow matches names as substrings, so it would also "mask" the connection's
-# sign_algorithm ("md5", and warn that it is too short to mask); a request signature is no
-# secret (it covers one body and expires with its ts, docs/vendors/nxcloud.md).
-SENSITIVE_NAMES = "accessKey,accessSecret,appkey,X-DF-API-SECRET"
+# Vendor-specific secret names Airflow should mask in task logs, on top of its own list.
+SENSITIVE_NAMES = "accessKey,accessSecret,appkey,sign,X-DF-API-SECRET"
 CONNECTION_ENV = {
     "warehouse": "AIRFLOW_CONN_WAREHOUSE",
     "nxcloud_default": "AIRFLOW_CONN_NXCLOUD_DEFAULT",
@@ -86,12 +83,10 @@ def sandbox_connections(sandbox_url: str) -> dict[str, str]:
         "host": f"{base}/nxcloud",
         "login": cfg.nxcloud_access_key,
         "password": cfg.nxcloud_access_secret,
-        "extra": {
-            "appkey": cfg.nxcloud_appkey,
-            "sign_algorithm": "md5",
-            "query_timezone": "UTC",
-            "query_min_interval_s": cfg.query_min_interval_s,
-        },
+        # sign_algorithm (md5) and query_timezone (UTC) are left at their defaults: Airflow hands
+        # every extra value to its secrets masker, which warns about any value under 5 characters
+        # ("Skipping masking for a secret as it's too short") before it looks at the key's name.
+        "extra": {"appkey": cfg.nxcloud_appkey, "query_min_interval_s": cfg.query_min_interval_s},
     }
     accuauth = {
         "conn_type": "accuauth",
