@@ -20,6 +20,7 @@ docs/getting-started.md "Backfills").
 from __future__ import annotations
 
 import pendulum
+from airflow.providers.standard.sensors.date_time import DateTimeSensor
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
@@ -65,18 +66,16 @@ def nxcloud_number_check_daily():
 
         return nxcloud.sync_day(day, context)
 
-    @task.sensor(mode="reschedule", poke_interval=600, timeout=86400)
-    def wait_for_day_end(params=None, data_interval_end=None) -> bool:
-        """Past days (backfills) pass at once; a scheduled run waits until D+1 plus the grace.
-        A run for the vendor_date param, or without a data interval, does not wait."""
-        from datetime import UTC, datetime, timedelta
-
-        if params.get("vendor_date") or data_interval_end is None:
-            return True
-        return datetime.now(UTC) >= data_interval_end + timedelta(hours=int(params["late_push_grace_hours"]))
-
+    # Past days (backfills) pass at once; a scheduled run waits until D+1 plus the grace.
+    wait = DateTimeSensor(
+        task_id="wait_for_day_end",
+        target_time="{{ (data_interval_end + macros.timedelta(hours=params.late_push_grace_hours)) "
+        "if (data_interval_end and not params.vendor_date) else dag_run.run_after }}",
+        mode="reschedule",
+        poke_interval=600,
+    )
     planned = plan()
-    wait_for_day_end() >> planned
+    wait >> planned
     loaded = sync(planned)
     ValidateLoadedRowsOperator(
         task_id="validate", table="telco.nxcloud_number_check", key_column="batch_no", key_values=loaded
