@@ -118,11 +118,11 @@ NUMBERS_FIELD_MAX_CHARS = 20_000
 )
 def accuauth_phone_check():
     @task
-    def prepare_numbers(params=None, dag_id=None, run_id=None) -> dict:
+    def prepare_numbers(params=None, dag=None, run_id=None) -> dict:
         """Offline normalisation + freshness skip (shared with NXCLOUD: phonecheck.intake)."""
         from phonecheck_airflow.operators import accuauth
 
-        return accuauth.prepare(params, dag_id, run_id)
+        return accuauth.prepare(params, dag.dag_id, run_id)
 
     @task
     def budget_guard(prepared: dict, params=None) -> dict:
@@ -132,11 +132,12 @@ def accuauth_phone_check():
         return accuauth.budget_guard(prepared, params)
 
     @task
-    def submit(prepared: dict, budget: dict, params=None, dag_id=None, run_id=None) -> dict:
+    def submit(prepared: dict, budget: dict, params=None, dag=None, run_id=None) -> dict:
         """Paid submits (bounded concurrency; at most once per number and run)."""
         from phonecheck_airflow.operators import accuauth
 
-        return accuauth.submit(prepared, budget, params, dag_id, run_id)
+        # the task context has no "dag_id": the DAG object carries it
+        return accuauth.submit(prepared, budget, params, dag.dag_id, run_id)
 
     submitted = submit(prepared := prepare_numbers(), budget_guard(prepared))
 
