@@ -19,11 +19,10 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from phonecheck_airflow.number_params import numbers_file_params, numbers_params
 from phonecheck_airflow.operators.accuauth import ACCUAUTH_CONN_ID, WAREHOUSE_CONN_ID
 from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
 from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
-
-NUMBERS_FIELD_MAX_CHARS = 20_000
 
 
 @dag(
@@ -35,30 +34,7 @@ NUMBERS_FIELD_MAX_CHARS = 20_000
     default_args={"owner": "data-platform", "retries": 1, "retry_delay": pendulum.duration(seconds=30)},
     doc_md=__doc__,
     params={
-        # The form's editor slows down with size (5,000 pasted lines froze it for a minute):
-        # maxLength stops it at about 1,000 numbers; bigger lists go through numbers_uri.
-        "numbers": Param(
-            "",
-            type="string",
-            format="multiline",
-            maxLength=NUMBERS_FIELD_MAX_CHARS,
-            title="Numbers",
-            description="One per line (or comma separated). Empty (and no file) = only re-poll open tasks. "
-            "Up to about 1,000 numbers (20,000 characters); for more, use 'Numbers file'.",
-        ),
-        "numbers_uri": Param(
-            None,
-            type=["null", "string"],
-            title="Numbers file",
-            description="A CSV or text file with one number per line, e.g. file:///data/inputs/list.csv or "
-            "s3://bucket/list.csv (read in a stream; any size). See docs/getting-started.md.",
-        ),
-        "numbers_column": Param(
-            None,
-            type=["null", "string"],
-            title="CSV column",
-            description="CSV only: header name or 1-based column number (empty = first column).",
-        ),
+        **numbers_params(empty="Empty (and no file) = only re-poll open tasks."),
         "default_region": Param(
             "MX",
             type="string",
@@ -89,27 +65,7 @@ NUMBERS_FIELD_MAX_CHARS = 20_000
         "dry_run": Param(
             False, type="boolean", description="State what would be checked and its cost; submit nothing."
         ),
-        "numbers_format": Param(
-            "auto",
-            enum=["auto", "lines", "csv", "tsv"],
-            section="Advanced",
-            title="Numbers file format",
-            description="auto: .csv / .tsv by name, else one number per line.",
-        ),
-        "numbers_uri_conn_id": Param(
-            None,
-            type=["null", "string"],
-            section="Advanced",
-            title="Numbers file connection",
-            description="Airflow connection for the storage of numbers_uri (e.g. aws_default for s3://).",
-        ),
-        "allow_vanity": Param(
-            False,
-            type="boolean",
-            section="Advanced",
-            title="Allow vanity numbers",
-            description="Read letters as phone-keypad digits (1-800-FLOWERS). Off: lines with letters are rejected.",
-        ),
+        **numbers_file_params(section="Advanced"),
         "submit_concurrency": Param(8, type="integer", minimum=1, maximum=64, section="Advanced"),
         "poll_interval_s": Param(30.0, type="number", minimum=0.1, section="Advanced"),
         "max_poll_interval_s": Param(900.0, type="number", minimum=0.1, section="Advanced"),

@@ -17,11 +17,11 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from phonecheck_airflow.number_params import numbers_file_params, numbers_params
 from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
 from phonecheck_airflow.sensors.nxcloud import NxCloudResultsSensor
 
 ADVANCED = "Advanced"
-NUMBERS_FIELD_MAX_CHARS = 20_000
 
 
 @dag(
@@ -34,30 +34,7 @@ NUMBERS_FIELD_MAX_CHARS = 20_000
     default_args={"owner": "telco-data", "retries": 1, "retry_delay": pendulum.duration(seconds=30)},
     doc_md=__doc__,
     params={
-        # The form's editor slows down with size (5,000 pasted lines froze it for a minute):
-        # maxLength stops it at about 1,000 numbers; bigger lists go through numbers_uri.
-        "numbers": Param(
-            "",
-            type="string",
-            format="multiline",
-            maxLength=NUMBERS_FIELD_MAX_CHARS,
-            title="Numbers",
-            description="One per line (commas and semicolons work too), with or without +country code. "
-            "Up to about 1,000 numbers (20,000 characters); for more, use 'Numbers file'.",
-        ),
-        "numbers_uri": Param(
-            None,
-            type=["null", "string"],
-            title="Numbers file",
-            description="A CSV or text file with one number per line, e.g. file:///data/inputs/list.csv or "
-            "s3://bucket/list.csv (read in a stream; any size). See docs/getting-started.md.",
-        ),
-        "numbers_column": Param(
-            None,
-            type=["null", "string"],
-            title="CSV column",
-            description="CSV only: header name or 1-based column number (empty = first column).",
-        ),
+        **numbers_params(empty="Empty: give a Numbers file."),
         "default_region": Param(
             "MX",
             type=["null", "string"],
@@ -109,27 +86,7 @@ NUMBERS_FIELD_MAX_CHARS = 20_000
             description="Then the query API brings the rest.",
         ),  # fmt: skip
         "wait_poll_seconds": Param(10, type="number", minimum=0.1, section=ADVANCED, title="Poll every (s)"),
-        "numbers_format": Param(
-            "auto",
-            enum=["auto", "lines", "csv", "tsv"],
-            section=ADVANCED,
-            title="Numbers file format",
-            description="auto: .csv / .tsv by name, else one number per line.",
-        ),
-        "numbers_uri_conn_id": Param(
-            None,
-            type=["null", "string"],
-            section=ADVANCED,
-            title="Numbers file connection",
-            description="Airflow connection for the storage of numbers_uri (e.g. aws_default for s3://).",
-        ),
-        "allow_vanity": Param(
-            False,
-            type="boolean",
-            section=ADVANCED,
-            title="Allow vanity numbers",
-            description="Read letters as phone-keypad digits (1-800-FLOWERS). Off: lines with letters are rejected.",
-        ),
+        **numbers_file_params(section=ADVANCED),
         "max_per_chunk": Param(
             5000, type="integer", minimum=1, maximum=5000, section=ADVANCED, title="Numbers per batch"
         ),
