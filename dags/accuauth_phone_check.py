@@ -22,6 +22,7 @@ from airflow.sdk import Param, dag, task
 from phonecheck_airflow.number_params import numbers_file_params, numbers_params
 from phonecheck_airflow.operators.accuauth import ACCUAUTH_CONN_ID, WAREHOUSE_CONN_ID
 from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
+from phonecheck_airflow.operators.spend import SpendApprovalOperator
 from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
 
 
@@ -66,6 +67,15 @@ from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
             False, type="boolean", description="State what would be checked and its cost; submit nothing."
         ),
         **numbers_file_params(section="Advanced"),
+        "approval_threshold": Param(
+            None,
+            type=["null", "number"],
+            minimum=0,
+            title="Auto-approve up to",
+            description="Above this estimated cost (currency) the run waits for an approver; empty = the "
+            "configured threshold (docs/operations.md).",
+        ),
+        "approval_timeout_minutes": Param(1440, type="number", minimum=1, section="Advanced"),
         "submit_concurrency": Param(8, type="integer", minimum=1, maximum=64, section="Advanced"),
         "poll_interval_s": Param(30.0, type="number", minimum=0.1, section="Advanced"),
         "max_poll_interval_s": Param(900.0, type="number", minimum=0.1, section="Advanced"),
@@ -95,7 +105,31 @@ def accuauth_phone_check():
         # the task context has no "dag_id": the DAG object carries it
         return accuauth.submit(prepared, budget, params, dag.dag_id, run_id)
 
-    submitted = submit(prepared := prepare_numbers(), budget_guard(prepared))
+    @task
+    def reserve_budget(budget: dict, params=None, **context) -> dict:
+        """Hold the estimate against the month's budget (shared by concurrent runs)."""
+        from phonecheck_airflow.operators import spend
+
+        return spend.reserve_spend("accuauth", budget, params, context)
+
+    @task(trigger_rule="all_done")
+    def settle_spend(**context) -> dict:
+        """Replace the reservation by what the run was charged."""
+        from phonecheck_airflow.operators import spend
+
+        return spend.settle_accuauth(context)
+
+    budget = budget_guard(prepared := prepare_numbers())
+    approval = SpendApprovalOperator(
+        task_id="approve_spend",
+        vendor="accuauth",
+        estimate=budget,
+        prepared=prepared,
+        currency_param="currency",
+    )
+    submitted = submit(prepared, budget)
+    budget >> approval >> reserve_budget(budget) >> submitted
+    submitted >> settle_spend()
 
     wait = AccuAuthTasksSensor(
         task_id="wait_for_tasks",

@@ -1,11 +1,14 @@
 """NXCLOUD number check, on demand: paste numbers in the trigger form, get verified rows.
 
 prepare (offline normalisation, rejects recorded, fresh numbers skipped) → estimate (cost per
-country and level; over budget stops here; a dry run stops after it) → submit (one country and
+country and level; over budget stops here; a dry run stops after it) → approve_spend (waits for
+an approver when the estimate is above the auto-approve threshold) → reserve_budget (the
+monthly budget shared by all runs) → submit (one country and
 at most 5,000 numbers per batch, deterministic batchNo, recorded before the paid call so a retry
 never pays twice, drUrl = the webhook receiver) → wait_for_results (deferrable: pokes once, then
 a trigger counts the pushes in the warehouse) → reconcile (every page of the query API) → load
-(the pushes from the inbox) → validate (Great Expectations over the loaded batches).
+(the pushes from the inbox) → validate (Great Expectations over the loaded batches) and
+settle_spend (the ledger keeps the charges instead of the estimate; docs/operations.md).
 
 Results land in ``telco.nxcloud_number_check`` (one row per batch_no, phone); submissions in
 ``ops.number_check_submission``; rejected inputs in ``ops.rejected_number``. See README
@@ -19,6 +22,7 @@ from airflow.sdk import Param, dag, task
 
 from phonecheck_airflow.number_params import numbers_file_params, numbers_params
 from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
+from phonecheck_airflow.operators.spend import SpendApprovalOperator
 from phonecheck_airflow.sensors.nxcloud import NxCloudResultsSensor
 
 ADVANCED = "Advanced"
@@ -77,6 +81,17 @@ ADVANCED = "Advanced"
         "dry_run": Param(
             False, type="boolean", title="Dry run", description="Estimate only; submit nothing."
         ),
+        "approval_threshold": Param(
+            None,
+            type=["null", "number"],
+            minimum=0,
+            title="Auto-approve up to",
+            description="Above this estimate (budget currency) the run waits for an approver; empty = the "
+            "configured threshold (docs/operations.md).",
+        ),
+        "approval_timeout_minutes": Param(
+            1440, type="number", minimum=1, section=ADVANCED, title="Approval timeout (minutes)"
+        ),
         "wait_timeout_minutes": Param(
             75,
             type="number",
@@ -123,9 +138,26 @@ def nxcloud_number_check():
 
         return nxcloud.load(prepared, submitted, reconciled, context)
 
+    @task
+    def reserve_budget(cost: dict, params=None, **context) -> dict:
+        from phonecheck_airflow.operators import spend
+
+        return spend.reserve_spend("nxcloud", cost, params, context)
+
+    @task(trigger_rule="all_done")
+    def settle_spend(**context) -> dict:
+        from phonecheck_airflow.operators import spend
+
+        return spend.settle_nxcloud(context)
+
     prepared = prepare()
     cost = estimate(prepared)
+    approval = SpendApprovalOperator(
+        task_id="approve_spend", vendor="nxcloud", estimate=cost, prepared=prepared
+    )
+    reserved = reserve_budget(cost)
     submitted = submit(prepared, cost)
+    cost >> approval >> reserved >> submitted
     waited = NxCloudResultsSensor(
         task_id="wait_for_results",
         batch_nos=submitted["batch_nos"],
@@ -134,6 +166,7 @@ def nxcloud_number_check():
     )
     reconciled = reconcile(submitted, waited.output)
     loaded = load(prepared, submitted, reconciled)
+    loaded >> settle_spend()
     ValidateLoadedRowsOperator(
         task_id="validate", table="telco.nxcloud_number_check", key_column="batch_no", key_values=loaded
     )

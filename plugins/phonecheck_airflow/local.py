@@ -47,6 +47,7 @@ RECEIVER_PREFIX = "/telco-webhooks"
 DEFAULT_API_PORT = 8080
 DEFAULT_SANDBOX_PORT = 8089
 PASSWORD_FILE_NAME = "simple_auth_manager_passwords.json.generated"
+LOCAL_USERS = "admin:admin,approver:user,requester:user"
 # Vendor-specific secret names Airflow should mask in task logs, on top of its own list.
 SENSITIVE_NAMES = "accessKey,accessSecret,appkey,sign,X-DF-API-SECRET"
 CONNECTION_ENV = {
@@ -162,6 +163,10 @@ def airflow_env(
     # Where vendors push results (drUrl / callback): the receiver mounted in the api-server. Real
     # vendors cannot reach localhost: set TELCO_WEBHOOK_BASE_URL to a public URL (tunnel) instead.
     env.setdefault("TELCO_WEBHOOK_BASE_URL", settings.api_base_url + RECEIVER_PREFIX)
+    # Spend approvals (docs/operations.md): an admin, an approver, and a requester who may trigger
+    # runs but not approve spending. SimpleAuthManager generates their passwords into the file below.
+    env.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", LOCAL_USERS)
+    env.setdefault("PHONECHECK_SPEND_APPROVERS", "approver")
     # A laptop does not need 32 LocalExecutor worker processes; the user's value wins.
     env.setdefault("AIRFLOW__CORE__PARALLELISM", "8")
     # One warehouse for the receiver (WAREHOUSE_DSN) and the tasks (the `warehouse` connection).
@@ -219,11 +224,11 @@ def webhook_token(home: Path) -> str:
     return token
 
 
-def admin_password(home: Path) -> str | None:
-    """The admin password SimpleAuthManager generated, once it exists."""
+def admin_password(home: Path, username: str = "admin") -> str | None:
+    """The password SimpleAuthManager generated for ``username``, once it exists."""
     path = home / PASSWORD_FILE_NAME
     try:
-        return json.loads(path.read_text()).get("admin")
+        return json.loads(path.read_text()).get(username)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
@@ -501,6 +506,7 @@ def run_standalone(args: argparse.Namespace) -> int:
                 if password
                 else f"login:        see {home / PASSWORD_FILE_NAME}"
             )
+            say(f"approver:     approver / {admin_password(home, 'approver')}  (may approve spending)")
             say(
                 f"webhooks:     {settings.api_base_url}{RECEIVER_PREFIX}/... (token in {home / 'webhook_token'})"
             )

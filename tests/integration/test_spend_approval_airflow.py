@@ -1,0 +1,182 @@
+"""Approval before spending and the shared monthly budget, through real Airflow (``make airflow``).
+
+One launcher (api-server, scheduler, dag-processor, triggerer; SimpleAuthManager with the users
+``admin``, ``approver`` and ``requester``; ``PHONECHECK_SPEND_APPROVERS=approver``), then:
+
+1. a run over the auto-approve threshold parks ``approve_spend`` in AWAITING_INPUT and sends
+   nothing to the vendor; the approval form's body has the cost breakdown; ``requester`` (may edit
+   the DAG, not an approver) is refused with 403 by the REST call the UI makes; ``approver``
+   approves → the run submits, loads, settles; ``ops.spend_approval`` names the approver;
+2. a second run is rejected → nothing submitted, the rest of the run skipped, the run not failed;
+3. two runs triggered together whose estimates each fit the month's remaining budget but not
+   both: exactly one submits, the other fails at ``reserve_budget`` before any paid call.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from decimal import Decimal
+from urllib.parse import quote
+
+import httpx
+import psycopg
+import pytest
+
+from phonecheck.spend.ledger import month_position, set_budget
+from phonecheck_airflow import local
+from tests.integration.test_local_airflow import LOGIN_RE, URL_RE, make_airflow  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
+
+DAG_ID = "nxcloud_number_check"
+APPROVER_RE = re.compile(r"approver:\s+approver / (\S+)")
+DEFAULT_PRICE = Decimal("0.1912")  # the price list's '*' basic default: the sandbox run has no contract price
+
+
+def form(numbers: list[str], label: str, **extra) -> dict:
+    return {
+        "numbers": "\n".join(numbers), "default_region": "MX", "check_level": "basic", "batch_label": label,
+        "freshness_days": 30, "budget": 50, "budget_currency": "USD", "dry_run": False,
+        "wait_timeout_minutes": 0.2, "wait_poll_seconds": 1, "max_per_chunk": 5000, **extra,
+    }  # fmt: skip
+
+
+def numbers(start: int, count: int = 10) -> list[str]:
+    return [f"+52 55 13{start + i:06d}" for i in range(count)]
+
+
+def hitl_path(run_id: str, task_id: str = "approve_spend") -> str:
+    return f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/-1/hitlDetails"
+
+
+def client(base_url: str, username: str, password: str) -> httpx.Client:
+    http = httpx.Client(base_url=base_url, timeout=30)
+    token = http.post("/auth/token", json={"username": username, "password": password})
+    token.raise_for_status()
+    http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+    return http
+
+
+def wait_for_task_state(api: local.AirflowApi, run_id: str, task_id: str, state: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        states = {t["task_id"]: t["state"] for t in api.task_instances(DAG_ID, run_id)}
+        seen = states.get(task_id)
+        if seen == state:
+            return
+        if api.dag_run(DAG_ID, run_id)["state"] in ("success", "failed"):
+            break
+        time.sleep(1)
+    raise AssertionError(f"{task_id} of {run_id} is {seen!r}, not {state!r}: {states}")
+
+
+def check_calls(sandbox_url: str) -> int:
+    answer = httpx.get(f"{sandbox_url}/_sandbox/calls", params={"event": "nxcloud.check"}, timeout=10)
+    answer.raise_for_status()
+    body = answer.json()
+    return len(body["calls"] if isinstance(body, dict) else body)
+
+
+def states_of(api: local.AirflowApi, run_id: str) -> dict[str, str]:
+    return {t["task_id"]: t["state"] for t in api.task_instances(DAG_ID, run_id)}
+
+
+def test_approval_in_the_ui_and_the_shared_monthly_budget(make_airflow, fresh_warehouse_dsn):  # noqa: F811
+    launcher, sandbox_port, phases = make_airflow
+    admin_password = launcher.wait_for(LOGIN_RE, timeout=180).group(1)
+    approver_password = launcher.wait_for(APPROVER_RE, timeout=10).group(1)
+    base_url = URL_RE.search(launcher.output()).group(1)
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    passwords = json.loads((launcher.local_dir / "airflow" / local.PASSWORD_FILE_NAME).read_text())
+    phases.mark("make airflow ready")
+
+    api = local.AirflowApi(base_url, "admin", admin_password)
+    approver = client(base_url, "approver", approver_password)
+    requester = client(base_url, "requester", passwords["requester"])
+    try:
+        api.login()
+        api.wait_for_dag(DAG_ID, timeout=120)
+        api.unpause(DAG_ID)
+
+        # 1. over the threshold: waits, nothing sent; a non-approver is refused; the approver approves
+        run_id = api.trigger(DAG_ID, form(numbers(0), "apr", approval_threshold=0))
+        wait_for_task_state(api, run_id, "approve_spend", "awaiting_input", timeout=120)
+        phases.mark("run 1 awaiting input")
+        detail = approver.get(hitl_path(run_id))
+        detail.raise_for_status()
+        body = detail.json()["body"]
+        assert "| MX | basic | 10 | 0.1912 USD | default |" in body, body
+        assert "Estimated cost: 1.9120 USD" in body and "This month" in body, body
+        assert [u["id"] for u in detail.json()["assigned_users"]] == ["approver"]
+        time.sleep(2)
+        assert check_calls(sandbox_url) == 0  # nothing was sent while waiting
+        refused = requester.patch(hitl_path(run_id), json={"chosen_options": ["Approve"]})
+        assert refused.status_code == 403, refused.text
+        assert "not a respondent" in refused.text
+        approved = approver.patch(hitl_path(run_id), json={"chosen_options": ["Approve"]})
+        assert approved.status_code == 200, approved.text
+        state, _ = api.wait_for_run(DAG_ID, run_id, timeout=180)
+        assert state == "success", states_of(api, run_id)
+        assert check_calls(sandbox_url) == 1
+        phases.mark("run 1 approved and finished")
+        with psycopg.connect(fresh_warehouse_dsn) as db:
+            decision = db.execute(
+                "SELECT decision, decided_by, decided_by_name FROM ops.spend_approval WHERE run_id = %s",
+                (run_id,),
+            ).fetchone()
+            ledger = db.execute(
+                "SELECT status, estimated, charged FROM ops.spend_ledger WHERE run_id = %s", (run_id,)
+            ).fetchone()
+        assert decision == ("approved", "approver", "approver")
+        assert ledger[0] == "settled" and ledger[1] == Decimal("1.9120") and ledger[2] is not None
+
+        # 2. rejected: nothing submitted, the rest skipped, the run not failed
+        run_id = api.trigger(DAG_ID, form(numbers(100), "rej", approval_threshold=0))
+        wait_for_task_state(api, run_id, "approve_spend", "awaiting_input", timeout=120)
+        rejected = approver.patch(hitl_path(run_id), json={"chosen_options": ["Reject"]})
+        assert rejected.status_code == 200, rejected.text
+        state, _ = api.wait_for_run(DAG_ID, run_id, timeout=120)
+        states = states_of(api, run_id)
+        assert state == "success", states
+        assert states["approve_spend"] == "success"
+        for task in ("reserve_budget", "submit", "wait_for_results", "load", "settle_spend"):
+            assert states[task] == "skipped", states
+        assert check_calls(sandbox_url) == 1  # still only run 1's submit
+        with psycopg.connect(fresh_warehouse_dsn) as db:
+            assert db.execute(
+                "SELECT decision, decided_by FROM ops.spend_approval WHERE run_id = %s", (run_id,)
+            ).fetchone() == ("rejected", "approver")
+            assert (
+                db.execute("SELECT count(*) FROM ops.spend_ledger WHERE run_id = %s", (run_id,)).fetchone()[0]
+                == 0
+            )
+        phases.mark("run 2 rejected")
+
+        # 3. two runs at once, each fits the month's remaining budget, both together do not
+        with psycopg.connect(fresh_warehouse_dsn, autocommit=True) as db:
+            committed = month_position(db, "nxcloud", "USD").committed
+            set_budget(
+                db, vendor="nxcloud", currency="USD", amount=committed + DEFAULT_PRICE * 10 + Decimal("1")
+            )
+        runs = [api.trigger(DAG_ID, form(numbers(200 + 100 * i), f"race{i}")) for i in range(2)]
+        finished = {r: api.wait_for_run(DAG_ID, r, timeout=240)[0] for r in runs}
+        reserve_states = {r: states_of(api, r)["reserve_budget"] for r in runs}
+        assert sorted(reserve_states.values()) == ["failed", "success"], (finished, reserve_states)
+        assert check_calls(sandbox_url) == 2  # run 1 + the one race winner
+        with psycopg.connect(fresh_warehouse_dsn) as db:
+            by_run = dict(
+                db.execute(
+                    "SELECT run_id, status FROM ops.spend_ledger WHERE run_id = ANY(%s)", (runs,)
+                ).fetchall()
+            )
+            position = month_position(db, "nxcloud", "USD")
+        assert sorted(by_run.values()) == ["refused", "settled"], by_run
+        assert position.committed <= position.budget
+        phases.mark("race of two runs: one spent, one refused")
+    finally:
+        api.close()
+        approver.close()
+        requester.close()
