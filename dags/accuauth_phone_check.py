@@ -19,6 +19,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from phonecheck_airflow.notifiers import alert_notifiers
 from phonecheck_airflow.number_params import numbers_file_params, numbers_params
 from phonecheck_airflow.operators.accuauth import ACCUAUTH_CONN_ID, WAREHOUSE_CONN_ID
 from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
@@ -32,7 +33,12 @@ from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["accuauth", "phone-check"],
-    default_args={"owner": "data-platform", "retries": 1, "retry_delay": pendulum.duration(seconds=30)},
+    default_args={
+        "owner": "data-platform",
+        "retries": 1,
+        "retry_delay": pendulum.duration(seconds=30),
+        "on_failure_callback": alert_notifiers("task_failed"),
+    },
     doc_md=__doc__,
     params={
         **numbers_params(empty="Empty (and no file) = only re-poll open tasks."),
@@ -160,6 +166,7 @@ def accuauth_phone_check():
     written = expire_stale_tasks(load_results(wait.output))
     ValidateLoadedRowsOperator(
         task_id="validate",
+        on_failure_callback=alert_notifiers("dq_failed"),
         table="telco.accuauth_phone_check",
         key_column="task_id",
         key_values=written,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from phonecheck_airflow.notifiers import alert_notifiers
 from phonecheck_airflow.number_params import numbers_file_params, numbers_params
 from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
 from phonecheck_airflow.operators.spend import SpendApprovalOperator
@@ -35,7 +36,12 @@ ADVANCED = "Advanced"
     catchup=False,
     max_active_runs=4,
     tags=["nxcloud", "number-check", "on-demand"],
-    default_args={"owner": "telco-data", "retries": 1, "retry_delay": pendulum.duration(seconds=30)},
+    default_args={
+        "owner": "telco-data",
+        "retries": 1,
+        "retry_delay": pendulum.duration(seconds=30),
+        "on_failure_callback": alert_notifiers("task_failed"),
+    },
     doc_md=__doc__,
     params={
         **numbers_params(empty="Empty: give a Numbers file."),
@@ -168,7 +174,11 @@ def nxcloud_number_check():
     loaded = load(prepared, submitted, reconciled)
     loaded >> settle_spend()
     ValidateLoadedRowsOperator(
-        task_id="validate", table="telco.nxcloud_number_check", key_column="batch_no", key_values=loaded
+        task_id="validate",
+        on_failure_callback=alert_notifiers("dq_failed"),
+        table="telco.nxcloud_number_check",
+        key_column="batch_no",
+        key_values=loaded,
     )
 
 

@@ -19,10 +19,21 @@ docs/getting-started.md "Backfills").
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.providers.standard.sensors.date_time import DateTimeSensor
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import (
+    AsyncCallback,
+    CronDataIntervalTimetable,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    dag,
+    task,
+)
 
+from phonecheck_airflow.notifiers import alert_notifiers, deadline_missed
 from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
 
 
@@ -34,8 +45,24 @@ from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
     catchup=False,
     max_active_runs=1,  # the query API allows one call every few seconds: one day at a time
     tags=["nxcloud", "number-check", "daily", "reconciliation"],
-    default_args={"owner": "telco-data", "retries": 2, "retry_delay": pendulum.duration(minutes=5)},
+    default_args={
+        "owner": "telco-data",
+        "retries": 2,
+        "retry_delay": pendulum.duration(minutes=5),
+        "on_failure_callback": alert_notifiers("task_failed"),
+    },
     doc_md=__doc__,
+    # queued when the UTC day ends, it waits the 4 h grace and syncs: expected by 08:00 UTC
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(hours=8),
+        callback=AsyncCallback(
+            deadline_missed,
+            kwargs={
+                "text": "Phone checks: the daily NXCLOUD reconciliation has not finished 8 h after it was queued (due by 08:00 UTC)"
+            },
+        ),
+    ),
     params={
         "vendor_date": Param(
             None,
@@ -78,7 +105,11 @@ def nxcloud_number_check_daily():
     wait >> planned
     loaded = sync(planned)
     ValidateLoadedRowsOperator(
-        task_id="validate", table="telco.nxcloud_number_check", key_column="batch_no", key_values=loaded
+        task_id="validate",
+        on_failure_callback=alert_notifiers("dq_failed"),
+        table="telco.nxcloud_number_check",
+        key_column="batch_no",
+        key_values=loaded,
     )
 
 

@@ -24,11 +24,12 @@ import httpx
 import psycopg
 import pytest
 
+from phonecheck.nxcloud.cost import quote_prices
 from phonecheck.spend.ledger import month_position, set_budget
 from phonecheck_airflow import local
 from tests.integration.test_local_airflow import LOGIN_RE, URL_RE, make_airflow  # noqa: F401 - fixture
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 DAG_ID = "nxcloud_number_check"
 APPROVER_RE = re.compile(r"approver:\s+approver / (\S+)")
