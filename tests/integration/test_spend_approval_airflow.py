@@ -27,13 +27,14 @@ import pytest
 from phonecheck.nxcloud.cost import quote_prices
 from phonecheck.spend.ledger import month_position, set_budget
 from phonecheck_airflow import local
+from tests.integration.browser import chromium_binary, headless_chromium
 from tests.integration.test_local_airflow import LOGIN_RE, URL_RE, make_airflow  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 DAG_ID = "nxcloud_number_check"
 APPROVER_RE = re.compile(r"approver:\s+approver / (\S+)")
-DEFAULT_PRICE = Decimal("0.1912")  # the price list's '*' basic default: the sandbox run has no contract price
+DOCS_IMG = local.REPO_ROOT / "docs" / "img"
 
 
 def form(numbers: list[str], label: str, **extra) -> dict:
@@ -83,6 +84,49 @@ def check_calls(sandbox_url: str) -> int:
 
 def states_of(api: local.AirflowApi, run_id: str) -> dict[str, str]:
     return {t["task_id"]: t["state"] for t in api.task_instances(DAG_ID, run_id)}
+
+
+def check_the_page_in_a_browser(api: local.AirflowApi, base_url: str, password: str, dsn: str) -> None:
+    binary = chromium_binary()
+    assert binary, "no Chromium binary: apt-get install chromium"
+    with psycopg.connect(dsn) as db:  # something waiting and a failed expectation, for the page to show
+        db.execute(
+            "INSERT INTO ops.number_check_submission (vendor, task_id, phones, phone_count, status, dag_id, run_id) "
+            "VALUES ('accuauth', 'page-test-task', ARRAY['525512000001'], 1, 'pending', 'accuauth_phone_check', "
+            "'manual__page-test')"
+        )
+        db.execute(
+            "INSERT INTO dq.validation_result (validation_run_id, dag_id, task_id, airflow_run_id, table_name, "
+            "suite_name, expectation_type, column_name, success, unexpected_count) VALUES ('page-test', "
+            "'nxcloud_number_check_daily', 'validate', 'scheduled__page-test', 'telco.nxcloud_number_check', "
+            "'telco_nxcloud_number_check', 'expect_column_values_to_be_in_set', 'code', false, 3)"
+        )
+        db.commit()
+        committed = month_position(db, "nxcloud", "USD").committed
+        pending = db.execute(
+            "SELECT sum(phone_count) FROM ops.number_check_submission WHERE status IN ('pending', 'submitted')"
+        ).fetchone()[0]
+    assert httpx.get(f"{base_url}/phone-checks/", timeout=30).status_code == 401  # the UI's login is needed
+    run_id = api.trigger(DAG_ID, form(numbers(900), "shot", approval_threshold=0))
+    wait_for_task_state(api, run_id, "approve_spend", "awaiting_input", timeout=120)
+    with headless_chromium(binary) as browser:
+        browser.login(base_url, "approver", password)
+        browser.goto(
+            f"{base_url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/tasks/approve_spend/required_actions"
+        )
+        browser.wait_for("document.body.innerText.includes('Estimated cost')", timeout=60)
+        browser.screenshot(DOCS_IMG / "spend_approval_form.png")
+        browser.goto(f"{base_url}/plugin/phone-checks")
+        text = browser.wait_for(
+            "(() => { const f = document.querySelector('iframe'); const t = f && f.contentDocument && "
+            "f.contentDocument.body && f.contentDocument.body.innerText; "
+            "return t && t.includes('Receiver health') ? t : ''; })()",
+            timeout=60,
+        )
+        assert f"{committed:,.2f} USD" in text, text
+        assert f"Checks waiting: {pending} number(s)" in text, text
+        assert "expect_column_values_to_be_in_set" in text and "manual__page-test" in text, text
+        browser.screenshot(DOCS_IMG / "phone_checks_page.png", height=1400)
 
 
 def test_approval_in_the_ui_and_the_shared_monthly_budget(make_airflow, fresh_warehouse_dsn):  # noqa: F811
@@ -157,11 +201,11 @@ def test_approval_in_the_ui_and_the_shared_monthly_budget(make_airflow, fresh_wa
         phases.mark("run 2 rejected")
 
         # 3. two runs at once, each fits the month's remaining budget, both together do not
+        # (priced like run 1 was charged now: the estimate prefers the last 30 days' prices)
         with psycopg.connect(fresh_warehouse_dsn, autocommit=True) as db:
+            price = quote_prices(db, ["MX"], 1)["MX"].price
             committed = month_position(db, "nxcloud", "USD").committed
-            set_budget(
-                db, vendor="nxcloud", currency="USD", amount=committed + DEFAULT_PRICE * 10 + Decimal("1")
-            )
+            set_budget(db, vendor="nxcloud", currency="USD", amount=committed + price * 15)
         runs = [api.trigger(DAG_ID, form(numbers(200 + 100 * i), f"race{i}")) for i in range(2)]
         finished = {r: api.wait_for_run(DAG_ID, r, timeout=240)[0] for r in runs}
         reserve_states = {r: states_of(api, r)["reserve_budget"] for r in runs}
@@ -177,6 +221,10 @@ def test_approval_in_the_ui_and_the_shared_monthly_budget(make_airflow, fresh_wa
         assert sorted(by_run.values()) == ["refused", "settled"], by_run
         assert position.committed <= position.budget
         phases.mark("race of two runs: one spent, one refused")
+
+        # 4. the Phone checks page and the approval form, as a person sees them (headless Chromium)
+        check_the_page_in_a_browser(api, base_url, approver_password, fresh_warehouse_dsn)
+        phases.mark("Phone checks page and approval form in Chromium")
     finally:
         api.close()
         approver.close()
