@@ -111,3 +111,28 @@ def test_a_month_budget_overrides_the_standing_one_and_other_currencies_are_not_
     # no VND budget: VND alone is not limited
     reserve(wh, vendor=VENDOR, dag_id=DAG_ID, run_id="r2", estimate={"VND": "90000"})
     assert month_position(wh, VENDOR, "VND").budget is None
+
+
+def test_the_phone_checks_page_reads_its_figures_from_the_warehouse(wh, tmp_path):
+    from phonecheck.spend.page import load_page_data, render_page
+
+    set_budget(wh, vendor=VENDOR, currency="USD", amount="100")
+    reserve(wh, vendor=VENDOR, dag_id=DAG_ID, run_id="r1", estimate={"USD": "30"})
+    settle(wh, vendor=VENDOR, dag_id=DAG_ID, run_id="r1", charged={"USD": "12.25"})
+    wh.execute(
+        "INSERT INTO ops.number_check_submission (vendor, batch_no, phones, phone_count, status, dag_id, run_id, "
+        "submitted_at) VALUES ('nxcloud', 'b-1', ARRAY['525512000001', '525512000002'], 2, 'submitted', %s, 'r2', "
+        "now() - interval '3 hours')",
+        (DAG_ID,),
+    )
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "voice-1.jsonl").write_text("{}")
+    data = load_page_data(wh, tmp_path / "spool")
+    assert [(b["vendor"], b["committed"], b["budget"]) for b in data.budgets] == [
+        ("nxcloud", Decimal("12.25"), Decimal("100"))
+    ]
+    assert [(w["run_id"], w["numbers"]) for w in data.waiting] == [("r2", 2)]
+    assert data.spool_files == 1
+    page = render_page(data)
+    assert "12.25 USD</b> of 100.00 USD" in page and '<span id="pending-count">2</span>' in page
+    assert "3 h 0 min" in page
