@@ -131,7 +131,7 @@ def check_the_page_in_a_browser(api: local.AirflowApi, base_url: str, password: 
 
 def test_approval_in_the_ui_and_the_shared_monthly_budget(make_airflow, fresh_warehouse_dsn):  # noqa: F811
     launcher, sandbox_port, phases = make_airflow
-    admin_password = launcher.wait_for(LOGIN_RE, timeout=180).group(1)
+    admin_password = launcher.wait_for(LOGIN_RE, timeout=420).group(1)
     approver_password = launcher.wait_for(APPROVER_RE, timeout=10).group(1)
     base_url = URL_RE.search(launcher.output()).group(1)
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
