@@ -54,7 +54,7 @@ def hitl_path(run_id: str, task_id: str = "approve_spend") -> str:
 
 
 def client(base_url: str, username: str, password: str) -> httpx.Client:
-    http = httpx.Client(base_url=base_url, timeout=30)
+    http = httpx.Client(base_url=base_url, timeout=120)
     token = http.post("/auth/token", json={"username": username, "password": password})
     token.raise_for_status()
     http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
@@ -108,7 +108,7 @@ def check_the_page_in_a_browser(api: local.AirflowApi, base_url: str, password: 
         ).fetchone()[0]
     assert httpx.get(f"{base_url}/phone-checks/", timeout=30).status_code == 401  # the UI's login is needed
     run_id = api.trigger(DAG_ID, form(numbers(900), "shot", approval_threshold=0))
-    wait_for_task_state(api, run_id, "approve_spend", "awaiting_input", timeout=120)
+    wait_for_task_state(api, run_id, "approve_spend", "awaiting_input", timeout=300)
     with headless_chromium(binary) as browser:
         browser.login(base_url, "approver", password)
         browser.goto(
@@ -138,7 +138,7 @@ def test_approval_in_the_ui_and_the_shared_monthly_budget(make_airflow, fresh_wa
     passwords = json.loads((launcher.local_dir / "airflow" / local.PASSWORD_FILE_NAME).read_text())
     phases.mark("make airflow ready")
 
-    api = local.AirflowApi(base_url, "admin", admin_password)
+    api = local.AirflowApi(base_url, "admin", admin_password, timeout=120)
     approver = client(base_url, "approver", approver_password)
     requester = client(base_url, "requester", passwords["requester"])
     try:
@@ -148,7 +148,7 @@ def test_approval_in_the_ui_and_the_shared_monthly_budget(make_airflow, fresh_wa
 
         # 1. over the threshold: waits, nothing sent; a non-approver is refused; the approver approves
         run_id = api.trigger(DAG_ID, form(numbers(0), "apr", approval_threshold=0))
-        wait_for_task_state(api, run_id, "approve_spend", "awaiting_input", timeout=120)
+        wait_for_task_state(api, run_id, "approve_spend", "awaiting_input", timeout=300)
         phases.mark("run 1 awaiting input")
         detail = approver.get(hitl_path(run_id))
         detail.raise_for_status()
@@ -163,7 +163,7 @@ def test_approval_in_the_ui_and_the_shared_monthly_budget(make_airflow, fresh_wa
         assert "not a respondent" in refused.text
         approved = approver.patch(hitl_path(run_id), json={"chosen_options": ["Approve"]})
         assert approved.status_code == 200, approved.text
-        state, _ = api.wait_for_run(DAG_ID, run_id, timeout=180)
+        state, _ = api.wait_for_run(DAG_ID, run_id, timeout=300)
         assert state == "success", states_of(api, run_id)
         assert check_calls(sandbox_url) == 1
         phases.mark("run 1 approved and finished")
@@ -180,10 +180,10 @@ def test_approval_in_the_ui_and_the_shared_monthly_budget(make_airflow, fresh_wa
 
         # 2. rejected: nothing submitted, the rest skipped, the run not failed
         run_id = api.trigger(DAG_ID, form(numbers(100), "rej", approval_threshold=0))
-        wait_for_task_state(api, run_id, "approve_spend", "awaiting_input", timeout=120)
+        wait_for_task_state(api, run_id, "approve_spend", "awaiting_input", timeout=300)
         rejected = approver.patch(hitl_path(run_id), json={"chosen_options": ["Reject"]})
         assert rejected.status_code == 200, rejected.text
-        state, _ = api.wait_for_run(DAG_ID, run_id, timeout=120)
+        state, _ = api.wait_for_run(DAG_ID, run_id, timeout=300)
         states = states_of(api, run_id)
         assert state == "success", states
         assert states["approve_spend"] == "success"
@@ -207,7 +207,7 @@ def test_approval_in_the_ui_and_the_shared_monthly_budget(make_airflow, fresh_wa
             committed = month_position(db, "nxcloud", "USD").committed
             set_budget(db, vendor="nxcloud", currency="USD", amount=committed + price * 15)
         runs = [api.trigger(DAG_ID, form(numbers(200 + 100 * i), f"race{i}")) for i in range(2)]
-        finished = {r: api.wait_for_run(DAG_ID, r, timeout=240)[0] for r in runs}
+        finished = {r: api.wait_for_run(DAG_ID, r, timeout=400)[0] for r in runs}
         reserve_states = {r: states_of(api, r)["reserve_budget"] for r in runs}
         assert sorted(reserve_states.values()) == ["failed", "success"], (finished, reserve_states)
         assert check_calls(sandbox_url) == 2  # run 1 + the one race winner
