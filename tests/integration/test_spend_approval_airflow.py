@@ -14,6 +14,7 @@ One launcher (api-server, scheduler, dag-processor, triggerer; SimpleAuthManager
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -181,6 +182,7 @@ def test_approval_in_the_ui_and_the_shared_monthly_budget(make_airflow, fresh_wa
         # 2. rejected: nothing submitted, the rest skipped, the run not failed
         run_id = api.trigger(DAG_ID, form(numbers(100), "rej", approval_threshold=0))
         wait_for_task_state(api, run_id, "approve_spend", "awaiting_input", timeout=300)
+        time.sleep(2)  # a person reads the form first
         rejected = approver.patch(hitl_path(run_id), json={"chosen_options": ["Reject"]})
         assert rejected.status_code == 200, rejected.text
         state, _ = api.wait_for_run(DAG_ID, run_id, timeout=300)
@@ -225,6 +227,16 @@ def test_approval_in_the_ui_and_the_shared_monthly_budget(make_airflow, fresh_wa
         # 4. the Phone checks page and the approval form, as a person sees them (headless Chromium)
         check_the_page_in_a_browser(api, base_url, approver_password, fresh_warehouse_dsn)
         phases.mark("Phone checks page and approval form in Chromium")
+    except Exception:
+        for run in (
+            api.http.get(f"/api/v2/dags/{DAG_ID}/dagRuns", params={"limit": 20}).json().get("dag_runs", [])
+        ):
+            for try_number in (1, 2):
+                with contextlib.suppress(Exception):
+                    lines = api.task_log(DAG_ID, run["dag_run_id"], "approve_spend", try_number)
+                    print(f"--- approve_spend {run['dag_run_id']} try {try_number}")
+                    print("\n".join(str(line.get("event")) for line in lines[-40:]))
+        raise
     finally:
         api.close()
         approver.close()

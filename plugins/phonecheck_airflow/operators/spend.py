@@ -140,6 +140,14 @@ class SpendApprovalOperator(ApprovalOperator):
             self.log.info("no approval needed: %s", why)
             self._record(context, "auto_approved", None, None)
             return {"chosen_options": [self.APPROVE], "auto_approved": True, "reason": why}
+        earlier = self._earlier_decision(context)
+        if earlier is not None:  # a retry after the person answered: never ask twice
+            decision, who = earlier
+            self.log.info("already %s by %s in an earlier try of this task", decision, who or "nobody")
+            if decision == "approved":
+                return {"chosen_options": [self.APPROVE], "earlier_decision": decision}
+            self.skip(ti=context["ti"], tasks=[t for t in self._to_skip(context) if not t.is_teardown])
+            return {"chosen_options": [self.REJECT], "earlier_decision": decision}
         minutes = params.get("approval_timeout_minutes")
         if minutes is not None:
             self.response_timeout = timedelta(minutes=float(minutes))
@@ -163,6 +171,24 @@ class SpendApprovalOperator(ApprovalOperator):
             "waiting for approval (%s); approvers: %s", reason, ", ".join(approvers) or "any editor"
         )
         return super().execute(context)
+
+    def _to_skip(self, context: Any):
+        task = context["task"]
+        if self.ignore_downstream_trigger_rules:
+            return task.get_flat_relatives(upstream=False)
+        return task.get_direct_relatives(upstream=False)
+
+    def _earlier_decision(self, context: Any) -> tuple[str, str | None] | None:
+        """A person's answer recorded by an earlier try of this task. Airflow 3.3 can fail a
+        resumed task with a stale executor event (the deferral race, here after AWAITING_INPUT);
+        its retry must not ask again, nor forget a rejection."""
+        with _connect() as conn:
+            row = conn.execute(
+                "SELECT decision, decided_by_name FROM ops.spend_approval WHERE vendor = %s AND dag_id = %s "
+                "AND run_id = %s AND decision IN ('approved', 'rejected', 'timed_out')",
+                (self.vendor, context["dag"].dag_id, context["run_id"]),
+            ).fetchone()
+        return None if row is None else (row[0], row[1])
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         user = event.get("responded_by_user") or {}
