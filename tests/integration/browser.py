@@ -1,5 +1,5 @@
 """A headless Chromium driven over the DevTools protocol (websockets only, no driver package):
-log in to the Airflow UI like a person, open pages, read their text, take screenshots.
+log in to the Airflow UI, open pages, read their text, take screenshots.
 
 Debian's ``chromium`` package is enough (``apt-get install chromium``); tests that need it skip
 with the reason when no Chromium binary is found.
@@ -67,24 +67,22 @@ class Browser:
             time.sleep(0.3)
 
     def login(self, base_url: str, username: str, password: str) -> None:
-        """Fill the SimpleAuthManager login form and submit it, as a person would."""
-        self.goto(f"{base_url}/auth/login")
-        self.wait_for("document.querySelectorAll('input').length >= 2")
-        self.evaluate(
-            """(() => {
-              const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
-              const inputs = [...document.querySelectorAll('input')];
-              const user = inputs.find(i => i.type !== 'password'), pass = inputs.find(i => i.type === 'password');
-              for (const [el, v] of [[user, USERNAME], [pass, PASSWORD]]) {
-                set.call(el, v); el.dispatchEvent(new Event('input', {bubbles: true}));
-              }
-              const button = [...document.querySelectorAll('button')].find(b => b.type === 'submit') ||
-                document.querySelector('button');
-              button.click();
-              return true;
-            })()""".replace("USERNAME", json.dumps(username)).replace("PASSWORD", json.dumps(password))
+        """Log in like the UI's login page does: ``POST /auth/token`` with the user's password,
+        then the ``_token`` session cookie the page's script sets, then open the UI."""
+        answer = httpx.post(
+            f"{base_url}/auth/token", json={"username": username, "password": password}, timeout=120
         )
-        self.wait_for("!location.pathname.startsWith('/auth/login')", timeout=60)
+        answer.raise_for_status()
+        self.send("Network.enable")
+        self.send(
+            "Network.setCookie",
+            name="_token",
+            value=answer.json()["access_token"],
+            url=f"{base_url}/",
+            path="/",
+        )
+        self.goto(f"{base_url}/")
+        self.wait_for("!location.pathname.startsWith('/auth/login') && document.body.innerText.length > 0")
 
     def text(self, frame_selector: str | None = None) -> str:
         if frame_selector:
