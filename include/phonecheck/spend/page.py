@@ -118,8 +118,8 @@ def load_page_data(conn: psycopg.Connection, spool_dir: Path | None = None) -> P
     data.quarantined = conn.execute(
         "SELECT count(*) FROM raw.webhook_event WHERE parse_status = 'error' OR process_error IS NOT NULL"
     ).fetchone()[0]
-    if spool_dir is not None and spool_dir.is_dir():
-        data.spool_files = sum(1 for p in spool_dir.rglob("*") if p.is_file())
+    if spool_dir is not None:  # configured but not created yet: nothing was ever spooled
+        data.spool_files = sum(1 for p in spool_dir.rglob("*") if p.is_file()) if spool_dir.is_dir() else 0
     return data
 
 
@@ -215,7 +215,7 @@ def daily_spend_svg(daily: list[dict[str, Any]], today: date, width: int = 720, 
                 f'fill="{PALETTE[j % len(PALETTE)]}"><title>{day} {_e(vendor)}: {amount:,.4f} {_e(currency)}'
                 f"</title></rect>"
             )
-        if i % 7 == 0 or i == len(days) - 1:
+        if i % 7 == 0 and i + 3 < len(days) or i == len(days) - 1:
             parts.append(
                 f'<text x="{left + i * bar_w:.1f}" y="{height - 4}" font-size="10">{day:%m-%d}</text>'
             )
