@@ -28,10 +28,8 @@ def chromium_binary() -> str | None:
 
 
 class Browser:
-    def __init__(self, ws_url: str) -> None:
-        from websockets.sync.client import connect
-
-        self.ws = connect(ws_url, max_size=64 * 1024 * 1024)
+    def __init__(self, ws) -> None:
+        self.ws = ws
         self.ids = itertools.count(1)
 
     def send(self, method: str, **params) -> dict:
@@ -118,7 +116,8 @@ def headless_chromium(binary: str) -> Iterator[Browser]:
         ],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    browser = None
+    from websockets.sync.client import connect
+
     try:
         deadline = time.monotonic() + 60
         while not port_file.exists() or len(port_file.read_text().splitlines()) < 1:
@@ -128,14 +127,12 @@ def headless_chromium(binary: str) -> Iterator[Browser]:
         port = int(port_file.read_text().splitlines()[0])
         targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
         page = next(t for t in targets if t["type"] == "page")
-        browser = Browser(page["webSocketDebuggerUrl"])
-        browser.send("Page.enable")
-        browser.send("Runtime.enable")
-        yield browser
+        with connect(page["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024) as ws:
+            browser = Browser(ws)
+            browser.send("Page.enable")
+            browser.send("Runtime.enable")
+            yield browser
     finally:
-        if browser is not None:
-            with contextlib.suppress(Exception):
-                browser.ws.close()
         proc.terminate()
         try:
             proc.wait(timeout=10)
