@@ -16,6 +16,7 @@ polled again. Budget: AccuAuth answers carry no price, so the budget is a number
 
 from __future__ import annotations
 
+import airflow.providers.standard.operators.hitl  # noqa: F401  # named so the dag-processor pre-imports it (docs/development.md)
 import pendulum
 from airflow.sdk import Param, dag, task
 

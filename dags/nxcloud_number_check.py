@@ -17,6 +17,7 @@ Results land in ``telco.nxcloud_number_check`` (one row per batch_no, phone); su
 
 from __future__ import annotations
 
+import airflow.providers.standard.operators.hitl  # noqa: F401  # named so the dag-processor pre-imports it (docs/development.md)
 import pendulum
 from airflow.sdk import Param, dag, task
 
