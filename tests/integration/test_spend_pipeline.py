@@ -16,7 +16,7 @@ import pytest
 from phonecheck.spend.ledger import set_budget
 from tests.integration.test_nxcloud_pipeline import FAST, mx, state_of, task_states
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DAG_ID = "nxcloud_number_check"
 
