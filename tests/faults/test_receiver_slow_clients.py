@@ -1,0 +1,115 @@
+"""1,000 slow connections without a token do not stop legitimate pushes (docs/receiver.md,
+"Server limits"), on the standalone receiver (``python -m phonecheck.receiver``) over real TCP.
+
+The receiver runs with 1,000 file descriptors (fewer than the slow clients), so they alone
+would exhaust them without the connection caps. The slow clients open their connections and trickle a request line that never finishes (one byte
+every second: the classic slowloris). Meanwhile a vendor sends pushes, each on a new
+connection, with a 1 s client timeout: every one must be answered 200. Afterwards a burst of
+300 simultaneous vendor connections (far more than the sandbox's 32 pushes in flight) must not
+lose a single push to the limits: fast clients are never evicted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from phonecheck_airflow.local import free_port
+from tests import seed_payloads as seed
+from tests.fixtures.receiver import CALL, PREFIX, LiveReceiver, _subprocess_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
+
+SLOW_CLIENTS = 1000
+LEGIT_PUSHES = 40
+BURST = 300
+
+
+class Slowloris:
+    def __init__(self, host: str, port: int) -> None:
+        self.address = (host, port)
+        self.sockets: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.closed_by_server = 0
+
+    def open(self, count: int) -> None:
+        for _ in range(count):
+            s = socket.create_connection(self.address, timeout=5)
+            s.sendall(b"POST /telco-webhooks/nxcloud/call/")  # no token, never finished
+            self.sockets.append(s)
+
+    def trickle(self) -> None:
+        while not self.stop.wait(1.0):
+            for s in list(self.sockets):
+                try:
+                    s.sendall(b"a")
+                except OSError:
+                    self.closed_by_server += 1
+                    self.sockets.remove(s)
+                    s.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        for s in self.sockets:
+            s.close()
+
+
+@pytest.fixture
+def receiver_with_1000_fds(fresh_warehouse_dsn, receiver_token, tmp_path) -> Iterator[LiveReceiver]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "WAREHOUSE_DSN": fresh_warehouse_dsn,
+        "TELCO_WEBHOOK_TOKEN": receiver_token,
+        "RECEIVER_PORT": str(port),
+        "RECEIVER_SPOOL_DIR": str(tmp_path / "spool"),
+        "RECEIVER_ACCESS_LOG": "0",
+    }
+    command = f"ulimit -n 1000 && exec {shlex.quote(sys.executable)} -m phonecheck.receiver"
+    base = f"http://127.0.0.1:{port}{PREFIX}"
+    with _subprocess_server(["sh", "-c", command], env, base, 60) as output:
+        yield LiveReceiver(base, receiver_token, fresh_warehouse_dsn, tmp_path / "spool", output=output)
+
+
+def test_1000_slow_connections_without_a_token_do_not_stop_legitimate_pushes(receiver_with_1000_fds):
+    receiver = receiver_with_1000_fds
+    url = httpx.URL(receiver.base_url)
+    slow = Slowloris(url.host, url.port)
+    slow.open(SLOW_CLIENTS)
+    trickler = threading.Thread(target=slow.trickle, daemon=True)
+    trickler.start()
+    try:
+        answers = []
+        for i in range(LEGIT_PUSHES):  # a new connection each: the worst case for the vendor
+            with httpx.Client(timeout=1.0) as client:
+                body = {**seed.CALL_RECORD_PUSH, "id": 3_000_000 + i, "callId": f"slow-{i}"}
+                answers.append(client.post(receiver.url(CALL), json=body).status_code)
+            time.sleep(0.1)
+        assert answers == [200] * LEGIT_PUSHES
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=BURST)) as client:
+                jobs = [
+                    client.post(
+                        receiver.url(CALL),
+                        json={**seed.CALL_RECORD_PUSH, "id": 4_000_000 + i, "callId": f"burst-{i}"},
+                    )
+                    for i in range(BURST)
+                ]
+                return [r.status_code for r in await asyncio.gather(*jobs)]
+
+        assert asyncio.run(burst()) == [200] * BURST
+    finally:
+        slow.close()
+    # the slow clients were shed (evicted beyond the cap, or timed out waiting for headers)
+    assert slow.closed_by_server > 0
+    assert "connections capped at 744" in receiver.output()
