@@ -64,5 +64,3 @@ def test_seed_shapes_key_as_documented():
     assert call.dedupe_key == "c1"
     cb = event(Endpoint.ACCUAUTH_PHONE_NUMBER, query=b"task_id=T&phone_number=52&phone_status=ring")
     assert (cb.dedupe_key, cb.vendor) == ("T", "accuauth")
-
-
