@@ -14,6 +14,10 @@ re-send an earlier key (a vendor retry). The client speaks raw HTTP/1.1 over asy
 (uvloop) to keep its own CPU cost low: server, PostgreSQL and client share this machine.
 
     .venv/bin/python bench/receiver_load.py --seconds 10 --connections 16 --rate 2000
+
+``--baseline DIR`` also runs the receiver of another checkout (e.g. ``/work/main``, with its own
+``.venv``) in the same run, alternating with this one ``--repeat`` times, and prints this
+receiver's throughput as a ratio of the baseline's (the durability work must cost <= 10%).
 """
 
 from __future__ import annotations
@@ -201,11 +205,13 @@ def serve_without_db() -> None:
     )
 
 
-def run_server(command: list[str], env: dict, port: int, args, keys: Keys, label: str) -> dict:
+def run_server(
+    command: list[str], env: dict, port: int, args, keys: Keys, label: str, cwd: Path | None = None
+) -> dict:
     import uvloop
 
     log = open(f"/tmp/phonecheck-bench-receiver-{port}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=cwd)
     try:
         base = f"http://127.0.0.1:{port}/telco-webhooks"
         for _ in range(600):
@@ -245,10 +251,14 @@ def main() -> int:
     parser.add_argument("--duplicates", type=float, default=0.2)
     parser.add_argument("--pool", type=int, default=8, help="receiver DB pool size")
     parser.add_argument("--serve-without-db", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout to compare with")
+    parser.add_argument("--repeat", type=int, default=2, help="alternations with --baseline")
     args = parser.parse_args()
     if args.serve_without_db:
         serve_without_db()
         return 0
+    if args.baseline is not None:
+        return compare_with_baseline(args)
 
     from phonecheck import warehouse
 
@@ -304,6 +314,54 @@ def main() -> int:
         f"({closed['rps'] / ceiling['closed']['rps']:.0%} of it, {ceiling['closed']['cpu_us']:.0f} us CPU/req), "
         f"open-loop p99 {ceiling['open']['p99']:.1f} ms; target >= 5,000 req/s and p99 < 10 ms at "
         f"{args.rate:,.0f} req/s: {'MET' if met else 'NOT MET'}; load avg {load_avg[0]:.1f}"
+    )
+    return 0
+
+
+def compare_with_baseline(args) -> int:
+    """This receiver and the baseline checkout's, alternately, on fresh databases of one server."""
+    from phonecheck import warehouse
+
+    baseline_python = args.baseline / ".venv" / "bin" / "python"
+    if not baseline_python.exists():
+        raise SystemExit(f"{baseline_python} not found: run `make venv` in {args.baseline}")
+    print(f"load average at start {os.getloadavg()}; {os.cpu_count()} CPUs; baseline {args.baseline}")
+    server_dsn = warehouse.resolve_dsn()
+    token = secrets.token_urlsafe(24)
+    results: dict[str, list[dict]] = {"baseline": [], "this": []}
+    for round_no in range(args.repeat):
+        for label in ("baseline", "this") if round_no % 2 == 0 else ("this", "baseline"):
+            with warehouse.throwaway_database(server_dsn, prefix="phonecheck_bench") as dsn:
+                port = 18000 + secrets.randbelow(2000)
+                env = {
+                    **os.environ,
+                    "WAREHOUSE_DSN": dsn,
+                    "TELCO_WEBHOOK_TOKEN": token,
+                    "RECEIVER_PORT": str(port),
+                    "RECEIVER_DB_POOL_SIZE": str(args.pool),
+                    "RECEIVER_ACCESS_LOG": os.environ.get("RECEIVER_ACCESS_LOG", "1"),
+                    "RECEIVER_SPOOL_DIR": f"/tmp/phonecheck-bench-spool-{port}",
+                }
+                if label == "baseline":
+                    env.pop("PYTHONPATH", None)
+                    command, cwd = [str(baseline_python), "-m", "phonecheck.receiver"], args.baseline
+                else:
+                    warehouse.migrate(dsn)
+                    command, cwd = [sys.executable, "-m", "phonecheck.receiver"], None
+                name = f"{label} receiver, round {round_no + 1}"
+                results[label].append(run_server(command, env, port, args, Keys(args.duplicates), name, cwd))
+
+    def median(label: str, loop: str, key: str) -> float:
+        return statistics.median(r[loop][key] for r in results[label])
+
+    base_rps, this_rps = median("baseline", "closed", "rps"), median("this", "closed", "rps")
+    ratio = this_rps / base_rps
+    print(
+        f"FIGURE receiver vs baseline: closed loop ({args.connections} conns, {args.duplicates:.0%} duplicates, "
+        f"median of {args.repeat}) this {this_rps:,.0f} req/s vs baseline {base_rps:,.0f} req/s = {ratio:.0%} "
+        f"({median('this', 'closed', 'cpu_us'):.0f} vs {median('baseline', 'closed', 'cpu_us'):.0f} us CPU/req); "
+        f"open loop {args.rate:,.0f} req/s p99 this {median('this', 'open', 'p99'):.1f} ms vs baseline "
+        f"{median('baseline', 'open', 'p99'):.1f} ms; durability cost <= 10%: {'MET' if ratio >= 0.9 else 'NOT MET'}"
     )
     return 0
 
