@@ -9,7 +9,7 @@ Not a test. Starts the receiver as a subprocess on a throw-away database of the 
 * open loop: requests offered at ``--rate`` per second regardless of answers (latency measured
   from the scheduled send time, so queueing counts): latency at a given load.
 
-Requests are number-check pushes (SEED 000 shape) with unique keys; ``--duplicates`` of them
+Requests are number-check pushes (the vendor's documented shape) with unique keys; ``--duplicates`` of them
 re-send an earlier key (a vendor retry). The client speaks raw HTTP/1.1 over asyncio streams
 (uvloop) to keep its own CPU cost low: server, PostgreSQL and client share this machine.
 

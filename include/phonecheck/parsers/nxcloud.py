@@ -176,7 +176,7 @@ def parse_voice_receipt(fields: Mapping[str, str], tz: ZoneInfo | None = None) -
         "duration": opt_int(fields.get("duration"), "duration"),
         "voice_type": opt_str(fields.get("voice_type")),
         "basic_price": opt_decimal(fields.get("basic_price"), "basic_price"),
-        # typed "number" by the vendor (docs/vendors/nxcloud.md): decimals are kept as sent
+        # typed "number" by the vendor (docs/receiver.md): decimals are kept as sent
         "second": opt_decimal(fields.get("second"), "second"),
         "cycle": opt_decimal(fields.get("cycle"), "cycle"),
         "size": opt_int(fields.get("size"), "size"),

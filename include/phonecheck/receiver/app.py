@@ -15,7 +15,7 @@ reading, Content-Length is not trusted), a body that stalls → 408; the deliver
 counted on the existing row; undecodable bodies are stored with their error and acknowledged;
 a delivery the warehouse refuses for good is quarantined locally and acknowledged; warehouse
 down → every push type goes to the local fsynced spool and is acknowledged (voice receipts are
-pushed once and call records retried only twice: docs/vendors/nxcloud.md), replayed later;
+pushed once and call records retried only twice: docs/receiver.md), replayed later;
 spool unwritable too → 503 with ``Retry-After`` and a loud error. No request answers 500.
 
 Nothing here connects at import or app creation: the pool and the spool replay loop start with
@@ -57,7 +57,7 @@ DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
 
 ROUTES: dict[Endpoint, tuple[str, tuple[str, ...]]] = {
     Endpoint.NXCLOUD_NUMBER_CHECK: ("/nxcloud/number-check/{token}", ("POST",)),
-    # The voice example is a bare query string (docs/vendors/nxcloud.md): accept it on GET as
+    # The voice example is a bare query string (docs/receiver.md): accept it on GET as
     # well, a receipt refused with 405 would be lost for good.
     Endpoint.NXCLOUD_VOICE: ("/nxcloud/voice/{token}", ("POST", "GET")),
     Endpoint.NXCLOUD_CALL: ("/nxcloud/call/{token}", ("POST",)),
@@ -210,7 +210,7 @@ class Receiver:
         if not await asyncio.to_thread(spool.has_files) or not await self.store.ping():
             self._replay_progress_at = time.monotonic()  # nothing to do, or waiting: not stuck
             return 0
-        spool.seal()
+        await asyncio.to_thread(spool.seal)  # our own file becomes replayable
         replayed = 0
         claimed = await asyncio.to_thread(spool.claim)
         try:

@@ -49,7 +49,7 @@ class Endpoint(Enum):
     @property
     def vendor_retries(self) -> bool:
         """Whether a refused delivery comes again at all: voice receipts are pushed once
-        (docs/vendors/nxcloud.md). The others are retried, some only twice: every push type is
+        (docs/receiver.md). The others are retried, some only twice: every push type is
         spooled when the warehouse is down; this only decides what a spool failure answers."""
         return self is not Endpoint.NXCLOUD_VOICE
 
@@ -135,7 +135,7 @@ def decode_form_fields(query_string: bytes, body: bytes, content_type: str | Non
     """Form fields from the query string and the body (body wins on a clash).
 
     The voice receipt example is a query string, the documented transport "form data"
-    (docs/vendors/nxcloud.md): a query string, an urlencoded body and a ``multipart/form-data``
+    (docs/receiver.md): a query string, an urlencoded body and a ``multipart/form-data``
     body are all accepted. ``+`` and ``%20`` both decode to a space.
     """
     fields: dict[str, str] = {}

@@ -3,7 +3,7 @@
 The inbox write failed, the vendor is waiting for its answer: the delivery is appended here and
 ``fsync``-ed before the vendor gets its ``success`` / 200, and a background loop replays the
 spool into ``raw.webhook_event`` when the warehouse answers again. Voice receipts are pushed once
-and PNS call records retried only twice, 5 minutes apart (docs/vendors/nxcloud.md), so for them
+and PNS call records retried only twice, 5 minutes apart (docs/receiver.md), so for them
 this file is the only copy during an outage.
 
 Records are self-delimiting and verifiable: ``MAGIC | length (u32 BE) | crc32 (u32 BE) | JSON``.

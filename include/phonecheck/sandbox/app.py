@@ -363,7 +363,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         return {"result": "Success", "messageid": message_id, "code": "0"}
 
     def voice_receipt_body(fields: dict[str, str]) -> tuple[bytes, str]:
-        """The receipt as the vendor posts it: "form data" (docs/vendors/nxcloud.md). Strict:
+        """The receipt as the vendor posts it: "form data" (docs/receiver.md). Strict:
         ``multipart/form-data`` with a decimal ``second`` and ``cycle`` (typed "number");
         default: urlencoded, integers."""
         if state.config.profile != "strict":
@@ -664,7 +664,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             body=signing.canonical_json(record).encode("utf-8"),
             content_type="application/json",
             # strict: the 2024 PNS revision's schedule, two retries 5 minutes apart
-            # (docs/vendors/nxcloud.md); default: every vendor minute like the other pushes
+            # (docs/receiver.md); default: every vendor minute like the other pushes
             retries=PNS_STRICT_RETRIES if strict else None,
             retry_interval_minutes=PNS_STRICT_RETRY_MINUTES if strict else 1.0,
             meta={"call_id": record["callId"], "phone": callee},
