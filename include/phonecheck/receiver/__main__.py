@@ -39,9 +39,11 @@ def main() -> int:
     applied = warehouse.migrate(dsn)
     log.info("warehouse migrations applied now: %s", [f"V{m.version:04d}" for m in applied] or "none")
 
-    app = create_app(
-        DEFAULT_PREFIX, ReceiverConfig.from_env(token_provider=lambda: token, dsn_provider=lambda: dsn)
+    # the server times requests out (one timer per request), so the app need not
+    config = ReceiverConfig.from_env(
+        token_provider=lambda: token, dsn_provider=lambda: dsn, body_timeout_s=None
     )
+    app = create_app(DEFAULT_PREFIX, config)
     log.info("receiver listening on http://%s:%d%s/", host, port, DEFAULT_PREFIX)
     try:
         uvicorn.run(

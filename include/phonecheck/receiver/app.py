@@ -87,7 +87,8 @@ class ReceiverConfig:
     pool_max_size: int = 8
     access_log: bool = True
     group_commit: bool = True  # deliveries waiting at the same moment share one commit
-    body_timeout_s: float = 30.0  # a body that takes longer to arrive is answered 408
+    # a body that takes longer to arrive is answered 408; None: the server enforces it (standalone)
+    body_timeout_s: float | None = 30.0
     quarantine_alert: int = 0  # /healthz is red while more records than this are quarantined
     replay_stuck_s: float = 60.0  # ... or while the replay made no progress this long
 
@@ -293,8 +294,11 @@ class Receiver:
         self.ensure_background()
         received_at = datetime.now(UTC)
         try:
-            async with asyncio.timeout(self.config.body_timeout_s):
+            if self.config.body_timeout_s is None:
                 body = await _read_body(request)
+            else:
+                async with asyncio.timeout(self.config.body_timeout_s):
+                    body = await _read_body(request)
         except ClientDisconnect:
             self.metrics[(endpoint.value, "client_gone")] += 1
             return Response(status_code=400)
@@ -437,7 +441,11 @@ class SafeAccessLog:
         start = time.perf_counter()
         status = 0
 
+        redacted = False
+
         def redact() -> None:
+            nonlocal redacted
+            redacted = True
             route = scope.get("route")
             # Only our own routes: a host app's Mount also sits in scope["route"].
             template = route.path if isinstance(route, Route) else "/(unmatched)"
@@ -458,10 +466,12 @@ class SafeAccessLog:
             log.exception("unhandled error in the receiver")
             if status == 0:  # nothing sent yet: 503 invites a retry, a 500 would be a bug report
                 status = 503
+                redact()
                 await send({"type": "http.response.start", "status": 503, "headers": []})
                 await send({"type": "http.response.body", "body": b""})
         finally:
-            redact()
+            if not redacted:  # no response went out through capture
+                redact()
             if self.enabled:
                 access_log.info(
                     "%s %s %d %.1fms",

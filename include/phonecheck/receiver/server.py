@@ -5,7 +5,9 @@ its request headers slowly (or never): without a token check possible yet, thous
 clients hold file descriptors until the receiver cannot accept a vendor push any more. This
 protocol adds, per connection:
 
-* a header timeout: request headers not complete within ``header_timeout_s`` → closed;
+* a header timeout: request headers not complete within ``header_timeout_s`` → closed; a body
+  not complete within ``body_timeout_s`` of the request's start → closed (the app's own body
+  timeout, needed when it is mounted elsewhere, is then switched off: one timer per request);
 * a cap on connections still waiting for their headers ("unauthenticated": the token is in the
   path): beyond ``max_pending`` the oldest one that has waited at least ``min_pending_age_s`` is
   closed, so a new client always gets in while a burst of fast clients (headers in the first
@@ -13,14 +15,15 @@ protocol adds, per connection:
 * a cap on all connections (``max_connections``, kept under the file-descriptor limit): beyond
   it the oldest waiting connection is closed, or the new one if none is waiting.
 
-Body timeouts are the app's (``ReceiverConfig.body_timeout_s``), so they also hold when the
-receiver is mounted in the Airflow api-server; a reverse proxy in front sets the same limits
+When the receiver is mounted in the Airflow api-server the app times bodies out itself
+(``ReceiverConfig.body_timeout_s``) and a reverse proxy in front sets the other limits
 (docs/receiver.md, "Reverse proxy").
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import resource
@@ -38,6 +41,7 @@ FD_RESERVE = 256  # descriptors kept for the database pool, spool files, logs
 @dataclass(frozen=True)
 class ServerLimits:
     header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
     max_pending: int = 256
     min_pending_age_s: float = 1.0
     max_connections: int = 8192
@@ -45,11 +49,12 @@ class ServerLimits:
 
     @classmethod
     def from_env(cls) -> ServerLimits:
-        """``RECEIVER_HEADER_TIMEOUT_S``, ``RECEIVER_MAX_PENDING``, ``RECEIVER_MAX_CONNECTIONS``,
-        ``RECEIVER_KEEPALIVE_S``."""
+        """``RECEIVER_HEADER_TIMEOUT_S``, ``RECEIVER_BODY_TIMEOUT_S``, ``RECEIVER_MAX_PENDING``,
+        ``RECEIVER_MAX_CONNECTIONS``, ``RECEIVER_KEEPALIVE_S``."""
         env = os.environ.get
         return cls(
             header_timeout_s=float(env("RECEIVER_HEADER_TIMEOUT_S", "10")),
+            body_timeout_s=float(env("RECEIVER_BODY_TIMEOUT_S", "30")),
             max_pending=int(env("RECEIVER_MAX_PENDING", "256")),
             max_connections=int(env("RECEIVER_MAX_CONNECTIONS", "8192")),
             keep_alive_s=float(env("RECEIVER_KEEPALIVE_S", "5")),
@@ -69,20 +74,20 @@ class ServerLimits:
         if soft != resource.RLIM_INFINITY and soft - FD_RESERVE < self.max_connections:
             capped = max(64, soft - FD_RESERVE)
             log.warning("file-descriptor limit %d: receiver connections capped at %d", soft, capped)
-            return ServerLimits(
-                self.header_timeout_s, min(self.max_pending, capped // 2), self.min_pending_age_s,
-                capped, self.keep_alive_s,
-            )  # fmt: skip
+            return dataclasses.replace(
+                self, max_pending=min(self.max_pending, capped // 2), max_connections=capped
+            )
         return self
 
 
 def guarded_protocol(limits: ServerLimits) -> type[HttpToolsProtocol]:
     """An ``HttpToolsProtocol`` subclass enforcing ``limits`` (one registry per server)."""
     pending: OrderedDict[GuardedHttpToolsProtocol, float] = OrderedDict()
-    stats = {"header_timeouts": 0, "evicted": 0, "refused": 0}
+    stats = {"header_timeouts": 0, "body_timeouts": 0, "evicted": 0, "refused": 0}
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
+        _request_timer: asyncio.TimerHandle | None = None
+        _request_started = 0.0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -92,25 +97,38 @@ def guarded_protocol(limits: ServerLimits) -> type[HttpToolsProtocol]:
                 return
             if len(pending) >= limits.max_pending:
                 self._evict(any_age=False)
-            self._await_headers()
+            self._request_begins()
 
-        def _await_headers(self) -> None:
-            pending[self] = time.monotonic()
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_later(limits.header_timeout_s, self._headers_too_slow)
+        def _request_begins(self) -> None:
+            """One timer per request: headers within header_timeout_s, all of it within
+            body_timeout_s (re-armed once if the headers made it)."""
+            self._request_started = pending[self] = time.monotonic()
+            if self._request_timer is None:
+                self._request_timer = self.loop.call_later(limits.header_timeout_s, self._too_slow)
 
-        def _headers_done(self) -> None:
+        def _request_done(self) -> None:
             pending.pop(self, None)
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            if self._request_timer is not None:
+                self._request_timer.cancel()
+                self._request_timer = None
 
-        def _headers_too_slow(self) -> None:
-            self._header_timer = None
+        def _too_slow(self) -> None:
+            self._request_timer = None
             if self in pending:
                 pending.pop(self, None)
                 stats["header_timeouts"] += 1
                 self.transport.close()
+                return
+            left = self._request_started + limits.body_timeout_s - time.monotonic()
+            if left > 0:
+                self._request_timer = self.loop.call_later(left, self._body_too_slow)
+            else:
+                self._body_too_slow()
+
+        def _body_too_slow(self) -> None:
+            self._request_timer = None
+            stats["body_timeouts"] += 1
+            self.transport.close()
 
         @staticmethod
         def _evict(*, any_age: bool) -> bool:
@@ -126,15 +144,19 @@ def guarded_protocol(limits: ServerLimits) -> type[HttpToolsProtocol]:
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            if self not in pending:  # the next request on a keep-alive connection
-                self._await_headers()
+            if self._request_timer is None:  # the next request on a keep-alive connection
+                self._request_begins()
 
         def on_headers_complete(self) -> None:
-            self._headers_done()
+            pending.pop(self, None)  # the timer keeps running for the body
             super().on_headers_complete()
 
+        def on_message_complete(self) -> None:
+            self._request_done()
+            super().on_message_complete()
+
         def connection_lost(self, exc: Exception | None) -> None:
-            self._headers_done()
+            self._request_done()
             super().connection_lost(exc)
 
     GuardedHttpToolsProtocol.stats = stats  # type: ignore[attr-defined]
