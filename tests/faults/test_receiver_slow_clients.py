@@ -113,3 +113,67 @@ def test_1000_slow_connections_without_a_token_do_not_stop_legitimate_pushes(rec
     # the slow clients were shed (evicted beyond the cap, or timed out waiting for headers)
     assert slow.closed_by_server > 0
     assert "connections capped at 744" in receiver.output()
+
+
+@pytest.fixture
+def receiver_with_short_timeouts(fresh_warehouse_dsn, receiver_token, tmp_path) -> Iterator[LiveReceiver]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "WAREHOUSE_DSN": fresh_warehouse_dsn,
+        "TELCO_WEBHOOK_TOKEN": receiver_token,
+        "RECEIVER_PORT": str(port),
+        "RECEIVER_SPOOL_DIR": str(tmp_path / "spool"),
+        "RECEIVER_HEADER_TIMEOUT_S": "1",
+        "RECEIVER_BODY_TIMEOUT_S": "2",
+    }
+    base = f"http://127.0.0.1:{port}{PREFIX}"
+    with _subprocess_server([sys.executable, "-m", "phonecheck.receiver"], env, base, 60) as output:
+        yield LiveReceiver(base, receiver_token, fresh_warehouse_dsn, tmp_path / "spool", output=output)
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    sock.settimeout(30)  # far beyond both timeouts: only a server that never closes fails here
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_stalled_headers_and_stalled_bodies_are_cut_off(receiver_with_short_timeouts):
+    receiver = receiver_with_short_timeouts
+    url = httpx.URL(receiver.base_url)
+    stalled_headers = socket.create_connection((url.host, url.port))
+    stalled_headers.sendall(b"POST /telco-webhooks/nxcloud/call/")
+    path = httpx.URL(receiver.url(CALL)).raw_path
+    stalled_body = socket.create_connection((url.host, url.port))
+    stalled_body.sendall(b"POST " + path + b' HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"id"')
+    assert _closed_by_server(stalled_headers) and _closed_by_server(stalled_body)
+    # and the receiver still answers
+    body = {**seed.CALL_RECORD_PUSH, "id": 5_000_000, "callId": "after-stall"}
+    assert httpx.post(receiver.url(CALL), json=body, timeout=10).status_code == 200
+
+
+def test_a_mounted_receiver_answers_a_stalled_body_with_408(fresh_warehouse_dsn, receiver_token, tmp_path):
+    """Mounted in the api-server, the app times bodies out itself."""
+    from phonecheck.receiver.app import ReceiverConfig, create_app
+    from tests.fixtures.receiver import ThreadedUvicorn
+
+    config = ReceiverConfig(
+        token_provider=lambda: receiver_token,
+        dsn_provider=lambda: fresh_warehouse_dsn,
+        spool_dir_provider=lambda: tmp_path / "spool",
+        body_timeout_s=1.0,
+    )
+    with ThreadedUvicorn(create_app(config=config)) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(
+            f"POST {PREFIX}/nxcloud/call/{receiver_token} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n".encode()
+        )
+        sock.settimeout(30)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 408")
+        sock.close()
