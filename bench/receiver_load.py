@@ -178,6 +178,7 @@ def serve_without_db() -> None:
     import uvicorn
 
     from phonecheck.receiver.app import DEFAULT_PREFIX, ReceiverConfig, create_app
+    from phonecheck.receiver.server import ServerLimits, guarded_protocol
     from phonecheck.receiver.store import StoreResult
 
     async def no_write(event):  # noqa: ANN001, ARG001
@@ -187,7 +188,9 @@ def serve_without_db() -> None:
         return True
 
     token = os.environ["TELCO_WEBHOOK_TOKEN"]
-    app = create_app(DEFAULT_PREFIX, ReceiverConfig.from_env(token_provider=lambda: token, dsn_provider=str))
+    config = ReceiverConfig.from_env(token_provider=lambda: token, dsn_provider=str, body_timeout_s=None)
+    app = create_app(DEFAULT_PREFIX, config)
+    limits = ServerLimits.from_env().fitted_to_fd_limit()
     app.state.receiver.store.insert = no_write
     app.state.receiver.store.ping = up
     app.state.receiver.ensure_background = lambda: None  # no spool replay loop either
@@ -198,7 +201,8 @@ def serve_without_db() -> None:
         host="127.0.0.1",
         port=int(os.environ["RECEIVER_PORT"]),
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_s,
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=10,

@@ -7,7 +7,7 @@ protocol adds, per connection:
 
 * a header timeout: request headers not complete within ``header_timeout_s`` → closed; a body
   not complete within ``body_timeout_s`` of the request's start → closed (the app's own body
-  timeout, needed when it is mounted elsewhere, is then switched off: one timer per request);
+  timeout, needed when it is mounted elsewhere, is then switched off);
 * a cap on connections still waiting for their headers ("unauthenticated": the token is in the
   path): beyond ``max_pending`` the oldest one that has waited at least ``min_pending_age_s`` is
   closed, so a new client always gets in while a burst of fast clients (headers in the first
@@ -80,13 +80,44 @@ class ServerLimits:
         return self
 
 
+SWEEP_INTERVAL_S = 0.5  # how often deadlines are checked: one timer per server, not per request
+
+
 def guarded_protocol(limits: ServerLimits) -> type[HttpToolsProtocol]:
-    """An ``HttpToolsProtocol`` subclass enforcing ``limits`` (one registry per server)."""
-    pending: OrderedDict[GuardedHttpToolsProtocol, float] = OrderedDict()
+    """An ``HttpToolsProtocol`` subclass enforcing ``limits`` (one registry per server).
+
+    Deadlines are checked by one sweep every ``SWEEP_INTERVAL_S`` over two registries ordered by
+    request start (waiting for headers, waiting for the rest of the body), so a request costs two
+    dictionary updates and no timer of its own (a uvloop timer per request costs more CPU than
+    the rest of the request's bookkeeping together).
+    """
+    pending: OrderedDict[GuardedHttpToolsProtocol, float] = OrderedDict()  # no headers yet
+    in_body: OrderedDict[GuardedHttpToolsProtocol, float] = OrderedDict()  # headers, body not done
     stats = {"header_timeouts": 0, "body_timeouts": 0, "evicted": 0, "refused": 0}
+    sweeper: dict[str, asyncio.TimerHandle | None] = {"timer": None}
+
+    def sweep() -> None:
+        sweeper["timer"] = None
+        now = time.monotonic()
+        for registry, limit, counter in (
+            (pending, limits.header_timeout_s, "header_timeouts"),
+            (in_body, limits.body_timeout_s, "body_timeouts"),
+        ):
+            while registry:
+                protocol, started = next(iter(registry.items()))
+                if now - started < limit:
+                    break  # ordered by start: the rest are younger
+                registry.pop(protocol, None)
+                stats[counter] += 1
+                protocol.transport.close()
+        if pending or in_body:
+            arm(asyncio.get_running_loop())
+
+    def arm(loop: asyncio.AbstractEventLoop) -> None:
+        if sweeper["timer"] is None:
+            sweeper["timer"] = loop.call_later(SWEEP_INTERVAL_S, sweep)
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
-        _request_timer: asyncio.TimerHandle | None = None
         _request_started = 0.0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -100,35 +131,8 @@ def guarded_protocol(limits: ServerLimits) -> type[HttpToolsProtocol]:
             self._request_begins()
 
         def _request_begins(self) -> None:
-            """One timer per request: headers within header_timeout_s, all of it within
-            body_timeout_s (re-armed once if the headers made it)."""
             self._request_started = pending[self] = time.monotonic()
-            if self._request_timer is None:
-                self._request_timer = self.loop.call_later(limits.header_timeout_s, self._too_slow)
-
-        def _request_done(self) -> None:
-            pending.pop(self, None)
-            if self._request_timer is not None:
-                self._request_timer.cancel()
-                self._request_timer = None
-
-        def _too_slow(self) -> None:
-            self._request_timer = None
-            if self in pending:
-                pending.pop(self, None)
-                stats["header_timeouts"] += 1
-                self.transport.close()
-                return
-            left = self._request_started + limits.body_timeout_s - time.monotonic()
-            if left > 0:
-                self._request_timer = self.loop.call_later(left, self._body_too_slow)
-            else:
-                self._body_too_slow()
-
-        def _body_too_slow(self) -> None:
-            self._request_timer = None
-            stats["body_timeouts"] += 1
-            self.transport.close()
+            arm(self.loop)
 
         @staticmethod
         def _evict(*, any_age: bool) -> bool:
@@ -144,19 +148,21 @@ def guarded_protocol(limits: ServerLimits) -> type[HttpToolsProtocol]:
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            if self._request_timer is None:  # the next request on a keep-alive connection
+            if self not in pending:  # the next request on a keep-alive connection
                 self._request_begins()
 
         def on_headers_complete(self) -> None:
-            pending.pop(self, None)  # the timer keeps running for the body
+            started = pending.pop(self, None)
+            in_body[self] = self._request_started if started is None else started
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
-            self._request_done()
+            in_body.pop(self, None)
             super().on_message_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._request_done()
+            pending.pop(self, None)
+            in_body.pop(self, None)
             super().connection_lost(exc)
 
     GuardedHttpToolsProtocol.stats = stats  # type: ignore[attr-defined]
