@@ -164,6 +164,18 @@ def summary(name: str, latencies: list[float], statuses: dict, wall_seconds: flo
     return stats
 
 
+def receiver_env(dsn: str, token: str, port: int, pool: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "WAREHOUSE_DSN": dsn,
+        "TELCO_WEBHOOK_TOKEN": token,
+        "RECEIVER_PORT": str(port),
+        "RECEIVER_DB_POOL_SIZE": str(pool),
+        "RECEIVER_ACCESS_LOG": os.environ.get("RECEIVER_ACCESS_LOG", "1"),
+        "RECEIVER_SPOOL_DIR": f"/tmp/phonecheck-bench-spool-{port}",
+    }
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process (from /proc; Linux only)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -275,15 +287,7 @@ def main() -> int:
     with warehouse.throwaway_database(server_dsn, prefix="phonecheck_bench") as dsn:
         warehouse.migrate(dsn)
         port = 18000 + secrets.randbelow(2000)
-        env = {
-            **os.environ,
-            "WAREHOUSE_DSN": dsn,
-            "TELCO_WEBHOOK_TOKEN": token,
-            "RECEIVER_PORT": str(port),
-            "RECEIVER_DB_POOL_SIZE": str(args.pool),
-            "RECEIVER_ACCESS_LOG": os.environ.get("RECEIVER_ACCESS_LOG", "1"),
-            "RECEIVER_SPOOL_DIR": f"/tmp/phonecheck-bench-spool-{port}",
-        }
+        env = receiver_env(dsn, token, port, args.pool)
         keys = Keys(args.duplicates)
         real = run_server(
             [sys.executable, "-m", "phonecheck.receiver"],
@@ -337,15 +341,7 @@ def compare_with_baseline(args) -> int:
         for label in ("baseline", "this") if round_no % 2 == 0 else ("this", "baseline"):
             with warehouse.throwaway_database(server_dsn, prefix="phonecheck_bench") as dsn:
                 port = 18000 + secrets.randbelow(2000)
-                env = {
-                    **os.environ,
-                    "WAREHOUSE_DSN": dsn,
-                    "TELCO_WEBHOOK_TOKEN": token,
-                    "RECEIVER_PORT": str(port),
-                    "RECEIVER_DB_POOL_SIZE": str(args.pool),
-                    "RECEIVER_ACCESS_LOG": os.environ.get("RECEIVER_ACCESS_LOG", "1"),
-                    "RECEIVER_SPOOL_DIR": f"/tmp/phonecheck-bench-spool-{port}",
-                }
+                env = receiver_env(dsn, token, port, args.pool)
                 if label == "baseline":
                     env.pop("PYTHONPATH", None)
                     command, cwd = [str(baseline_python), "-m", "phonecheck.receiver"], args.baseline

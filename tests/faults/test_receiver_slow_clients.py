@@ -12,20 +12,19 @@ lose a single push to the limits: fast clients are never evicted.
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import shlex
 import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from phonecheck_airflow.local import free_port
 from tests import seed_payloads as seed
-from tests.fixtures.receiver import CALL, PREFIX, LiveReceiver, _subprocess_server
+from tests.fixtures.receiver import CALL, PREFIX, LiveReceiver, _subprocess_server, receiver_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
@@ -64,24 +63,25 @@ class Slowloris:
 
 
 @pytest.fixture
-def receiver_with_1000_fds(fresh_warehouse_dsn, receiver_token, tmp_path) -> Iterator[LiveReceiver]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "WAREHOUSE_DSN": fresh_warehouse_dsn,
-        "TELCO_WEBHOOK_TOKEN": receiver_token,
-        "RECEIVER_PORT": str(port),
-        "RECEIVER_SPOOL_DIR": str(tmp_path / "spool"),
-        "RECEIVER_ACCESS_LOG": "0",
-    }
-    command = f"ulimit -n 1000 && exec {shlex.quote(sys.executable)} -m phonecheck.receiver"
-    base = f"http://127.0.0.1:{port}{PREFIX}"
-    with _subprocess_server(["sh", "-c", command], env, base, 60) as output:
-        yield LiveReceiver(base, receiver_token, fresh_warehouse_dsn, tmp_path / "spool", output=output)
+def start_standalone(fresh_warehouse_dsn, receiver_token, tmp_path):
+    """``start_standalone(prefix_shell, **settings)``: the standalone receiver as a subprocess,
+    optionally behind a shell prefix (e.g. ``ulimit -n 1000 &&``)."""
+    stack = contextlib.ExitStack()
+
+    def start(shell_prefix: str = "", **settings: str) -> LiveReceiver:
+        port = free_port()
+        env = receiver_env(fresh_warehouse_dsn, receiver_token, port, tmp_path / "spool", **settings)
+        command = f"{shell_prefix} exec {shlex.quote(sys.executable)} -m phonecheck.receiver"
+        base = f"http://127.0.0.1:{port}{PREFIX}"
+        output = stack.enter_context(_subprocess_server(["sh", "-c", command], env, base, 60))
+        return LiveReceiver(base, receiver_token, fresh_warehouse_dsn, tmp_path / "spool", output=output)
+
+    with stack:
+        yield start
 
 
-def test_1000_slow_connections_without_a_token_do_not_stop_legitimate_pushes(receiver_with_1000_fds):
-    receiver = receiver_with_1000_fds
+def test_1000_slow_connections_without_a_token_do_not_stop_legitimate_pushes(start_standalone):
+    receiver = start_standalone("ulimit -n 1000 &&", RECEIVER_ACCESS_LOG="0")
     url = httpx.URL(receiver.base_url)
     slow = Slowloris(url.host, url.port)
     slow.open(SLOW_CLIENTS)
@@ -120,23 +120,6 @@ def test_1000_slow_connections_without_a_token_do_not_stop_legitimate_pushes(rec
     assert "connections capped at 744" in receiver.output()
 
 
-@pytest.fixture
-def receiver_with_short_timeouts(fresh_warehouse_dsn, receiver_token, tmp_path) -> Iterator[LiveReceiver]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "WAREHOUSE_DSN": fresh_warehouse_dsn,
-        "TELCO_WEBHOOK_TOKEN": receiver_token,
-        "RECEIVER_PORT": str(port),
-        "RECEIVER_SPOOL_DIR": str(tmp_path / "spool"),
-        "RECEIVER_HEADER_TIMEOUT_S": "1",
-        "RECEIVER_BODY_TIMEOUT_S": "2",
-    }
-    base = f"http://127.0.0.1:{port}{PREFIX}"
-    with _subprocess_server([sys.executable, "-m", "phonecheck.receiver"], env, base, 60) as output:
-        yield LiveReceiver(base, receiver_token, fresh_warehouse_dsn, tmp_path / "spool", output=output)
-
-
 def _closed_by_server(sock: socket.socket) -> bool:
     sock.settimeout(30)  # far beyond both timeouts: only a server that never closes fails here
     try:
@@ -149,8 +132,8 @@ def _closed_by_server(sock: socket.socket) -> bool:
     return True
 
 
-def test_stalled_headers_and_stalled_bodies_are_cut_off(receiver_with_short_timeouts):
-    receiver = receiver_with_short_timeouts
+def test_stalled_headers_and_stalled_bodies_are_cut_off(start_standalone):
+    receiver = start_standalone(RECEIVER_HEADER_TIMEOUT_S="1", RECEIVER_BODY_TIMEOUT_S="2")
     url = httpx.URL(receiver.base_url)
     stalled_headers = socket.create_connection((url.host, url.port))
     stalled_headers.sendall(b"POST /telco-webhooks/nxcloud/call/")
