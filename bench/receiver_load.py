@@ -9,11 +9,15 @@ Not a test. Starts the receiver as a subprocess on a throw-away database of the 
 * open loop: requests offered at ``--rate`` per second regardless of answers (latency measured
   from the scheduled send time, so queueing counts): latency at a given load.
 
-Requests are number-check pushes (SEED 000 shape) with unique keys; ``--duplicates`` of them
+Requests are number-check pushes (the vendor's documented shape) with unique keys; ``--duplicates`` of them
 re-send an earlier key (a vendor retry). The client speaks raw HTTP/1.1 over asyncio streams
 (uvloop) to keep its own CPU cost low: server, PostgreSQL and client share this machine.
 
     .venv/bin/python bench/receiver_load.py --seconds 10 --connections 16 --rate 2000
+
+``--baseline DIR`` also runs the receiver of another checkout (e.g. ``/work/main``, with its own
+``.venv``) in the same run, alternating with this one ``--repeat`` times, and prints this
+receiver's throughput as a ratio of the baseline's (the durability work must cost <= 10%).
 """
 
 from __future__ import annotations
@@ -160,6 +164,18 @@ def summary(name: str, latencies: list[float], statuses: dict, wall_seconds: flo
     return stats
 
 
+def receiver_env(dsn: str, token: str, port: int, pool: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "WAREHOUSE_DSN": dsn,
+        "TELCO_WEBHOOK_TOKEN": token,
+        "RECEIVER_PORT": str(port),
+        "RECEIVER_DB_POOL_SIZE": str(pool),
+        "RECEIVER_ACCESS_LOG": os.environ.get("RECEIVER_ACCESS_LOG", "1"),
+        "RECEIVER_SPOOL_DIR": f"/tmp/phonecheck-bench-spool-{port}",
+    }
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process (from /proc; Linux only)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -174,6 +190,7 @@ def serve_without_db() -> None:
     import uvicorn
 
     from phonecheck.receiver.app import DEFAULT_PREFIX, ReceiverConfig, create_app
+    from phonecheck.receiver.server import ServerLimits, guarded_protocol
     from phonecheck.receiver.store import StoreResult
 
     async def no_write(event):  # noqa: ANN001, ARG001
@@ -183,7 +200,9 @@ def serve_without_db() -> None:
         return True
 
     token = os.environ["TELCO_WEBHOOK_TOKEN"]
-    app = create_app(DEFAULT_PREFIX, ReceiverConfig.from_env(token_provider=lambda: token, dsn_provider=str))
+    config = ReceiverConfig.from_env(token_provider=lambda: token, dsn_provider=str, body_timeout_s=None)
+    app = create_app(DEFAULT_PREFIX, config)
+    limits = ServerLimits.from_env().fitted_to_fd_limit()
     app.state.receiver.store.insert = no_write
     app.state.receiver.store.ping = up
     app.state.receiver.ensure_background = lambda: None  # no spool replay loop either
@@ -194,18 +213,21 @@ def serve_without_db() -> None:
         host="127.0.0.1",
         port=int(os.environ["RECEIVER_PORT"]),
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_s,
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=10,
     )
 
 
-def run_server(command: list[str], env: dict, port: int, args, keys: Keys, label: str) -> dict:
+def run_server(
+    command: list[str], env: dict, port: int, args, keys: Keys, label: str, cwd: Path | None = None
+) -> dict:
     import uvloop
 
     log = open(f"/tmp/phonecheck-bench-receiver-{port}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=cwd)
     try:
         base = f"http://127.0.0.1:{port}/telco-webhooks"
         for _ in range(600):
@@ -245,10 +267,14 @@ def main() -> int:
     parser.add_argument("--duplicates", type=float, default=0.2)
     parser.add_argument("--pool", type=int, default=8, help="receiver DB pool size")
     parser.add_argument("--serve-without-db", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout to compare with")
+    parser.add_argument("--repeat", type=int, default=2, help="alternations with --baseline")
     args = parser.parse_args()
     if args.serve_without_db:
         serve_without_db()
         return 0
+    if args.baseline is not None:
+        return compare_with_baseline(args)
 
     from phonecheck import warehouse
 
@@ -261,15 +287,7 @@ def main() -> int:
     with warehouse.throwaway_database(server_dsn, prefix="phonecheck_bench") as dsn:
         warehouse.migrate(dsn)
         port = 18000 + secrets.randbelow(2000)
-        env = {
-            **os.environ,
-            "WAREHOUSE_DSN": dsn,
-            "TELCO_WEBHOOK_TOKEN": token,
-            "RECEIVER_PORT": str(port),
-            "RECEIVER_DB_POOL_SIZE": str(args.pool),
-            "RECEIVER_ACCESS_LOG": os.environ.get("RECEIVER_ACCESS_LOG", "1"),
-            "RECEIVER_SPOOL_DIR": f"/tmp/phonecheck-bench-spool-{port}",
-        }
+        env = receiver_env(dsn, token, port, args.pool)
         keys = Keys(args.duplicates)
         real = run_server(
             [sys.executable, "-m", "phonecheck.receiver"],
@@ -304,6 +322,46 @@ def main() -> int:
         f"({closed['rps'] / ceiling['closed']['rps']:.0%} of it, {ceiling['closed']['cpu_us']:.0f} us CPU/req), "
         f"open-loop p99 {ceiling['open']['p99']:.1f} ms; target >= 5,000 req/s and p99 < 10 ms at "
         f"{args.rate:,.0f} req/s: {'MET' if met else 'NOT MET'}; load avg {load_avg[0]:.1f}"
+    )
+    return 0
+
+
+def compare_with_baseline(args) -> int:
+    """This receiver and the baseline checkout's, alternately, on fresh databases of one server."""
+    from phonecheck import warehouse
+
+    baseline_python = args.baseline / ".venv" / "bin" / "python"
+    if not baseline_python.exists():
+        raise SystemExit(f"{baseline_python} not found: run `make venv` in {args.baseline}")
+    print(f"load average at start {os.getloadavg()}; {os.cpu_count()} CPUs; baseline {args.baseline}")
+    server_dsn = warehouse.resolve_dsn()
+    token = secrets.token_urlsafe(24)
+    results: dict[str, list[dict]] = {"baseline": [], "this": []}
+    for round_no in range(args.repeat):
+        for label in ("baseline", "this") if round_no % 2 == 0 else ("this", "baseline"):
+            with warehouse.throwaway_database(server_dsn, prefix="phonecheck_bench") as dsn:
+                port = 18000 + secrets.randbelow(2000)
+                env = receiver_env(dsn, token, port, args.pool)
+                if label == "baseline":
+                    env.pop("PYTHONPATH", None)
+                    command, cwd = [str(baseline_python), "-m", "phonecheck.receiver"], args.baseline
+                else:
+                    warehouse.migrate(dsn)
+                    command, cwd = [sys.executable, "-m", "phonecheck.receiver"], None
+                name = f"{label} receiver, round {round_no + 1}"
+                results[label].append(run_server(command, env, port, args, Keys(args.duplicates), name, cwd))
+
+    def median(label: str, loop: str, key: str) -> float:
+        return statistics.median(r[loop][key] for r in results[label])
+
+    base_rps, this_rps = median("baseline", "closed", "rps"), median("this", "closed", "rps")
+    ratio = this_rps / base_rps
+    print(
+        f"FIGURE receiver vs baseline: closed loop ({args.connections} conns, {args.duplicates:.0%} duplicates, "
+        f"median of {args.repeat}) this {this_rps:,.0f} req/s vs baseline {base_rps:,.0f} req/s = {ratio:.0%} "
+        f"({median('this', 'closed', 'cpu_us'):.0f} vs {median('baseline', 'closed', 'cpu_us'):.0f} us CPU/req); "
+        f"open loop {args.rate:,.0f} req/s p99 this {median('this', 'open', 'p99'):.1f} ms vs baseline "
+        f"{median('baseline', 'open', 'p99'):.1f} ms; durability cost <= 10%: {'MET' if ratio >= 0.9 else 'NOT MET'}"
     )
     return 0
 

@@ -18,6 +18,11 @@ from urllib.parse import quote
 BASE_URL_ENV = "TELCO_WEBHOOK_BASE_URL"
 TOKEN_ENV = "TELCO_WEBHOOK_TOKEN"
 
+#: Shortest token the receiver accepts (docs/receiver.md, "Token rules").
+MIN_TOKEN_LENGTH = 24
+#: Sample values of the repository (``.env.example``): never a real secret.
+SAMPLE_TOKENS = frozenset({"change-me-webhook-token"})
+
 NXCLOUD_NUMBER_CHECK = "/nxcloud/number-check/{token}"
 NXCLOUD_VOICE = "/nxcloud/voice/{token}"
 NXCLOUD_CALL = "/nxcloud/call/{token}"
@@ -30,12 +35,30 @@ def webhook_url(path: str, *, base_url: str | None = None, token: str | None = N
     base = (base_url if base_url is not None else os.environ.get(BASE_URL_ENV, "")).strip()
     if not base:
         return None
-    secret = (token if token is not None else os.environ.get(TOKEN_ENV, "")).strip()
+    secret = normalise_token(token if token is not None else os.environ.get(TOKEN_ENV))
     if not secret:
         raise ValueError(
             f"{BASE_URL_ENV} is set but {TOKEN_ENV} is empty: the receiver would refuse the pushes"
         )
     return base.rstrip("/") + path.format(token=quote(secret, safe=""))
+
+
+def normalise_token(token: str | None) -> str:
+    """The token as both the URL builder and the receiver use it: surrounding whitespace (a
+    trailing newline from a secrets file) is not part of it."""
+    return (token or "").strip()
+
+
+def token_problem(token: str | None) -> str | None:
+    """Why a configured token must not be used (None when it is fine)."""
+    secret = normalise_token(token)
+    if not secret:
+        return f"{TOKEN_ENV} is not set"
+    if secret in SAMPLE_TOKENS:
+        return f"{TOKEN_ENV} is the sample value from .env.example: generate a secret one"
+    if len(secret) < MIN_TOKEN_LENGTH:
+        return f"{TOKEN_ENV} is shorter than {MIN_TOKEN_LENGTH} characters"
+    return None
 
 
 def redact(url: str | None) -> str | None:

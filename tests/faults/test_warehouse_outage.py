@@ -1,5 +1,8 @@
 """The warehouse stops for 30 s while 10,000 mixed pushes arrive: nothing lost, nothing doubled.
 
+Every push type goes to the receiver's local spool during the outage (docs/receiver.md) and is
+acknowledged; the vendor-like client still retries anything that is not a 200.
+
 A vendor-like client sends 10,000 deliveries (number-check results, voice receipts, PNS call
 records, AccuAuth callbacks; 1,000 of them second deliveries of an earlier push) to the
 standalone receiver (``python -m phonecheck.receiver``) at a steady pace, with up to 32 requests
@@ -177,10 +180,9 @@ def test_a_30_s_warehouse_outage_during_10000_mixed_pushes_loses_and_doubles_not
     assert not client.thread.is_alive(), "the vendor-like client did not finish"
     assert client.error is None, repr(client.error)
 
-    # the outage really hit the load: deliveries started while the server was down were refused
+    # the outage really hit the load: many deliveries started while the server was down
     assert resumed_at - stopped_at >= 0.5 * OUTAGE_S * OFFERED_PER_S, (stopped_at, resumed_at)
     answers = Counter(a for d in deliveries for a in d.answers)
-    assert answers[503] > 1000, answers
     assert answers[500] == 0, answers  # the receiver never answers 500
     # every delivery ended accepted: the retried ones eventually, the voice ones at the first go
     not_accepted = [(d.push.kind, d.push.key, d.answers) for d in deliveries if not d.accepted]
@@ -192,10 +194,8 @@ def test_a_30_s_warehouse_outage_during_10000_mixed_pushes_loses_and_doubles_not
 
     def spool_replayed() -> bool:
         with psycopg.connect(dsn) as conn:
-            stored = conn.execute(
-                "SELECT count(*) FROM raw.webhook_event WHERE endpoint = 'nxcloud_voice'"
-            ).fetchone()[0]
-        return stored == UNIQUE["voice"] and not any(receiver.spool_dir.glob("*.jsonl"))
+            stored = conn.execute("SELECT count(*) FROM raw.webhook_event").fetchone()[0]
+        return stored == sum(UNIQUE.values()) and not any(receiver.spool_dir.glob("spool-*.rec"))
 
     wait_for(spool_replayed, 120, "the voice spool replay")
 
@@ -241,8 +241,9 @@ def test_a_30_s_warehouse_outage_during_10000_mixed_pushes_loses_and_doubles_not
         }
 
     by_endpoint = {row[0]: row[1:] for row in inbox}
-    spooled = by_endpoint["nxcloud_voice"][3]
-    assert spooled > 0, "no voice receipt went through the spool: the outage missed the load"
+    spooled = sum(v[3] for v in by_endpoint.values())
+    assert spooled > 1000, "the outage missed the load: hardly anything went through the spool"
+    assert all(v[3] > 0 for v in by_endpoint.values()), "every push type is spooled"
     for endpoint, (
         rows,
         distinct,
@@ -266,6 +267,6 @@ def test_a_30_s_warehouse_outage_during_10000_mixed_pushes_loses_and_doubles_not
         assert sorted(found) == expected, f"{kind}: {len(found)} typed rows for {len(expected)} pushes"
         assert carried[kind] == UNIQUE[kind], f"{kind}: typed rows do not carry the pushed values"
     print(
-        f"\noutage: {answers[503]} deliveries refused with 503 and retried, {spooled} voice receipts "
+        f"\noutage: {answers[503]} deliveries refused with 503 and retried, {spooled} pushes "
         f"spooled and replayed, loaded {dict(loaded)}"
     )

@@ -3,10 +3,14 @@ receiver``) and the Airflow api-server with the ``telco_webhooks`` plugin (issue
 
 Each host gets the seed pushes three times, a wrong token, a 2 MiB body and a non-JSON body;
 the warehouse must hold exactly one row per push, and the host's output must never print the
-token.
+token nor a phone number of a query string.
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import httpx
 import psycopg
@@ -69,7 +73,10 @@ def exercise_contract(receiver: LiveReceiver) -> None:
             )
         ]
     assert typed == [2, 1, 1, 1]
-    assert receiver.token not in receiver.output()
+    output = receiver.output()
+    assert receiver.token not in output
+    # phone numbers ride in query strings (AccuAuth callbacks, voice GETs): no log line shows them
+    assert "5215512345678" not in output and "8615088888888" not in output
 
 
 def test_standalone_receiver(standalone_receiver: LiveReceiver):
@@ -82,3 +89,31 @@ def test_airflow_api_server_mounts_the_receiver(api_server_receiver: LiveReceive
     exercise_contract(api_server_receiver)
     # the api-server's own access log sees the route template, not the token
     assert "path=/telco-webhooks/nxcloud/call/{token}" in api_server_receiver.output()
+
+
+@pytest.mark.parametrize("token", ["change-me-webhook-token", "short-token", ""])
+def test_standalone_receiver_refuses_to_start_with_a_sample_or_short_token(token):
+    env = {
+        **os.environ,
+        "TELCO_WEBHOOK_TOKEN": token,
+        "WAREHOUSE_DSN": "postgresql://nobody@127.0.0.1:1/none",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "phonecheck.receiver"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert "TELCO_WEBHOOK_TOKEN" in done.stderr and (token == "" or token not in done.stderr)
+
+
+def test_a_mounted_receiver_with_a_sample_token_refuses_every_push(
+    start_receiver, fresh_warehouse_dsn, caplog
+):
+    from phonecheck.receiver.app import Receiver, ReceiverConfig
+
+    receiver = Receiver(
+        ReceiverConfig(
+            token_provider=lambda: "change-me-webhook-token", dsn_provider=lambda: fresh_warehouse_dsn
+        )
+    )
+    assert receiver.token_matches("change-me-webhook-token") is False
+    assert "sample value" in caplog.text

@@ -1,4 +1,5 @@
-"""Warehouse outage: retried pushes get 503, voice receipts are spooled and replayed (issue #6).
+"""Warehouse outage: every push type is spooled, acknowledged and replayed exactly once
+(docs/receiver.md).
 
 "Warehouse stopped" is a PostgreSQL server of this test's own (``disposable_warehouse``: pgserver
 in a tmp dir, stopped with its ``cleanup()`` and started again on the same data directory), so
@@ -15,7 +16,7 @@ import pytest
 
 from phonecheck.receiver.intake import Endpoint, build_event
 from phonecheck.receiver.processing import process_inbox
-from phonecheck.receiver.spool import VoiceSpool
+from phonecheck.receiver.spool import Spool
 from phonecheck.receiver.store import InboxStore
 from tests import seed_payloads as seed
 from tests.fixtures.receiver import ACCUAUTH, CALL, NUMBER_CHECK, VOICE
@@ -37,34 +38,36 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_outage_refuses_retried_pushes_and_spools_voice_receipts(disposable_warehouse, start_receiver):
+def test_outage_spools_every_push_type_and_replays_each_once(disposable_warehouse, start_receiver):
     receiver = start_receiver(lambda: disposable_warehouse.dsn, replay_interval_s=0.2)
     assert httpx.post(receiver.url(CALL), json=seed.CALL_RECORD_PUSH).status_code == 200  # pool is warm
 
     disposable_warehouse.stop()
     client = httpx.Client(timeout=30)
-    assert client.post(receiver.url(NUMBER_CHECK), json=seed.NUMBER_CHECK_PUSH_BASIC).status_code == 503
-    assert client.post(receiver.url(CALL), json={**seed.CALL_RECORD_PUSH, "id": 46}).status_code == 503
-    assert client.get(receiver.url(ACCUAUTH), params={"task_id": "T1", "phone_number": "52", "phone_status": "ring"}).status_code == 503  # fmt: skip
-    assert client.get(receiver.base_url + "/healthz").status_code == 503
+    # retried pushes are kept too: a call record is retried only twice, 5 minutes apart
+    assert client.post(receiver.url(NUMBER_CHECK), json=seed.NUMBER_CHECK_PUSH_BASIC).status_code == 200
+    assert client.post(receiver.url(CALL), json={**seed.CALL_RECORD_PUSH, "id": 46, "callId": "c46"}).status_code == 200  # fmt: skip
+    assert client.get(receiver.url(ACCUAUTH), params={"task_id": "T1", "phone_number": "52", "phone_status": "ring"}).status_code == 200  # fmt: skip
+    health = client.get(receiver.base_url + "/healthz")
+    assert health.status_code == 503 and health.json()["warehouse"] == "unavailable"
+    assert health.json()["spool_writable"] is True
 
     answers = [client.post(receiver.url(VOICE), data=voice_fields(i)) for i in range(100)]
     assert [(a.status_code, a.text) for a in answers] == [(200, "success")] * 100
-    assert receiver.spool_dir.exists() and any(receiver.spool_dir.iterdir())
+    # the vendor retries the number-check push it was already answered for: counted, not doubled
+    assert client.post(receiver.url(NUMBER_CHECK), json=seed.NUMBER_CHECK_PUSH_BASIC).status_code == 200
+    assert any(receiver.spool_dir.glob("spool-*.rec"))
 
     disposable_warehouse.start()
     dsn = disposable_warehouse.dsn
 
     def replayed() -> bool:
         with psycopg.connect(dsn) as conn:
-            n = conn.execute(
-                "SELECT count(*) FROM raw.webhook_event WHERE endpoint = 'nxcloud_voice'"
-            ).fetchone()[0]
-        return n == 100 and not any(receiver.spool_dir.glob("*.jsonl"))
+            n = conn.execute("SELECT count(*) FROM raw.webhook_event WHERE via_spool").fetchone()[0]
+        return n == 103 and not any(receiver.spool_dir.glob("spool-*.rec"))
 
     wait_for(replayed, what="the spool replay")
-    # the vendor retries the refused pushes once the warehouse is back
-    assert client.post(receiver.url(NUMBER_CHECK), json=seed.NUMBER_CHECK_PUSH_BASIC).status_code == 200
+    assert client.get(receiver.base_url + "/healthz").status_code == 200
     client.close()
 
     counts = process_inbox(dsn)
@@ -75,18 +78,24 @@ def test_outage_refuses_retried_pushes_and_spools_voice_receipts(disposable_ware
                       max(e.delivery_count), bool_and(e.processed_at IS NOT NULL)
                FROM telco.nxcloud_voice_receipt v JOIN raw.webhook_event e ON e.event_id = v.raw_event_id"""
         ).fetchone()
-        ledger = conn.execute("SELECT sum(record_count) FROM ops.receiver_spool_replay").fetchone()[0]
-        number_checks = conn.execute("SELECT count(*) FROM telco.nxcloud_number_check").fetchone()[0]
+        ledger = conn.execute("SELECT count(*) FROM ops.receiver_spool_record").fetchone()[0]
+        number_checks = conn.execute(
+            "SELECT count(*), max(e.delivery_count) FROM telco.nxcloud_number_check n "
+            "JOIN raw.webhook_event e ON e.event_id = n.raw_event_id"
+        ).fetchone()
+        calls = conn.execute("SELECT count(*) FROM telco.nxcloud_call_record").fetchone()[0]
+        callbacks = conn.execute("SELECT count(*) FROM telco.accuauth_phone_check").fetchone()[0]
     assert voice == (100, 100, True, 1, True)
-    assert ledger == 100
-    assert number_checks == 1
+    assert ledger == 104  # every spooled delivery, the repeated number-check push included
+    assert number_checks == (1, 2)  # one row, both deliveries counted
+    assert (calls, callbacks) == (2, 1)
 
 
 async def test_replay_of_the_same_spool_file_twice_stores_once(fresh_warehouse_dsn, tmp_path):
-    """A crash between the replay commit and the unlink: the next replay only removes the file."""
+    """A crash between the replay commit and the unlink: the next replay stores nothing."""
     from datetime import UTC, datetime
 
-    spool = VoiceSpool(tmp_path / "spool")
+    spool = Spool(tmp_path / "spool")
     for i in range(3):
         qs = "&".join(f"{k}={v}" for k, v in voice_fields(i).items()).encode()
         spool.append(
@@ -102,10 +111,12 @@ async def test_replay_of_the_same_spool_file_twice_stores_once(fresh_warehouse_d
     store = InboxStore(lambda: fresh_warehouse_dsn, min_size=1, max_size=2)
     try:
         [claimed] = spool.claim()
-        assert await store.replay(claimed.path.name, claimed.events) is True
+        first = await store.replay(claimed.path.name, claimed.records)
+        assert (first.stored, first.already, first.refused) == (3, 0, ())
         claimed.release()  # "crash": the file is still there
         [again] = spool.claim()
-        assert await store.replay(again.path.name, again.events) is False
+        second = await store.replay(again.path.name, again.records)
+        assert (second.stored, second.already) == (0, 3)
         spool.discard(again)
     finally:
         await store.close()

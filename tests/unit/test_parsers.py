@@ -253,3 +253,11 @@ def test_accuauth_answers():
     assert (cb["status"], cb["phone_status"], cb["source"]) == ("OK", "empty", "callback")
     with pytest.raises(PayloadError, match="task_id"):
         aa.parse_callback({"phone_number": "1", "phone_status": "ring"})
+
+
+def test_voice_receipt_second_and_cycle_keep_their_decimals():
+    fields = dict(parse_qsl(seed.VOICE_RECEIPT_QUERY_STRING, keep_blank_values=True))
+    row = nx.parse_voice_receipt({**fields, "second": "9.75", "cycle": "60.0"}, ZoneInfo("Asia/Shanghai"))
+    assert (row["second"], row["cycle"]) == (Decimal("9.75"), Decimal("60.0"))
+    with pytest.raises(PayloadError, match="second"):
+        nx.parse_voice_receipt({**fields, "second": "ten"}, ZoneInfo("Asia/Shanghai"))

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pytest
 
 from phonecheck.receiver.intake import Endpoint, build_event, fallback_dedupe_key
-from phonecheck.receiver.spool import VoiceSpool, decode_record, encode_record
 from tests import seed_payloads as seed
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -67,18 +66,35 @@ def test_seed_shapes_key_as_documented():
     assert (cb.dedupe_key, cb.vendor) == ("T", "accuauth")
 
 
-def test_spool_record_round_trip_and_claim(tmp_path):
-    original = event(
-        Endpoint.NXCLOUD_VOICE, body=b"phone=1&messageid=m\xff", ctype="application/x-www-form-urlencoded"
+def test_an_escaped_backslash_before_u0000_is_an_ordinary_string():
+    body = b'{"id": "a\\\\u0000", "callId": "c"}'  # JSON text: "a\\u0000" = a backslash, then u0000
+    row = event(Endpoint.NXCLOUD_CALL, body=body)
+    assert row.parse_status == "parsed" and row.dedupe_key == "a\\u0000"
+    odd = event(Endpoint.NXCLOUD_CALL, body=b'{"id": "a\\\\\\u0000", "callId": "c"}')  # \\ then \u0000
+    assert odd.parse_status == "error" and "\\u0000" in odd.parse_error
+
+
+def test_long_vendor_keys_are_stored_as_a_hash():
+    long_id = "m" * 600
+    row = event(Endpoint.NXCLOUD_VOICE, query=f"messageid={long_id}&phone=86150".encode())
+    expected = hashlib.sha256(f"{long_id}|86150".encode()).hexdigest()
+    assert row.parse_status == "parsed" and row.dedupe_key == "sha256-key:" + expected
+    assert long_id in row.payload  # the vendor's value is kept
+
+
+def test_multipart_voice_receipts_decode_like_urlencoded_ones():
+    fields = {**seed.VOICE_RECEIPT_FIELDS, "second": "10.5"}
+    boundary = "----b0undary"
+    body = (
+        "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+            for k, v in fields.items()
+        ).encode()
+        + f"--{boundary}--\r\n".encode()
     )
-    assert decode_record(encode_record(original)) == original
-    spool = VoiceSpool(tmp_path)
-    spool.append(original)
-    assert spool.claim() == []  # still open for appends (flock held): not replayable yet
-    spool.seal()
-    with (tmp_path / next(iter(p.name for p in tmp_path.iterdir()))).open("ab") as f:
-        f.write(b'{"torn')  # a crash mid-write
-    [claimed] = spool.claim()
-    assert claimed.events == [original] and claimed.torn_lines == 1
-    spool.discard(claimed)
-    assert not spool.has_files() and len(list(tmp_path.glob("*.unreadable"))) == 1
+    row = event(Endpoint.NXCLOUD_VOICE, body=body, ctype=f"multipart/form-data; boundary={boundary}")
+    assert row.parse_status == "parsed", row.parse_error
+    assert row.dedupe_key == "74078a0090f17e011505297261994|8615088888888"
+    assert '"second":"10.5"' in row.payload
+    broken = event(Endpoint.NXCLOUD_VOICE, body=b"garbage", ctype=f"multipart/form-data; boundary={boundary}")
+    assert broken.parse_status == "error" and "multipart" in broken.parse_error

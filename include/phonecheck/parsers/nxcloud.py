@@ -176,8 +176,9 @@ def parse_voice_receipt(fields: Mapping[str, str], tz: ZoneInfo | None = None) -
         "duration": opt_int(fields.get("duration"), "duration"),
         "voice_type": opt_str(fields.get("voice_type")),
         "basic_price": opt_decimal(fields.get("basic_price"), "basic_price"),
-        "second": opt_int(fields.get("second"), "second"),
-        "cycle": opt_int(fields.get("cycle"), "cycle"),
+        # typed "number" by the vendor (docs/receiver.md): decimals are kept as sent
+        "second": opt_decimal(fields.get("second"), "second"),
+        "cycle": opt_decimal(fields.get("cycle"), "cycle"),
         "size": opt_int(fields.get("size"), "size"),
         "customer_price": opt_decimal(fields.get("customer_price"), "customer_price"),
         "start_time_local": start_local,

@@ -1,9 +1,10 @@
 """``python -m phonecheck.receiver`` (``make receiver``): the standalone webhook receiver.
 
-Environment: ``TELCO_WEBHOOK_TOKEN`` (required), ``WAREHOUSE_DSN`` (unset → the embedded
-warehouse), ``RECEIVER_PORT`` (default 8090), ``RECEIVER_HOST`` (default 127.0.0.1),
-``RECEIVER_SPOOL_DIR``, ``RECEIVER_DB_POOL_SIZE``, ``RECEIVER_ACCESS_LOG`` (0 to silence the
-per-request log). Pending warehouse migrations are applied before the port is opened.
+Environment: ``TELCO_WEBHOOK_TOKEN`` (required: at least 24 characters, not the sample value),
+``WAREHOUSE_DSN`` (unset → the embedded warehouse), ``RECEIVER_PORT`` (default 8090),
+``RECEIVER_HOST`` (default 127.0.0.1), ``RECEIVER_SPOOL_DIR``, ``RECEIVER_DB_POOL_SIZE``,
+``RECEIVER_ACCESS_LOG`` (0 to silence the per-request log), and the limits of
+docs/receiver.md. Pending warehouse migrations are applied before the port is opened.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ import uvicorn
 
 from phonecheck import warehouse
 from phonecheck.receiver.app import DEFAULT_PREFIX, ReceiverConfig, create_app
+from phonecheck.receiver.server import ServerLimits, guarded_protocol
+from phonecheck.webhook_urls import normalise_token, token_problem
 
 log = logging.getLogger("phonecheck.receiver")
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    token = os.environ.get("TELCO_WEBHOOK_TOKEN", "")
-    if not token:
-        print(
-            "TELCO_WEBHOOK_TOKEN is required (the secret path segment of every webhook URL)", file=sys.stderr
-        )
+    configured = os.environ.get("TELCO_WEBHOOK_TOKEN")
+    problem = token_problem(configured)
+    if problem:
+        print(f"{problem} (the secret path segment of every webhook URL; docs/receiver.md)", file=sys.stderr)
         return 2
+    token = normalise_token(configured)
+    limits = ServerLimits.from_env().fitted_to_fd_limit()
     port = int(os.environ.get("RECEIVER_PORT", "8090"))
     host = os.environ.get("RECEIVER_HOST", "127.0.0.1")
 
@@ -35,9 +39,11 @@ def main() -> int:
     applied = warehouse.migrate(dsn)
     log.info("warehouse migrations applied now: %s", [f"V{m.version:04d}" for m in applied] or "none")
 
-    app = create_app(
-        DEFAULT_PREFIX, ReceiverConfig.from_env(token_provider=lambda: token, dsn_provider=lambda: dsn)
+    # the server times requests out (one timer per request), so the app need not
+    config = ReceiverConfig.from_env(
+        token_provider=lambda: token, dsn_provider=lambda: dsn, body_timeout_s=None
     )
+    app = create_app(DEFAULT_PREFIX, config)
     log.info("receiver listening on http://%s:%d%s/", host, port, DEFAULT_PREFIX)
     try:
         uvicorn.run(
@@ -45,7 +51,8 @@ def main() -> int:
             host=host,
             port=port,
             loop="uvloop",
-            http="httptools",
+            http=guarded_protocol(limits),
+            timeout_keep_alive=limits.keep_alive_s,
             access_log=False,  # uvicorn's access log prints the path, i.e. the token
             log_config=None,
             timeout_graceful_shutdown=10,

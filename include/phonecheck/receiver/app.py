@@ -1,19 +1,22 @@
 """The webhook receiver: a FastAPI app that stores every vendor push before answering.
 
-Served two ways with the same paths (architecture.md §5):
+Served two ways with the same paths (docs/receiver.md):
 
 * standalone, ``python -m phonecheck.receiver`` (``make receiver``): ``create_app()``, routes under
-  ``/telco-webhooks``;
+  ``/telco-webhooks``, with the server limits of :mod:`phonecheck.receiver.server`;
 * inside the Airflow api-server: the ``telco_webhooks`` plugin mounts ``create_app(mount_prefix="")``
-  at ``/telco-webhooks``. Airflow authenticates nothing there (airflow-notes §5): the secret path
-  token is the authentication.
+  at ``/telco-webhooks``. Airflow authenticates nothing there: the secret path token is the
+  authentication.
 
-Rules: constant-time token check (wrong token → 404, nothing stored); bodies over 1 MiB → 413
-(counted while reading, Content-Length is not trusted); the delivery is committed to
+Rules: constant-time token check (wrong token → 404, nothing stored; a missing, sample or short
+configured token → every push 404 and a loud error); bodies over 1 MiB → 413 (counted while
+reading, Content-Length is not trusted), a body that stalls → 408; the delivery is committed to
 ``raw.webhook_event`` before the answer; duplicates are answered like first deliveries and
 counted on the existing row; undecodable bodies are stored with their error and acknowledged;
-warehouse down → 503 for pushes the vendor retries, local fsynced spool + ``success`` for voice
-receipts (pushed once). No request answers 500: unexpected errors become 503 (or a spool write).
+a delivery the warehouse refuses for good is quarantined locally and acknowledged; warehouse
+down → every push type goes to the local fsynced spool and is acknowledged (voice receipts are
+pushed once and call records retried only twice: docs/receiver.md), replayed later;
+spool unwritable too → 503 with ``Retry-After`` and a loud error. No request answers 500.
 
 Nothing here connects at import or app creation: the pool and the spool replay loop start with
 the app's lifespan or, when the host does not run it, on the first request.
@@ -39,9 +42,10 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from phonecheck.receiver.intake import MAX_BODY_BYTES, Endpoint, build_event
-from phonecheck.receiver.spool import VoiceSpool
-from phonecheck.receiver.store import InboxStore, WarehouseUnavailable
+from phonecheck.receiver.intake import MAX_BODY_BYTES, Endpoint, InboxEvent, build_event
+from phonecheck.receiver.spool import Spool, SpoolRecord
+from phonecheck.receiver.store import InboxStore, PayloadRefused
+from phonecheck.webhook_urls import normalise_token, token_problem
 
 log = logging.getLogger("phonecheck.receiver")
 access_log = logging.getLogger("phonecheck.receiver.access")
@@ -53,8 +57,8 @@ DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
 
 ROUTES: dict[Endpoint, tuple[str, tuple[str, ...]]] = {
     Endpoint.NXCLOUD_NUMBER_CHECK: ("/nxcloud/number-check/{token}", ("POST",)),
-    # The voice example is a bare query string (SEED 003): accept it on GET as well, a receipt
-    # refused with 405 would be lost for good.
+    # The voice example is a bare query string (docs/receiver.md): accept it on GET as
+    # well, a receipt refused with 405 would be lost for good.
     Endpoint.NXCLOUD_VOICE: ("/nxcloud/voice/{token}", ("POST", "GET")),
     Endpoint.NXCLOUD_CALL: ("/nxcloud/call/{token}", ("POST",)),
     Endpoint.ACCUAUTH_PHONE_NUMBER: ("/accuauth/phone-number/{token}", ("GET", "POST")),
@@ -72,7 +76,8 @@ def default_spool_dir() -> Path:
 
 @dataclass
 class ReceiverConfig:
-    """How the receiver finds its secret, its warehouse and its spool (all resolved lazily)."""
+    """How the receiver finds its secret, its warehouse and its spool (all resolved lazily),
+    and its health thresholds (docs/receiver.md)."""
 
     token_provider: Callable[[], str | None]
     dsn_provider: Callable[[], str]
@@ -82,24 +87,33 @@ class ReceiverConfig:
     pool_max_size: int = 8
     access_log: bool = True
     group_commit: bool = True  # deliveries waiting at the same moment share one commit
+    # a body that takes longer to arrive is answered 408; None: the server enforces it (standalone)
+    body_timeout_s: float | None = 30.0
+    quarantine_alert: int = 0  # /healthz is red while more records than this are quarantined
+    replay_stuck_s: float = 60.0  # ... or while the replay made no progress this long
 
     @classmethod
     def from_env(cls, **overrides) -> ReceiverConfig:
         """``TELCO_WEBHOOK_TOKEN``, ``WAREHOUSE_DSN`` (unset → embedded warehouse),
         ``RECEIVER_SPOOL_DIR``, ``RECEIVER_DB_POOL_SIZE``, ``RECEIVER_ACCESS_LOG`` (0/1),
-        ``RECEIVER_GROUP_COMMIT`` (0/1)."""
+        ``RECEIVER_GROUP_COMMIT`` (0/1), ``RECEIVER_BODY_TIMEOUT_S``,
+        ``RECEIVER_QUARANTINE_ALERT``, ``RECEIVER_REPLAY_STUCK_S``."""
 
         def dsn() -> str:
             from phonecheck.warehouse import resolve_dsn
 
             return resolve_dsn()
 
+        env = os.environ.get
         values = {
             "token_provider": lambda: os.environ.get("TELCO_WEBHOOK_TOKEN"),
             "dsn_provider": dsn,
-            "pool_max_size": int(os.environ.get("RECEIVER_DB_POOL_SIZE", "8")),
-            "access_log": os.environ.get("RECEIVER_ACCESS_LOG", "1") != "0",
-            "group_commit": os.environ.get("RECEIVER_GROUP_COMMIT", "1") != "0",
+            "pool_max_size": int(env("RECEIVER_DB_POOL_SIZE", "8")),
+            "access_log": env("RECEIVER_ACCESS_LOG", "1") != "0",
+            "group_commit": env("RECEIVER_GROUP_COMMIT", "1") != "0",
+            "body_timeout_s": float(env("RECEIVER_BODY_TIMEOUT_S", "30")),
+            "quarantine_alert": int(env("RECEIVER_QUARANTINE_ALERT", "0")),
+            "replay_stuck_s": float(env("RECEIVER_REPLAY_STUCK_S", "60")),
         }
         values.update(overrides)
         return cls(**values)
@@ -122,20 +136,24 @@ def _not_found() -> Response:
 
 
 def _unavailable(endpoint: Endpoint) -> Response:
-    body = "error" if endpoint is Endpoint.NXCLOUD_VOICE else "warehouse unavailable, retry later"
+    body = "error" if endpoint is Endpoint.NXCLOUD_VOICE else "cannot store the delivery now, retry later"
     return PlainTextResponse(body, status_code=503, headers={"Retry-After": "60"})
 
 
 @dataclass
 class Receiver:
-    """Per-app state: store, spool, counters, background replay."""
+    """Per-app state: store, spool, counters, background replay, health."""
 
     config: ReceiverConfig
     store: InboxStore = field(init=False)
     metrics: Counter = field(default_factory=Counter)
     _token: bytes | None = None
-    _spool: VoiceSpool | None = None
+    _token_refused: bool = False
+    _spool: Spool | None = None
     _replay_task: asyncio.Task | None = None
+    spool_error: str | None = None  # the last spool write failed (cleared by a good write)
+    replay_error: str | None = None  # the last replay pass failed
+    _replay_progress_at: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.store = InboxStore(
@@ -146,18 +164,22 @@ class Receiver:
         )
 
     @property
-    def spool(self) -> VoiceSpool:
+    def spool(self) -> Spool:
         if self._spool is None:
-            self._spool = VoiceSpool(self.config.spool_dir_provider())
+            self._spool = Spool(self.config.spool_dir_provider())
         return self._spool
 
     def token_matches(self, candidate: str) -> bool:
         if self._token is None:
-            token = self.config.token_provider()
-            if not token:
-                log.error("TELCO_WEBHOOK_TOKEN is not set: every webhook is answered 404")
+            if self._token_refused:
                 return False
-            self._token = token.encode("utf-8")
+            configured = self.config.token_provider()
+            problem = token_problem(configured)
+            if problem:
+                self._token_refused = True
+                log.error("%s: the receiver refuses every push (404) until it is fixed", problem)
+                return False
+            self._token = normalise_token(configured).encode("utf-8")
         # bytes, not str: compare_digest refuses non-ASCII str, and a path may hold anything.
         return hmac.compare_digest(candidate.encode("utf-8", "surrogatepass"), self._token)
 
@@ -170,38 +192,57 @@ class Receiver:
         while True:
             try:
                 await self.replay_spool()
+                self.replay_error = None
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the loop must survive anything; files stay put
+            except Exception as exc:  # noqa: BLE001 - the loop must survive anything; files stay put
+                self.replay_error = _short(exc)
+                self.metrics["replay_failures"] += 1
                 log.exception("spool replay failed; will retry")
             await asyncio.sleep(self.config.replay_interval_s)
 
     async def replay_spool(self) -> int:
-        """Replay every claimable spool file when the warehouse answers; return events replayed."""
+        """Replay every claimable spool file when the warehouse answers; return records stored.
+
+        Every claimed file is released whatever happens; a record the warehouse refuses for
+        good is quarantined and the others go on.
+        """
         spool = self.spool
         if not await asyncio.to_thread(spool.has_files) or not await self.store.ping():
+            self._replay_progress_at = time.monotonic()  # nothing to do, or waiting: not stuck
             return 0
-        spool.seal()
+        await asyncio.to_thread(spool.seal)  # our own file becomes replayable
         replayed = 0
-        for spool_file in await asyncio.to_thread(spool.claim):
-            try:
-                fresh = await self.store.replay(spool_file.path.name, spool_file.events)
-            except WarehouseUnavailable as exc:
-                spool_file.release()
-                log.warning("spool replay of %s postponed: %s", spool_file.path.name, exc)
-                return replayed
-            except BaseException:
-                spool_file.release()
-                raise
-            await asyncio.to_thread(spool.discard, spool_file)
-            if fresh:
-                replayed += len(spool_file.events)
-                self.metrics["spool_replayed"] += len(spool_file.events)
-                log.info(
-                    "replayed %d spooled voice receipt(s) from %s",
-                    len(spool_file.events),
-                    spool_file.path.name,
+        claimed = await asyncio.to_thread(spool.claim)
+        try:
+            for spool_file in claimed:
+                outcome = await self.store.replay(
+                    spool_file.path.name, spool_file.records, legacy=spool_file.legacy
                 )
+                for record, reason in outcome.refused:
+                    await asyncio.to_thread(spool.quarantine, record, reason)
+                    self.metrics["quarantined"] += 1
+                    log.error(
+                        "spooled %s delivery %s refused by the warehouse (%s): quarantined",
+                        record.event.endpoint,
+                        record.record_id,
+                        reason,
+                    )
+                if spool_file.torn:
+                    self.metrics["quarantined"] += len(spool_file.torn)
+                await asyncio.to_thread(spool.discard, spool_file)
+                replayed += outcome.stored
+                self.metrics["spool_replayed"] += outcome.stored
+                self._replay_progress_at = time.monotonic()
+                if outcome.stored:
+                    log.info(
+                        "replayed %d spooled delivery(ies) from %s", outcome.stored, spool_file.path.name
+                    )
+        finally:
+            for spool_file in claimed:
+                spool_file.release()
+        if not await asyncio.to_thread(spool.has_files):
+            self.spool_error = None  # the spool drained: space is back
         return replayed
 
     async def close(self) -> None:
@@ -214,6 +255,37 @@ class Receiver:
         if self._spool is not None:
             self._spool.seal()
 
+    # -- health --------------------------------------------------------------------------------
+    async def health(self) -> tuple[bool, dict]:
+        """Green only when the warehouse answers, the spool can be written, replay is not stuck
+        and the quarantine is within its threshold (docs/receiver.md, "Health")."""
+        warehouse_ok = await self.store.ping()
+        spool = self.spool
+        probe_error = await asyncio.to_thread(spool.probe)
+        pending = await asyncio.to_thread(spool.pending_files)
+        quarantined = len(await asyncio.to_thread(spool.quarantined))
+        stalled_s = time.monotonic() - self._replay_progress_at
+        stuck = bool(pending) and warehouse_ok and stalled_s > self.config.replay_stuck_s
+        problems = []
+        if not warehouse_ok:
+            problems.append("warehouse unavailable")
+        if self.spool_error or probe_error:
+            problems.append(f"spool not writable: {self.spool_error or probe_error}")
+        if stuck:
+            problems.append(f"spool replay stuck for {stalled_s:.0f} s: {self.replay_error or 'no progress'}")
+        if quarantined > self.config.quarantine_alert:
+            problems.append(f"{quarantined} quarantined record(s) to inspect")
+        body = {
+            "status": "ok" if not problems else "; ".join(problems),
+            "warehouse": "ok" if warehouse_ok else "unavailable",
+            "spool_pending": bool(pending),
+            "spool_pending_files": pending,
+            "spool_writable": not (self.spool_error or probe_error),
+            "replay_stuck": stuck,
+            "quarantined": quarantined,
+        }
+        return not problems, body
+
     # -- one delivery ------------------------------------------------------------------------
     async def handle(self, endpoint: Endpoint, request: Request, token: str) -> Response:
         if not self.token_matches(token):
@@ -222,10 +294,19 @@ class Receiver:
         self.ensure_background()
         received_at = datetime.now(UTC)
         try:
-            body = await _read_body(request)
+            if self.config.body_timeout_s is None:
+                body = await _read_body(request)
+            else:
+                async with asyncio.timeout(self.config.body_timeout_s):
+                    body = await _read_body(request)
         except ClientDisconnect:
             self.metrics[(endpoint.value, "client_gone")] += 1
             return Response(status_code=400)
+        except TimeoutError:
+            self.metrics[(endpoint.value, "body_timeout")] += 1
+            return PlainTextResponse(
+                "request body too slow", status_code=408, headers={"Connection": "close"}
+            )
         if body is None:
             self.metrics[(endpoint.value, "too_large")] += 1
             return PlainTextResponse("body larger than 1 MiB", status_code=413)
@@ -239,30 +320,55 @@ class Receiver:
         )
         try:
             result = await self.store.insert(event)
+        except PayloadRefused as exc:
+            return await self._quarantine(endpoint, event, str(exc))
         except Exception as exc:  # noqa: BLE001 - WarehouseUnavailable or anything unforeseen
-            if endpoint.vendor_retries:
-                self.metrics[(endpoint.value, "unavailable")] += 1
-                log.warning("%s: warehouse unavailable, answered 503 (%s)", endpoint.value, _short(exc))
-                return _unavailable(endpoint)
-            return await self._spool_voice(endpoint, event, exc)
+            return await self._spool_delivery(endpoint, event, exc)
         outcome = "stored" if result.inserted else "duplicate"
         if event.parse_status == "error":
             outcome += "_unparseable"
         self.metrics[(endpoint.value, outcome)] += 1
         return _ack(endpoint)
 
-    async def _spool_voice(self, endpoint: Endpoint, event, cause: BaseException) -> Response:
+    async def _spool_delivery(self, endpoint: Endpoint, event: InboxEvent, cause: BaseException) -> Response:
         try:
             await asyncio.to_thread(self.spool.append, event)
-        except Exception:  # noqa: BLE001
-            self.metrics[(endpoint.value, "lost")] += 1
-            log.exception("%s: warehouse unavailable AND spool write failed: answered error", endpoint.value)
+        except Exception as exc:  # noqa: BLE001
+            self.spool_error = _short(exc)
+            self.metrics[(endpoint.value, "spool_failed")] += 1
+            self.metrics["spool_write_failures"] += 1
+            log.error(
+                "%s: warehouse unavailable (%s) AND spool write failed (%s): answered 503%s",
+                endpoint.value,
+                _short(cause),
+                self.spool_error,
+                "" if endpoint.vendor_retries else "; a voice receipt is not pushed again",
+            )
             return _unavailable(endpoint)
+        self.spool_error = None
         self.metrics[(endpoint.value, "spooled")] += 1
-        log.warning("%s: warehouse unavailable (%s), receipt spooled", endpoint.value, _short(cause))
+        log.warning("%s: warehouse unavailable (%s), delivery spooled", endpoint.value, _short(cause))
         return _ack(endpoint)
 
-    def render_metrics(self) -> str:
+    async def _quarantine(self, endpoint: Endpoint, event: InboxEvent, reason: str) -> Response:
+        import uuid
+
+        record = SpoolRecord(record_id=uuid.uuid4().hex, event=event)
+        try:
+            await asyncio.to_thread(self.spool.quarantine, record, reason)
+        except Exception as exc:  # noqa: BLE001
+            self.spool_error = _short(exc)
+            self.metrics["spool_write_failures"] += 1
+            log.error("%s: warehouse refused a delivery and the quarantine write failed: 503", endpoint.value)
+            return _unavailable(endpoint)
+        self.metrics[(endpoint.value, "quarantined")] += 1
+        self.metrics["quarantined"] += 1
+        log.error(
+            "%s: the warehouse refuses this delivery for good (%s): quarantined", endpoint.value, reason
+        )
+        return _ack(endpoint)
+
+    def render_metrics(self, gauges: dict[str, int] | None = None) -> str:
         lines = [
             "# HELP phonecheck_receiver_requests_total Webhook deliveries by endpoint and outcome.",
             "# TYPE phonecheck_receiver_requests_total counter",
@@ -272,8 +378,21 @@ class Receiver:
                 lines.append(
                     f'phonecheck_receiver_requests_total{{endpoint="{key[0]}",outcome="{key[1]}"}} {count}'
                 )
-        lines.append("# TYPE phonecheck_receiver_spool_replayed_total counter")
-        lines.append(f"phonecheck_receiver_spool_replayed_total {self.metrics['spool_replayed']}")
+        for name, help_text in (
+            ("spool_replayed", "Spooled deliveries replayed into the warehouse."),
+            (
+                "spool_write_failures",
+                "Spool (or quarantine) writes that failed: deliveries refused with 503.",
+            ),
+            ("quarantined", "Records (or unreadable regions) put in quarantine."),
+            ("replay_failures", "Spool replay passes that failed."),
+        ):
+            lines.append(f"# HELP phonecheck_receiver_{name}_total {help_text}")
+            lines.append(f"# TYPE phonecheck_receiver_{name}_total counter")
+            lines.append(f"phonecheck_receiver_{name}_total {self.metrics[name]}")
+        for name, value in (gauges or {}).items():
+            lines.append(f"# TYPE phonecheck_receiver_{name} gauge")
+            lines.append(f"phonecheck_receiver_{name} {value}")
         return "\n".join(lines) + "\n"
 
 
@@ -301,12 +420,14 @@ async def _read_body(request: Request) -> bytes | None:
 
 
 class SafeAccessLog:
-    """ASGI middleware: request log with the route template (never the token), no bodies,
-    and no 500 ever reaches the vendor.
+    """ASGI middleware: request log with the route template (never the token, never the query
+    string: AccuAuth callbacks and voice GETs carry phone numbers there), no bodies, and no 500
+    ever reaches the vendor.
 
-    It also rewrites ``scope["path"]`` to the template once the response is done, so outer
-    access logs (the Airflow api-server's ``HttpAccessLogMiddleware`` reads it afterwards) do
-    not print the token either.
+    It also rewrites ``scope["path"]`` to the template and empties ``scope["query_string"]`` as
+    the response starts and again once it is done, so outer access logs (uvicorn's, read at
+    response start; the Airflow api-server's ``HttpAccessLogMiddleware``, read afterwards) print
+    neither the token nor a phone number.
     """
 
     def __init__(self, app: ASGIApp, enabled: bool = True) -> None:
@@ -320,10 +441,23 @@ class SafeAccessLog:
         start = time.perf_counter()
         status = 0
 
+        redacted = False
+
+        def redact() -> None:
+            nonlocal redacted
+            redacted = True
+            route = scope.get("route")
+            # Only our own routes: a host app's Mount also sits in scope["route"].
+            template = route.path if isinstance(route, Route) else "/(unmatched)"
+            scope["path"] = scope.get("root_path", "") + template
+            scope["raw_path"] = scope["path"].encode("ascii", "replace")
+            scope["query_string"] = b""
+
         async def capture(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                redact()
             await send(message)
 
         try:
@@ -332,13 +466,12 @@ class SafeAccessLog:
             log.exception("unhandled error in the receiver")
             if status == 0:  # nothing sent yet: 503 invites a retry, a 500 would be a bug report
                 status = 503
+                redact()
                 await send({"type": "http.response.start", "status": 503, "headers": []})
                 await send({"type": "http.response.body", "body": b""})
         finally:
-            route = scope.get("route")
-            # Only our own routes: a host app's Mount also sits in scope["route"].
-            template = route.path if isinstance(route, Route) else "/(unmatched)"
-            scope["path"] = scope.get("root_path", "") + template
+            if not redacted:  # no response went out through capture
+                redact()
             if self.enabled:
                 access_log.info(
                     "%s %s %d %.1fms",
@@ -395,13 +528,17 @@ def create_app(mount_prefix: str = DEFAULT_PREFIX, config: ReceiverConfig | None
         app.router.routes.append(route)
 
     async def healthz() -> Response:
-        ok = await receiver.store.ping()
-        spooled = await asyncio.to_thread(receiver.spool.has_files)
-        body = {"status": "ok" if ok else "warehouse unavailable", "spool_pending": spooled}
+        ok, body = await receiver.health()
         return JSONResponse(body, status_code=200 if ok else 503)
 
     async def metrics() -> Response:
-        return PlainTextResponse(receiver.render_metrics(), media_type="text/plain; version=0.0.4")
+        spool = receiver.spool
+        gauges = {
+            "spool_pending_files": await asyncio.to_thread(spool.pending_files),
+            "quarantine_records": len(await asyncio.to_thread(spool.quarantined)),
+            "spool_writable": 0 if receiver.spool_error else 1,
+        }
+        return PlainTextResponse(receiver.render_metrics(gauges), media_type="text/plain; version=0.0.4")
 
     app.add_api_route(mount_prefix + "/healthz", healthz, methods=["GET"])
     app.add_api_route(mount_prefix + "/metrics", metrics, methods=["GET"])

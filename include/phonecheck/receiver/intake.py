@@ -14,7 +14,9 @@ legList shape), AccuAuth ``task_id``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,6 +25,13 @@ from urllib.parse import parse_qsl
 
 MAX_BODY_BYTES = 1024 * 1024  # architecture.md §5: bodies over 1 MiB answer 413
 MAX_FORM_FIELDS = 1000  # a voice receipt has ~17; bounds the work a hostile body can cause
+# Longer vendor keys are stored as a hash (the original stays derivable from ``payload``): a
+# btree index entry must stay well under PostgreSQL's ~2.7 KB limit, whatever the vendor sends.
+MAX_DEDUPE_KEY_BYTES = 512
+LONG_KEY_PREFIX = "sha256-key:"
+# A JSON \u0000 escape (odd number of backslashes before it): jsonb cannot store NUL. An escaped
+# backslash followed by "u0000" is an ordinary string and is kept.
+_JSON_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class Endpoint(Enum):
@@ -39,7 +48,9 @@ class Endpoint(Enum):
 
     @property
     def vendor_retries(self) -> bool:
-        """Voice receipts are pushed once (api-facts §8): they must never be refused."""
+        """Whether a refused delivery comes again at all: voice receipts are pushed once
+        (docs/receiver.md). The others are retried, some only twice: every push type is
+        spooled when the warehouse is down; this only decides what a spool failure answers."""
         return self is not Endpoint.NXCLOUD_VOICE
 
     @property
@@ -115,24 +126,29 @@ def decode_json_object(body: bytes) -> tuple[dict, str]:
         raise _Unparseable(f"body is not JSON: {str(exc)[:200]}") from None
     if not isinstance(value, dict):
         raise _Unparseable(f"JSON body is a {type(value).__name__}, expected an object")
-    if "\\u0000" in text:
+    if "\\u0000" in text and _JSON_NUL_ESCAPE.search(text):
         raise _Unparseable("JSON contains \\u0000, which PostgreSQL jsonb cannot store")
     return value, text
 
 
 def decode_form_fields(query_string: bytes, body: bytes, content_type: str | None) -> dict[str, str]:
-    """Form fields from the query string and an urlencoded body (body wins on a clash).
+    """Form fields from the query string and the body (body wins on a clash).
 
-    The voice receipt example is a query string (SEED 003), the documented transport a form
-    POST: both are accepted. ``+`` and ``%20`` both decode to a space.
+    The voice receipt example is a query string, the documented transport "form data"
+    (docs/receiver.md): a query string, an urlencoded body and a ``multipart/form-data``
+    body are all accepted. ``+`` and ``%20`` both decode to a space.
     """
     fields: dict[str, str] = {}
     sources = [query_string]
+    multipart: dict[str, str] | None = None
     if body:
         ctype = (content_type or "").split(";", 1)[0].strip().lower()
-        if ctype not in ("", "application/x-www-form-urlencoded", "text/plain"):
+        if ctype == "multipart/form-data":
+            multipart = _decode_multipart(body, content_type or "")
+        elif ctype not in ("", "application/x-www-form-urlencoded", "text/plain"):
             raise _Unparseable(f"unsupported content type {ctype!r} for form fields")
-        sources.append(body)
+        else:
+            sources.append(body)
     for raw in sources:
         if not raw:
             continue
@@ -145,11 +161,52 @@ def decode_form_fields(query_string: bytes, body: bytes, content_type: str | Non
         except ValueError as exc:
             raise _Unparseable(f"form data not decodable: {exc}") from None
         fields.update(pairs)
+    if multipart:
+        fields.update(multipart)
     if not fields:
         raise _Unparseable("no form fields in query string or body")
     if any("\x00" in k or "\x00" in v for k, v in fields.items()):
         raise _Unparseable("form fields contain NUL, which PostgreSQL cannot store")
     return fields
+
+
+def _decode_multipart(body: bytes, content_type: str) -> dict[str, str]:
+    """The fields of a ``multipart/form-data`` body (file parts are taken as text fields too:
+    a receipt has no files, and whatever a vendor sends as one is kept, not dropped)."""
+    import python_multipart
+    from python_multipart.exceptions import FormParserError
+
+    parts: list[tuple[bytes, bytes]] = []
+
+    def on_field(part) -> None:  # noqa: ANN001 - python_multipart.Field
+        parts.append((part.field_name or b"", part.value or b""))
+
+    def on_file(part) -> None:  # noqa: ANN001 - python_multipart.File
+        part.file_object.seek(0)
+        parts.append((part.field_name or b"", part.file_object.read()))
+
+    headers = {"Content-Type": content_type.encode("latin-1", "replace"), "Content-Length": str(len(body))}
+    try:
+        python_multipart.parse_form(headers, io.BytesIO(body), on_field, on_file)
+    except (FormParserError, ValueError, KeyError) as exc:
+        raise _Unparseable(f"multipart form data not decodable: {str(exc)[:200]}") from None
+    if len(parts) > MAX_FORM_FIELDS:
+        raise _Unparseable(f"more than {MAX_FORM_FIELDS} multipart fields")
+    fields: dict[str, str] = {}
+    for name, value in parts:
+        try:
+            fields[name.decode("utf-8")] = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _Unparseable(f"multipart field is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    return fields
+
+
+def storable_dedupe_key(key: str) -> str:
+    """The key as stored: itself, or a hash when longer than ``MAX_DEDUPE_KEY_BYTES``."""
+    raw = key.encode("utf-8", "surrogatepass")
+    if len(raw) <= MAX_DEDUPE_KEY_BYTES:
+        return key
+    return LONG_KEY_PREFIX + hashlib.sha256(raw).hexdigest()
 
 
 def _dedupe_key_functions() -> dict[Endpoint, Callable[[Mapping], str]]:
@@ -195,6 +252,7 @@ def build_event(
             raise _Unparseable(f"no dedupe key: {type(exc).__name__}: {str(exc)[:200]}") from None
         if not isinstance(key, str) or not key or "\x00" in key:
             raise _Unparseable(f"no dedupe key: parser returned {key!r:.80}")
+        key = storable_dedupe_key(key)
         status, error = "parsed", None
     except _Unparseable as exc:
         key = fallback_dedupe_key(query_string, body)

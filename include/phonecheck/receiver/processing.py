@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 1000
 # A value the table refuses (out of range, too long) or a second key colliding (a call record
 # whose callId is already stored under another id): isolate the row, keep the others.
-_ROW_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
+# ProgramLimitExceeded: a key too long for the table's index (the inbox hashes long keys, the
+# typed tables keep the vendor's value).
+_ROW_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.ProgramLimitExceeded)
 
 
 def _number_check(payload: Any, received_at: datetime) -> dict:

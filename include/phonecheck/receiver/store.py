@@ -33,15 +33,27 @@ ON CONFLICT (endpoint, dedupe_key) DO UPDATE
 RETURNING event_id, (xmax = 0) AS inserted
 """
 
-# Spool replay: the delivery was already counted when it was spooled. A conflict means the
-# write that timed out had committed after all (or a replay is being repeated): keep one row.
+# Spool replay: the delivery was answered but not yet counted, so a conflict counts it, unless
+# the row already carries this very delivery's receive time (the write that timed out had
+# committed after all): then nothing changes. ``ops.receiver_spool_record`` makes each spooled
+# record count once, however often its file is replayed.
 REPLAY_EVENT_SQL = """
-INSERT INTO raw.webhook_event
+INSERT INTO raw.webhook_event AS e
     (endpoint, vendor, dedupe_key, content_type, body, query_string, payload,
      parse_status, parse_error, received_at, last_received_at, via_spool)
 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $10, $11)
-ON CONFLICT (endpoint, dedupe_key) DO NOTHING
+ON CONFLICT (endpoint, dedupe_key) DO UPDATE
+    SET delivery_count = e.delivery_count + 1,
+        last_received_at = GREATEST(e.last_received_at, EXCLUDED.last_received_at)
+    WHERE e.received_at <> EXCLUDED.received_at AND e.last_received_at <> EXCLUDED.received_at
 """
+
+CLAIM_RECORD_SQL = """
+INSERT INTO ops.receiver_spool_record (record_id, spool_file) VALUES ($1, $2)
+ON CONFLICT (record_id) DO NOTHING RETURNING true
+"""
+
+REPLAY_CHUNK = 200  # records per replay transaction (one savepoint each)
 
 
 # Group commit: the deliveries waiting at the same moment go in one statement and one commit
@@ -96,9 +108,32 @@ def event_args(event: InboxEvent, *, via_spool: bool = False) -> tuple:
     )
 
 
-# Errors that say "the data cannot be stored as given", as opposed to "the server is gone":
-# the delivery is then kept as an unparseable row (body intact) instead of being refused forever.
-_DATA_ERRORS = (asyncpg.DataError, asyncpg.exceptions.UntranslatableCharacterError)
+# SQLSTATE classes that say "the warehouse refuses this payload as given", as opposed to "the
+# server is gone": 22 data exception (bad encoding, out of range), 23 integrity constraint
+# violation, 54 program limit exceeded (e.g. an index row too large). A retry cannot fix them.
+# Everything else (connection loss, timeouts, 08/53/57 classes, a missing schema) is "retry later".
+_PAYLOAD_SQLSTATE_CLASSES = frozenset({"22", "23", "54"})
+
+
+def is_payload_error(exc: BaseException) -> bool:
+    """True when the warehouse refused the data itself (retrying would fail the same way)."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return (
+        isinstance(exc, asyncpg.PostgresError)
+        and bool(sqlstate)
+        and sqlstate[:2] in _PAYLOAD_SQLSTATE_CLASSES
+    )
+
+
+class PayloadRefused(Exception):
+    """The warehouse refuses this delivery even kept as an unparseable row: quarantine it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOutcome:
+    stored: int = 0  # records that reached the inbox now
+    already: int = 0  # records an earlier replay had stored (ledger)
+    refused: tuple = ()  # (SpoolRecord, reason) pairs the warehouse will never take
 
 
 class InboxStore:
@@ -188,23 +223,34 @@ class InboxStore:
                         raise
                     continue
                 for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
                         future.set_result(result)
         finally:
             self._flushers -= 1
 
-    async def _insert_batch(self, events: list[InboxEvent]) -> list[StoreResult]:
+    async def _insert_batch(self, events: list[InboxEvent]) -> list[StoreResult | BaseException]:
         if len(events) == 1:
             return [await self.insert_one(events[0])]
         pool = await self._get_pool()
         columns = list(zip(*(event_args(e)[:10] for e in events), strict=True))
         try:
             rows = await pool.fetch(BATCH_INSERT_SQL, *map(list, columns), timeout=self._command_timeout)
-        except _DATA_ERRORS:
-            # one payload the warehouse refuses spoils the statement: store them one by one
-            return [await self.insert_one(e) for e in events]
         except Exception as exc:  # noqa: BLE001
-            raise WarehouseUnavailable(_describe(exc)) from None
+            if not is_payload_error(exc):
+                raise WarehouseUnavailable(_describe(exc)) from None
+            # one payload the warehouse refuses spoils the statement: store them one by one, so
+            # it alone is kept as an error row (or refused) and the others are stored as usual
+            results: list[StoreResult | BaseException] = []
+            for e in events:
+                try:
+                    results.append(await self.insert_one(e))
+                except (PayloadRefused, WarehouseUnavailable) as one:
+                    results.append(one)
+            return results
         by_key = {(r["endpoint"], r["dedupe_key"]): r for r in rows}
         results, seen = [], set()
         for e in events:
@@ -217,47 +263,82 @@ class InboxStore:
         return results
 
     async def insert_one(self, event: InboxEvent) -> StoreResult:
-        """One delivery, one autocommit statement."""
+        """One delivery, one autocommit statement. Raises ``WarehouseUnavailable`` (retry later)
+        or ``PayloadRefused`` (never storable: quarantine it)."""
         pool = await self._get_pool()
         try:
             try:
                 row = await pool.fetchrow(INSERT_EVENT_SQL, *event_args(event), timeout=self._command_timeout)
-            except _DATA_ERRORS as exc:
+            except Exception as exc:  # noqa: BLE001
+                if not is_payload_error(exc):
+                    raise
                 # e.g. a lone surrogate escape PostgreSQL's jsonb refuses: keep the body.
                 kept = event.as_error(f"warehouse refused the payload: {_describe(exc)}")
-                row = await pool.fetchrow(INSERT_EVENT_SQL, *event_args(kept), timeout=self._command_timeout)
+                try:
+                    row = await pool.fetchrow(
+                        INSERT_EVENT_SQL, *event_args(kept), timeout=self._command_timeout
+                    )
+                except Exception as again:  # noqa: BLE001
+                    if is_payload_error(again):
+                        raise PayloadRefused(_describe(again)) from None
+                    raise
+        except PayloadRefused:
+            raise
         except Exception as exc:  # noqa: BLE001 - connection loss, timeout, missing schema...
             raise WarehouseUnavailable(_describe(exc)) from None
         return StoreResult(event_id=row["event_id"], inserted=row["inserted"])
 
-    async def replay(self, spool_file: str, events: Sequence[InboxEvent]) -> bool:
-        """Insert spooled events and record the spool file, in one transaction.
+    async def replay(self, spool_file: str, records: Sequence, *, legacy: bool = False) -> ReplayOutcome:
+        """Insert spooled records, each exactly once (ledger ``ops.receiver_spool_record``, in the
+        same transaction as its inbox row), isolated by a savepoint each: a record the warehouse
+        refuses comes back in ``refused`` and the others are stored. Erased records are skipped.
 
-        Returns False when this file was already replayed (a crash between commit and unlink).
+        Raises ``WarehouseUnavailable`` when the warehouse is gone (committed chunks stay done).
         """
         pool = await self._get_pool()
+        stored = already = 0
+        refused: list[tuple] = []
+        live = [r for r in records if r.event is not None]
         try:
-            async with pool.acquire(timeout=self._connect_timeout) as conn, conn.transaction():
-                done = await conn.fetchval(
+            async with pool.acquire(timeout=self._connect_timeout) as conn:
+                if legacy and await conn.fetchval(
                     "SELECT true FROM ops.receiver_spool_replay WHERE spool_file = $1", spool_file
-                )
-                if done:
-                    return False
-                for event in events:
-                    try:
-                        async with conn.transaction():  # savepoint: one bad payload spoils nothing
-                            await conn.execute(REPLAY_EVENT_SQL, *event_args(event, via_spool=True))
-                    except _DATA_ERRORS as exc:
-                        kept = event.as_error(f"warehouse refused the payload: {_describe(exc)}")
-                        await conn.execute(REPLAY_EVENT_SQL, *event_args(kept, via_spool=True))
-                await conn.execute(
-                    "INSERT INTO ops.receiver_spool_replay (spool_file, record_count) VALUES ($1, $2)",
-                    spool_file,
-                    len(events),
-                )
-                return True
+                ):
+                    return ReplayOutcome(already=len(live))  # replayed by an earlier receiver version
+                for start in range(0, len(live), REPLAY_CHUNK):
+                    async with conn.transaction():
+                        for record in live[start : start + REPLAY_CHUNK]:
+                            outcome = await self._replay_record(conn, spool_file, record)
+                            if outcome is True:
+                                stored += 1
+                            elif outcome is False:
+                                already += 1
+                            else:
+                                refused.append((record, outcome))
         except Exception as exc:  # noqa: BLE001
             raise WarehouseUnavailable(_describe(exc)) from None
+        return ReplayOutcome(stored=stored, already=already, refused=tuple(refused))
+
+    @staticmethod
+    async def _replay_record(conn: asyncpg.Connection, spool_file: str, record) -> bool | str:
+        """True stored, False already stored, or the reason the warehouse refuses it (even
+        kept as an unparseable row)."""
+        attempt: InboxEvent = record.event
+        reason = ""
+        for last in (False, True):
+            try:
+                async with conn.transaction():  # savepoint: one bad record spoils nothing
+                    if not await conn.fetchval(CLAIM_RECORD_SQL, record.record_id, spool_file):
+                        return False
+                    await conn.execute(REPLAY_EVENT_SQL, *event_args(attempt, via_spool=True))
+                    return True
+            except Exception as exc:  # noqa: BLE001
+                if not is_payload_error(exc):
+                    raise
+                reason = _describe(exc)
+                if not last:
+                    attempt = record.event.as_error(f"warehouse refused the payload: {reason}")
+        return reason
 
     async def ping(self) -> bool:
         try:

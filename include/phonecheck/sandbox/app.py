@@ -30,6 +30,9 @@ NUMBER_CHECK_BIZ_TYPE, NUMBER_CHECK_ACTION = "1", "numbercheck"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _PHONE_RE = re.compile(r"^\d{1,20}$")
 _MASKED = "***"
+# PNS call records under the strict profile: the 2024 revision retries twice, 5 minutes apart.
+PNS_STRICT_RETRIES = 2
+PNS_STRICT_RETRY_MINUTES = 5.0
 ACCUAUTH_REASONS = {
     "UNAUTHORIZED": "Unauthorized or access is denied",
     "KEY_EXPIRED": "Your API ID has expired",
@@ -346,17 +349,33 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         if dr_url:
             for phone in phones:
                 fields = voice_receipt(operation, phone, country_code, message_id, form.get("ext"))
+                body, content_type = voice_receipt_body(fields)
                 job = PushJob(
                     kind="voice_receipt",
                     url=dr_url,
-                    body=urlencode(fields).encode("ascii"),
-                    content_type="application/x-www-form-urlencoded",
+                    body=body,
+                    content_type=content_type,
                     retry=False,  # the vendor pushes a voice DR exactly once
                     accept=lambda r: r.status_code == 200 and r.text.strip() == "success",
                     meta={"message_id": message_id, "phone": phone},
                 )
                 state.schedule_push(job, cfg.push_delay_s)
         return {"result": "Success", "messageid": message_id, "code": "0"}
+
+    def voice_receipt_body(fields: dict[str, str]) -> tuple[bytes, str]:
+        """The receipt as the vendor posts it: "form data" (docs/receiver.md). Strict:
+        ``multipart/form-data`` with a decimal ``second`` and ``cycle`` (typed "number");
+        default: urlencoded, integers."""
+        if state.config.profile != "strict":
+            return urlencode(fields).encode("ascii"), "application/x-www-form-urlencoded"
+        fields = {**fields, "second": f"{fields['second']}.5", "cycle": f"{fields['cycle']}.0"}
+        boundary = f"----sandbox{state.new_hex_id()}"
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            for name, value in fields.items()
+        ]
+        body = ("".join(parts) + f"--{boundary}--\r\n").encode("utf-8")
+        return body, f"multipart/form-data; boundary={boundary}"
 
     def voice_receipt(
         operation: str, phone: str, country_code: str, message_id: str, ext: str | None
@@ -638,11 +657,16 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         if not (_PHONE_RE.match(caller) and _PHONE_RE.match(callee)):
             return JSONResponse({"error": "caller and callee must be digits"}, status_code=422)
         record = pns_record(spec, caller, callee)
+        strict = state.config.profile == "strict"
         job = PushJob(
             kind="pns_call_record",
             url=url,
             body=signing.canonical_json(record).encode("utf-8"),
             content_type="application/json",
+            # strict: the 2024 PNS revision's schedule, two retries 5 minutes apart
+            # (docs/receiver.md); default: every vendor minute like the other pushes
+            retries=PNS_STRICT_RETRIES if strict else None,
+            retry_interval_minutes=PNS_STRICT_RETRY_MINUTES if strict else 1.0,
             meta={"call_id": record["callId"], "phone": callee},
         )
         state.schedule_push(job, state.config.push_delay_s)

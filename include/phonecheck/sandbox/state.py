@@ -68,6 +68,9 @@ class PushJob:
     content_type: str
     method: str = "POST"
     retry: bool = True  # retry on non-200 on the vendor schedule
+    # None: every vendor minute for push_retry_minutes; else this many retries, this far apart
+    retries: int | None = None
+    retry_interval_minutes: float = 1.0
     accept: Callable[[httpx.Response], bool] = field(default=lambda r: r.status_code == 200)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -142,7 +145,8 @@ class SandboxState:
         if fault == "drop":
             self._log_push(job, attempt=0, status=None, answer="", error=None, outcome="dropped")
             return
-        attempts = 1 + (self.config.push_retry_minutes if job.retry else 0)
+        retries = self.config.push_retry_minutes if job.retries is None else job.retries
+        attempts = 1 + (retries if job.retry else 0)
         for attempt in range(1, attempts + 1):
             ok = await self._attempt(job, attempt, generation, last=attempt == attempts)
             if generation != self.generation:
@@ -152,7 +156,7 @@ class SandboxState:
                     await self._attempt(job, attempt + 1, generation, last=True, duplicate=True)
                 return
             if attempt < attempts:
-                await asyncio.sleep(self.config.vendor_minute_s)
+                await asyncio.sleep(self.config.vendor_minute_s * job.retry_interval_minutes)
 
     async def _attempt(
         self, job: PushJob, attempt: int, generation: int, *, last: bool, duplicate: bool = False

@@ -1,7 +1,7 @@
 """Mounts the webhook receiver (``phonecheck.receiver``) in the Airflow api-server.
 
-Airflow applies no authentication to plugin apps (airflow-notes.md §5): the receiver checks
-its own path token. Behaviour: issue #6.
+Airflow applies no authentication to plugin apps (docs/airflow.md): the receiver checks
+its own path token. Behaviour: docs/receiver.md.
 """
 
 from __future__ import annotations
