@@ -60,8 +60,10 @@ CROSS JOIN LATERAL ops.hmac_pads(r.secret) p
 ON CONFLICT (key_id) DO NOTHING;
 
 -- The pipelines' (and pii_reader's) way to the pseudonym of one number, e.g. the erasure log.
+-- SECURITY DEFINER: pii_reader may compute pseudonyms (it reads the numbers anyway) without
+-- reading the key; analysts may not (an oracle would let them pseudonymise guessed numbers).
 CREATE OR REPLACE FUNCTION ops.phone_pseudonym(e164 text) RETURNS text
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT ops.hmac_sha256_hex(k.inner_pad, k.outer_pad, e164) FROM ops.pseudonym_key k
 $$;
 REVOKE ALL ON FUNCTION ops.phone_pseudonym(text) FROM PUBLIC;
@@ -262,13 +264,13 @@ BEGIN
         SELECT c.relname AS view_name, a.attname AS column_name, src.comment
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'analyst'
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-        CROSS JOIN LATERAL (
+        LEFT JOIN LATERAL (
             SELECT col_description(s.oid, sa.attnum) AS comment
             FROM pg_class s JOIN pg_namespace sn ON sn.oid = s.relnamespace
             JOIN pg_attribute sa ON sa.attrelid = s.oid AND sa.attname = a.attname
             WHERE s.relname = c.relname AND sn.nspname IN ('mart', 'telco', 'dq')
             LIMIT 1
-        ) src
+        ) src ON true
         WHERE c.relkind = 'v'
     LOOP
         IF r.column_name IN ('phone_key', 'caller_key', 'callee_key') THEN
@@ -280,7 +282,7 @@ BEGIN
                 || ' in E.164: the same number always gives the same key, in every view; the number itself is not derivable without the secret.');
         ELSIF r.column_name IN ('unexpected_sample', 'row_filter') THEN
             EXECUTE format('COMMENT ON COLUMN analyst.%I.%I IS %L', r.view_name, r.column_name,
-                regexp_replace(coalesce(r.comment, ''), '^\[pii\] ', '') || ' Numbers masked (+52******5678).');
+                '[not pii] ' || regexp_replace(coalesce(r.comment, ''), '^\[pii\] ', '') || ' Numbers masked (+52******5678).');
         ELSE
             EXECUTE format('COMMENT ON COLUMN analyst.%I.%I IS %L', r.view_name, r.column_name, r.comment);
         END IF;
@@ -415,8 +417,11 @@ $$;
 -- No temporary objects for analysts: TEMPORARY is a PUBLIC default on every database, so it is
 -- taken from PUBLIC and given back to the roles that may use it (the owner keeps it anyway).
 -- Without TEMPORARY and without CREATE on any schema, an analyst can create no table, view or
--- function at all.
-DO $$
+-- function at all. Database privileges live outside the database (a copy made with CREATE
+-- DATABASE ... TEMPLATE starts with the defaults again), so this is a function that
+-- phonecheck.warehouse.migrate() calls after every run, and the test fixtures after cloning.
+CREATE OR REPLACE FUNCTION ops.restrict_database_privileges() RETURNS void
+LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
     EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %I', current_database(), current_user);
@@ -429,3 +434,4 @@ BEGIN
     REVOKE CREATE ON SCHEMA public FROM PUBLIC;  -- already so since PostgreSQL 15
 END
 $$;
+SELECT ops.restrict_database_privileges();
