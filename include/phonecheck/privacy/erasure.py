@@ -153,11 +153,11 @@ def _delete_rows_about(conn: psycopg.Connection, target: ErasureTarget, dry_run:
         schema, name = table.split(".")
         ident = sql.Identifier(schema, name)
         if dry_run:
-            query = sql.SQL("SELECT count(*) FROM {} WHERE ") + sql.SQL(where)
-            n = conn.execute(query.format(ident), params).fetchone()[0]
+            query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(ident, sql.SQL(where))
+            n = conn.execute(query, params).fetchone()[0]
         else:
-            query = sql.SQL("DELETE FROM {} WHERE ") + sql.SQL(where)
-            n = conn.execute(query.format(ident), params).rowcount
+            query = sql.SQL("DELETE FROM {} WHERE {}").format(ident, sql.SQL(where))
+            n = conn.execute(query, params).rowcount
         if n:
             counts[table] = n
     # a call record is about two parties: the erased party's numbers and the recording go

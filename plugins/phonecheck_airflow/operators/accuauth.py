@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from phonecheck.privacy.masking import mask_number
+
 ACCUAUTH_CONN_ID = "accuauth_default"
 WAREHOUSE_CONN_ID = "warehouse"
 
@@ -33,7 +35,7 @@ def prepare(params: dict[str, Any], dag_id: str, run_id: str) -> dict:
             ctx=RunContext(dag_id=dag_id, run_id=run_id),
         )
     for rejected in intake.rejected[:50]:
-        print(f"rejected offline: {rejected.raw!r}: {rejected.reason}")
+        print(f"rejected offline: {mask_number(rejected.raw)}: {rejected.reason}")
     print(f"intake: {intake.summary()}")
     to_check = [
         {

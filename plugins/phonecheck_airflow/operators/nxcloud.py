@@ -15,6 +15,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from phonecheck.privacy.masking import mask_number
+
 log = logging.getLogger(__name__)
 
 NUMBER_CHECK_TABLE = "telco.nxcloud_number_check"
@@ -92,7 +94,7 @@ def prepare(params: dict[str, Any], context: Any, *, warehouse_conn_id: str = "w
     to_check = intake.to_check
     summary = intake.summary()
     for rejected in intake.rejected[:20]:
-        log.info("rejected offline: %r: %s", rejected.raw, rejected.reason)
+        log.info("rejected offline: %s: %s", mask_number(rejected.raw), rejected.reason)
     log.info(
         "SUMMARY prepare: numbers in %d, rejected offline %d (kept in ops.rejected_number), duplicates %d, "
         "skipped fresh %d (answered at level %d within %s days, or in flight), to check %d in %d region(s)",
@@ -268,9 +270,11 @@ def reconcile(
         never_pushed = pushes_missing(conn, queried_pairs)
         still_missing = missing_results(conn, batch_nos)
     for batch_no, phone in never_pushed[:20]:
-        log.warning("no push ever arrived for %s / %s (result taken from the query API)", batch_no, phone)
+        log.warning(
+            "no push ever arrived for %s / %s (result taken from the query API)", batch_no, mask_number(phone)
+        )
     for batch_no, phone in still_missing[:20]:
-        log.warning("no result at all yet for %s / %s", batch_no, phone)
+        log.warning("no result at all yet for %s / %s", batch_no, mask_number(phone))
     log.info(
         "SUMMARY reconcile: %d batch(es), %d query row(s) on %d page(s) in %d query call(s); %d push(es) never "
         "arrived; %d number(s) still without any result",
