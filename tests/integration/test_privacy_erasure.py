@@ -76,7 +76,8 @@ def tree_digest(folder: Path) -> dict[str, str]:
 
 
 def without_erasure_log(dump: str) -> list[str]:
-    """The dump's lines, minus the erasure log's own rows and sequence (a request is logged)."""
+    """The dump's lines, minus the erasure log's own rows and sequence (a request is logged) and the
+    per-dump random restrict key."""
     lines, in_log = [], False
     for line in dump.splitlines():
         if line.startswith("COPY ops.erasure_log "):
@@ -84,7 +85,12 @@ def without_erasure_log(dump: str) -> list[str]:
         elif in_log and line == "\\.":
             in_log = False
             continue
-        if not in_log and "erasure_log_log_id_seq" not in line:
+        # \restrict / \unrestrict carry a random key per dump (pg_dump's psql-meta-command guard)
+        if (
+            not in_log
+            and "erasure_log_log_id_seq" not in line
+            and not line.startswith(("\\restrict", "\\unrestrict"))
+        ):
             lines.append(line)
     return lines
 

@@ -196,10 +196,15 @@ def _delete_rows_about(conn: psycopg.Connection, target: ErasureTarget, dry_run:
     return counts
 
 
-def _searchable_columns(conn: psycopg.Connection) -> list[tuple[str, str, str, str]]:
-    """(schema, table, column, type) of every column that can hold a number as text or bytes."""
+def _searchable_columns(conn: psycopg.Connection) -> list[tuple[str, str, str, str, bool, str]]:
+    """(schema, table, column, type, in a unique index, the table's parent if it is a partition) of
+    every column that can hold a number."""
     rows = conn.execute(
-        """SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, NULL)
+        """SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, NULL),
+                  EXISTS (SELECT 1 FROM pg_index i
+                          WHERE i.indrelid = c.oid AND i.indisunique AND a.attnum = ANY(i.indkey)),
+                  coalesce((SELECT p.relname FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent
+                            WHERE h.inhrelid = c.oid), c.relname)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
            WHERE n.nspname = ANY(%s) AND c.relkind = 'r'
@@ -224,7 +229,7 @@ def _redact_everywhere(
     """Redact the number inside every searchable value of every table (rows keep existing)."""
     pattern = _pattern(target)
     counts: dict[str, int] = {}
-    for schema, table, column, type_ in _searchable_columns(conn):
+    for schema, table, column, type_, unique, parent in _searchable_columns(conn):
         ident = sql.Identifier(schema, table)
         # national digits are only redacted inside values that hold the full number
         where = _contains(column, type_)
@@ -234,11 +239,18 @@ def _redact_everywhere(
         ).fetchall()
         if not rows:
             continue
-        counts[f"{schema}.{table}.{column}"] = len(rows)
+        place = f"{schema}.{parent}.{column}"  # a partition counts for its table
+        counts[place] = counts.get(place, 0) + len(rows)
         if dry_run:
             continue
         for ctid, value in rows:
-            new = redact_value(value, pattern, token)
+            if unique and isinstance(value, str):
+                # a key: two spellings of the number in otherwise equal keys must stay distinct, so
+                # the whole value becomes the token plus a keyed hash of the original value
+                keyed = conn.execute("SELECT ops.phone_pseudonym(%s)", (value,)).fetchone()[0]
+                new = f"{token[:-1]}:{keyed[:12]}]"
+            else:
+                new = redact_value(value, pattern, token)
             if type_ in ("jsonb", "json"):
                 new = Jsonb(new)
             conn.execute(
