@@ -339,6 +339,7 @@ class SafeAccessLog:
             # Only our own routes: a host app's Mount also sits in scope["route"].
             template = route.path if isinstance(route, Route) else "/(unmatched)"
             scope["path"] = scope.get("root_path", "") + template
+            scope["query_string"] = b""  # voice receipts carry the number there: not for access logs
             if self.enabled:
                 access_log.info(
                     "%s %s %d %.1fms",

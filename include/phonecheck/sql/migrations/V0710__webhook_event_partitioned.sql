@@ -149,7 +149,7 @@ BEGIN
              parse_status, parse_error, received_at, last_received_at, via_spool, delivery_count)
         VALUES (event_id, p_endpoint, p_vendor, p_dedupe_key, p_content_type, p_body, p_query_string,
                 p_payload, p_parse_status, p_parse_error, p_received_at,
-                coalesce(p_last_received_at, p_received_at), p_via_spool, p_deliveries);
+                coalesce(p_last_received_at, p_received_at), p_via_spool, greatest(p_deliveries, 1));
         RETURN;
     END IF;
     inserted := false;
