@@ -234,3 +234,40 @@ def test_documented_analyst_queries_answer_as_analyst(with_dq_sample):
     assert [row[0] for row in answers[0]] == [a_key]  # A's latest HLR says NO; B's says YES
     assert len(answers[2]) == 1 and answers[2][0][5] == {"batch_no": "b1", "phone": "86******8000"}
     assert [(vendor, n) for vendor, _, n in answers[3]] == [("accuauth", 2), ("nxcloud", 4)]
+
+
+def test_erasure_dry_run_only_counts_then_erasure_deletes_and_redacts(with_dq_sample, tmp_path):
+    from phonecheck.privacy.erasure import erase_numbers
+
+    wh = with_dq_sample
+    dsn = wh.info.dsn
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "page.html").write_text(f"<td>{A}</td><td>{B}</td>", encoding="utf-8")
+    where = {"spool_dir": tmp_path / "spool", "data_docs_dir": tmp_path / "docs"}
+
+    def holdings() -> tuple:
+        return (
+            wh.execute("SELECT count(*) FROM telco.nxcloud_number_check WHERE e164 = %s", (A,)).fetchone()[0],
+            wh.execute(
+                "SELECT count(*) FROM dq.validation_result WHERE unexpected_sample::text LIKE %s",
+                (f"%{A[1:]}%",),
+            ).fetchone()[0],
+            (tmp_path / "docs" / "page.html").read_text(encoding="utf-8"),
+        )
+
+    before = holdings()
+    assert before[:2] == (4, 1)
+    dry = erase_numbers(dsn, [A], reason="dry", dry_run=True, **where)
+    assert holdings() == before
+    assert dry.found["+86******8000"] == {
+        "telco.nxcloud_number_check": 4,
+        "dq.validation_result.unexpected_sample": 1,
+        "dq.validation_result.row_filter": 1,
+        "data_docs": 1,
+    }
+    report = erase_numbers(dsn, [A], reason="ticket 7", **where)
+    assert report.found == dry.found
+    assert holdings()[:2] == (0, 0) and A not in holdings()[2] and B in holdings()[2]
+    assert erase_numbers(dsn, [A], reason="ticket 7", **where).total == 0
+    actions = wh.execute("SELECT action, count(*) FROM ops.erasure_log GROUP BY 1 ORDER BY 1").fetchall()
+    assert actions == [("deleted", 1), ("found", 4), ("redacted", 3), ("requested", 3)]

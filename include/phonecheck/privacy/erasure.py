@@ -48,6 +48,15 @@ MIN_DIGITS = 6
 #: Tables the generic redaction never touches: the log itself, the key, the migration ledger.
 _SKIP_TABLES = {("ops", "erasure_log"), ("ops", "pseudonym_key"), ("ops", "schema_migration")}
 
+#: Tables whose rows about the number are deleted (the call record only loses one party).
+_DELETING = {
+    "telco.nxcloud_number_check",
+    "telco.accuauth_phone_check",
+    "telco.nxcloud_voice_receipt",
+    "ops.accuauth_submit_claim",
+    "ops.rejected_number",
+}
+
 _SEARCHABLE_TYPES = {"text", "character varying", "jsonb", "json", "bytea", "text[]"}
 
 
@@ -137,8 +146,8 @@ def redact_value(value, pattern: re.Pattern[str], token: str):
 # ------------------------------------------------------------------------------------------------
 # the warehouse
 # ------------------------------------------------------------------------------------------------
-def _delete_rows_about(conn: psycopg.Connection, target: ErasureTarget, dry_run: bool) -> dict[str, int]:
-    """Rows whose subject is the number: deleted (counted on a dry run)."""
+def _delete_rows_about(conn: psycopg.Connection, target: ErasureTarget) -> dict[str, int]:
+    """Rows whose subject is the number: deleted."""
     e164, digits = target.e164, target.digits
     statements = {
         "telco.nxcloud_number_check": ("e164 = %(e164)s OR phone = %(digits)s OR stand_number = %(digits)s"),
@@ -152,12 +161,8 @@ def _delete_rows_about(conn: psycopg.Connection, target: ErasureTarget, dry_run:
     for table, where in statements.items():
         schema, name = table.split(".")
         ident = sql.Identifier(schema, name)
-        if dry_run:
-            query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(ident, sql.SQL(where))
-            n = conn.execute(query, params).fetchone()[0]
-        else:
-            query = sql.SQL("DELETE FROM {} WHERE {}").format(ident, sql.SQL(where))
-            n = conn.execute(query, params).rowcount
+        query = sql.SQL("DELETE FROM {} WHERE {}").format(ident, sql.SQL(where))
+        n = conn.execute(query, params).rowcount
         if n:
             counts[table] = n
     # a call record is about two parties: the erased party's numbers and the recording go
@@ -175,22 +180,16 @@ def _delete_rows_about(conn: psycopg.Connection, target: ErasureTarget, dry_run:
         sql.SQL("regexp_replace(coalesce({}, ''), '\\D', '', 'g') = %(digits)s").format(sql.Identifier(c))
         for c in parties
     )
-    if dry_run:
-        n = conn.execute(
-            sql.SQL("SELECT count(*) FROM telco.nxcloud_call_record WHERE ") + match, params
-        ).fetchone()[0]
-    else:
-        sets = sql.SQL(", ").join(
-            sql.SQL(
-                "{c} = CASE WHEN regexp_replace(coalesce({c}, ''), '\\D', '', 'g') = %(digits)s THEN NULL ELSE {c} END"
-            ).format(c=sql.Identifier(c))
-            for c in parties
-        )
-        n = conn.execute(
-            sql.SQL("UPDATE telco.nxcloud_call_record SET {}, record_file = NULL WHERE ").format(sets)
-            + match,
-            params,
-        ).rowcount
+    sets = sql.SQL(", ").join(
+        sql.SQL(
+            "{c} = CASE WHEN regexp_replace(coalesce({c}, ''), '\\D', '', 'g') = %(digits)s THEN NULL ELSE {c} END"
+        ).format(c=sql.Identifier(c))
+        for c in parties
+    )
+    n = conn.execute(
+        sql.SQL("UPDATE telco.nxcloud_call_record SET {}, record_file = NULL WHERE ").format(sets) + match,
+        params,
+    ).rowcount
     if n:
         counts["telco.nxcloud_call_record"] = n
     return counts
@@ -223,9 +222,7 @@ def _contains(column: str, type_: str) -> sql.Composable:
     return sql.SQL("strpos({}::text, %(needle)s) > 0").format(col)
 
 
-def _redact_everywhere(
-    conn: psycopg.Connection, target: ErasureTarget, token: str, dry_run: bool
-) -> dict[str, int]:
+def _redact_everywhere(conn: psycopg.Connection, target: ErasureTarget, token: str) -> dict[str, int]:
     """Redact the number inside every searchable value of every table (rows keep existing)."""
     pattern = _pattern(target)
     counts: dict[str, int] = {}
@@ -241,8 +238,6 @@ def _redact_everywhere(
             continue
         place = f"{schema}.{parent}.{column}"  # a partition counts for its table
         counts[place] = counts.get(place, 0) + len(rows)
-        if dry_run:
-            continue
         for ctid, value in rows:
             if unique and isinstance(value, str):
                 # a key: two spellings of the number in otherwise equal keys must stay distinct, so
@@ -348,13 +343,15 @@ def erase_numbers(
     safe_reason = mask_numbers_in_text(reason.strip())
     with psycopg.connect(dsn) as conn:
         for target in targets:
-            with conn.transaction():
+            # a dry run does the same work and rolls it back: its counts are exactly what an
+            # erasure would change (rows deleted first are not counted again as redacted)
+            with conn.transaction(force_rollback=dry_run):
                 phone_key = conn.execute("SELECT ops.phone_pseudonym(%s)", (target.e164,)).fetchone()[0]
                 token = _token(phone_key)
-                places = _delete_rows_about(conn, target, dry_run)
-                places.update(_redact_everywhere(conn, target, token, dry_run))
+                places = _delete_rows_about(conn, target)
+                places.update(_redact_everywhere(conn, target, token))
                 entries = [("ops.erasure_log", "requested", 0)] + [
-                    (place, "found" if dry_run else ("deleted" if place.count(".") == 1 else "redacted"), n)
+                    (place, "found" if dry_run else ("deleted" if place in _DELETING else "redacted"), n)
                     for place, n in sorted(places.items())
                 ]
             files = {
