@@ -97,26 +97,24 @@ def without_erasure_log(dump: str) -> list[str]:
 
 def spool_a_voice_receipt(spool_dir: Path, phone_digits: str) -> None:
     """A voice receipt the receiver kept in its spool while the warehouse was down."""
+    from phonecheck.receiver import spool
     from phonecheck.receiver.intake import InboxEvent
-    from phonecheck.receiver.spool import VoiceSpool
 
-    body = f"phone={phone_digits}&messageid=spooled-1&result=Successful+connection".encode()
-    spool = VoiceSpool(spool_dir)
-    spool.append(
-        InboxEvent(
-            endpoint="nxcloud_voice",
-            vendor="nxcloud",
-            dedupe_key=f"spooled-1|{phone_digits}",
-            content_type="application/x-www-form-urlencoded",
-            body=body,
-            query_string=None,
-            payload=None,
-            parse_status="parsed",
-            parse_error=None,
-            received_at=datetime.now(UTC),
-        )
+    event = InboxEvent(
+        endpoint="nxcloud_voice",
+        vendor="nxcloud",
+        dedupe_key=f"spooled-1|{phone_digits}",
+        content_type="application/x-www-form-urlencoded",
+        body=f"phone={phone_digits}&messageid=spooled-1&result=Successful+connection".encode(),
+        query_string=None,
+        payload=None,
+        parse_status="parsed",
+        parse_error=None,
+        received_at=datetime.now(UTC),
     )
-    spool.seal()
+    writer = spool.Spool(spool_dir) if hasattr(spool, "Spool") else spool.VoiceSpool(spool_dir)
+    writer.append(event)
+    writer.seal()
 
 
 @pytest.fixture

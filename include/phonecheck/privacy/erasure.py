@@ -284,22 +284,25 @@ def redact_files(folder: Path, target: ErasureTarget, token: str, dry_run: bool)
 
 
 def _erase_spool(spool_dir: Path, target: ErasureTarget, dry_run: bool) -> int:
-    """The receiver's spool and quarantine: its own records, its own rewrite."""
+    """The receiver's spool and quarantine, rewritten by the receiver's own code (its records are
+    framed and checksummed). A dry run counts the files whose bytes hold the number (bodies are
+    stored encoded there, so this can undercount)."""
     if not spool_dir.is_dir():
         return 0
-    holding = sum(1 for p in spool_dir.rglob("*") if p.is_file() and target.digits.encode() in p.read_bytes())
-    if dry_run or not holding:
-        return holding
+    if dry_run:
+        return sum(
+            1 for p in spool_dir.rglob("*") if p.is_file() and target.digits.encode() in p.read_bytes()
+        )
     from phonecheck.receiver import spool
 
     erase_matching = getattr(spool, "erase_matching", None)
     if erase_matching is None:  # never rewrite the receiver's checksummed records behind its back
         raise RuntimeError(
-            f"{holding} spool file(s) under {spool_dir} hold {target.masked}, and this receiver version "
-            "has no phonecheck.receiver.spool.erase_matching to rewrite them"
+            f"cannot erase {target.masked} from the spool under {spool_dir}: this receiver version "
+            "has no phonecheck.receiver.spool.erase_matching"
         )
-    erase_matching(spool_dir, list(target.needles))
-    return holding
+    # only the full number: a national number alone could be someone else's in another country
+    return erase_matching(spool_dir, [target.digits.encode()])
 
 
 def default_spool_dir() -> Path:
@@ -343,6 +346,9 @@ def erase_numbers(
     safe_reason = mask_numbers_in_text(reason.strip())
     with psycopg.connect(dsn) as conn:
         for target in targets:
+            # the spool first: a record a replay already read could otherwise reach the inbox
+            # after the warehouse was cleaned
+            spooled = _erase_spool(spool_dir, target, dry_run)
             # a dry run does the same work and rolls it back: its counts are exactly what an
             # erasure would change (rows deleted first are not counted again as redacted)
             with conn.transaction(force_rollback=dry_run):
@@ -355,7 +361,7 @@ def erase_numbers(
                     for place, n in sorted(places.items())
                 ]
             files = {
-                "spool": _erase_spool(spool_dir, target, dry_run),
+                "spool": spooled,
                 "data_docs": redact_files(data_docs_dir, target, token, dry_run),
             }
             entries += [(place, "found" if dry_run else "redacted", n) for place, n in files.items() if n]
