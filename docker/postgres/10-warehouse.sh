@@ -4,7 +4,8 @@
 # metadata database) already exists; this adds the warehouse:
 #   * role WAREHOUSE_DB_USER (login, no superuser) owning database WAREHOUSE_DB_NAME: the
 #     receiver, the tasks and the init service's migrations all use it;
-#   * role analyst (no login): the read-only role migration V0400 grants SELECT to; created
+#   * roles analyst (no login; reads the pseudonymised views, statement timeout) and pii_reader
+#     (no login; reads raw numbers), granted by migrations V0400/V0700 (docs/privacy.md); created
 #     here because the warehouse owner has no CREATEROLE.
 # Values reach SQL as psql variables (:'name' quotes a literal, :"name" an identifier), never
 # by string pasting.
@@ -16,6 +17,10 @@ SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'wh_user', :'wh_password')
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'wh_user') \gexec
 SELECT 'CREATE ROLE analyst NOLOGIN'
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'analyst') \gexec
+SELECT 'CREATE ROLE pii_reader NOLOGIN'
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pii_reader') \gexec
+ALTER ROLE analyst SET statement_timeout = '2min';
+ALTER ROLE analyst SET idle_in_transaction_session_timeout = '10min';
 SELECT format('CREATE DATABASE %I OWNER %I', :'wh_db', :'wh_user')
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'wh_db') \gexec
 SQL

@@ -30,11 +30,55 @@ def cmd_demo(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erase(args: argparse.Namespace) -> int:
+    """Erase numbers everywhere (the CLI twin of the DAG phone_data_erasure)."""
+    import getpass
+
+    from phonecheck.privacy.erasure import erase_numbers, parse_numbers
+
+    numbers = list(args.numbers)
+    if args.numbers_file:
+        text = (
+            sys.stdin.read() if args.numbers_file == "-" else open(args.numbers_file, encoding="utf-8").read()
+        )
+        numbers += parse_numbers(text)
+    report = erase_numbers(
+        warehouse.resolve_dsn(),
+        numbers,
+        reason=args.reason,
+        dry_run=args.dry_run,
+        requested_by=f"cli:{getpass.getuser()}",
+    )
+    print(report.describe())
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    """Enforce the retention windows once (the CLI twin of the DAG phone_data_retention)."""
+    from phonecheck.privacy.retention import enforce_retention
+
+    print(enforce_retention(warehouse.resolve_dsn(), dry_run=args.dry_run).describe())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="phonecheck")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply pending warehouse migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("demo", help="run the main job on embedded defaults").set_defaults(func=cmd_demo)
+    erase = sub.add_parser(
+        "erase",
+        help="erase phone numbers everywhere (warehouse, spool, Data Docs), logged by pseudonym",
+        description="Numbers on the command line end up in your shell history: prefer --numbers-file.",
+    )
+    erase.add_argument("numbers", nargs="*", help="numbers to erase (E.164 preferred)")
+    erase.add_argument("--numbers-file", help="a file with one number per line ('-' = stdin)")
+    erase.add_argument("--reason", required=True, help="why (e.g. the request's reference)")
+    erase.add_argument("--dry-run", action="store_true", help="only count what would be erased")
+    erase.set_defaults(func=cmd_erase)
+    retention = sub.add_parser("retention", help="expire data past its retention window now")
+    retention.add_argument("--dry-run", action="store_true", help="only report what would be removed")
+    retention.set_defaults(func=cmd_retention)
     args = parser.parse_args(argv)
     return args.func(args)
 

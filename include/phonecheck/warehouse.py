@@ -31,7 +31,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "sql" / "migrations"
 _MIGRATION_RE = re.compile(r"^V(\d{4})__([a-z0-9_]+)\.sql$")
 _ADVISORY_LOCK_KEY = 7_311_337  # arbitrary, constant: serialises concurrent migrators
-WAREHOUSE_SCHEMAS = ("raw", "ops", "telco", "dq", "mart")
+WAREHOUSE_SCHEMAS = ("raw", "ops", "telco", "dq", "mart", "analyst")
 
 
 def local_dir() -> Path:
@@ -191,9 +191,23 @@ def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
                         (migration.version, migration.name, migration.checksum),
                     )
                 applied_now.append(migration)
+            restrict_database_privileges(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_KEY,))
     return applied_now
+
+
+def restrict_database_privileges(conn: psycopg.Connection) -> None:
+    """Re-apply the database-level privileges of the analyst tier (docs/privacy.md).
+
+    They are kept in the cluster, not in the database, so a database cloned from a migrated
+    template (or restored from a dump) starts with PostgreSQL's defaults again.
+    """
+    exists = conn.execute(
+        "SELECT to_regprocedure('ops.restrict_database_privileges()') IS NOT NULL"
+    ).fetchone()
+    if exists and exists[0]:
+        conn.execute("SELECT ops.restrict_database_privileges()")
 
 
 def list_tables(dsn: str) -> list[tuple[str, str, str]]:

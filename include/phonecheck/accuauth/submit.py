@@ -36,6 +36,7 @@ from phonecheck.accuauth.store import TABLE, TASK_TTL, VENDOR, max_submission_id
 from phonecheck.loader import upsert
 from phonecheck.numbers import Normalised
 from phonecheck.parsers.accuauth import parse_submit_response
+from phonecheck.privacy.masking import mask_number
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,6 @@ def submit_numbers(
             "%d number(s) were claimed by an earlier attempt of this run whose outcome is unknown; "
             "not resent (no double payment): %s",
             len(report.in_doubt),
-            ", ".join(report.in_doubt[:20]),
+            ", ".join(mask_number(n) for n in report.in_doubt[:20]),
         )
     return report

@@ -23,6 +23,7 @@ import psycopg
 from phonecheck import loader
 from phonecheck.parsers import PayloadError
 from phonecheck.parsers.nxcloud import parse_number_check_push, parse_query_row
+from phonecheck.privacy.masking import mask_numbers_in_text
 
 log = logging.getLogger(__name__)
 TABLE = "telco.nxcloud_number_check"
@@ -131,7 +132,7 @@ def push_rows_from_inbox(
             row = parse_number_check_push(payload)
         except PayloadError as exc:
             unreadable += 1
-            log.warning("inbox event %s not loadable: %s", event_id, exc)
+            log.warning("inbox event %s not loadable: %s", event_id, mask_numbers_in_text(str(exc)))
             continue
         row["raw_event_id"] = event_id
         row["pushed_at"] = received_at
@@ -166,7 +167,7 @@ def query_rows(
             row = parse_query_row(item)
         except PayloadError as exc:
             unreadable += 1
-            log.warning("query row not loadable: %s", exc)
+            log.warning("query row not loadable: %s", mask_numbers_in_text(str(exc)))
             continue
         row["queried_at"] = queried_at
         submission_id, level = submissions.get(row["batch_no"], (None, None))

@@ -18,6 +18,7 @@ drift. ``--dsn URI`` reads an existing, migrated database instead.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -87,6 +88,18 @@ def read_catalogue(conn: psycopg.Connection) -> tuple[dict[str, str | None], lis
     ]
 
 
+#: A classification tag at the start of a column comment (docs/privacy.md).
+CLASSIFICATION_TAG = re.compile(r"^\[(pii|not pii|pseudonym|secret)\] ")
+
+
+def classification(comment: str | None) -> tuple[str | None, str | None]:
+    """(tag, the comment without it): ``'[pii] phone.'`` -> ``('pii', 'phone.')``."""
+    match = CLASSIFICATION_TAG.match(comment or "")
+    if not match:
+        return None, comment
+    return match.group(1), comment[match.end() :]
+
+
 def _cell(text: str | None) -> str:
     return (text or "").replace("|", "\\|").replace("\n", " ")
 
@@ -112,8 +125,10 @@ def render(conn: psycopg.Connection) -> str:
         "",
         "Every schema, table, view and column of the warehouse, with its description, the allowed",
         "values of every vendor enum column, and the data-quality checks each column gets",
-        "(`dq.validation_result` holds their results). Analysts can read `telco`, `mart` and `dq`",
-        "(role `analyst`).",
+        "(`dq.validation_result` holds their results). The *class* column is the column's",
+        "classification tag: `pii` holds or can reveal a phone number, a recording or a raw payload;",
+        "`pseudonym` is a keyed pseudonym; `not pii` a number-like name that is not personal",
+        "(docs/privacy.md). Analysts (role `analyst`) read only schema `analyst`; `pii_reader` reads all.",
         "",
         "## Schemas",
         "",
@@ -136,15 +151,20 @@ def render(conn: psycopg.Connection) -> str:
             ]
             if suite:
                 out += ["", f"Grain: one row per ({', '.join(suite.key)}). Quality suite: `{suite.name}`."]
-            out += ["", "| column | type | null | description | checks |", "|---|---|---|---|---|"]
+            out += [
+                "",
+                "| column | type | null | description | checks | class |",
+                "|---|---|---|---|---|---|",
+            ]
             for column in relation.columns:
                 checks = ""
                 if suite:
                     labels = (check_label(c, column.name) for c in suite.checks_for(column.name))
                     checks = "; ".join(dict.fromkeys(labels))
+                tag, description = classification(column.comment)
                 out.append(
                     f"| `{column.name}` | {column.type} | {'yes' if column.nullable else 'no'} | "
-                    f"{_cell(column.comment)} | {_cell(checks)} |"
+                    f"{_cell(description)} | {_cell(checks)} | {tag or ''} |"
                 )
             enum_columns = [c for c in relation.columns if (relation.qualified, c.name) in code_sets]
             for column in enum_columns:

@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 
 from phonecheck import loader
 from phonecheck.parsers import accuauth, nxcloud
+from phonecheck.privacy.masking import mask_numbers_in_text
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def process_batch(conn: psycopg.Connection, limit: int = DEFAULT_BATCH_SIZE) -> 
             "UPDATE raw.webhook_event SET processed_at = now(), process_error = %s WHERE event_id = %s",
             (error, event_id),
         )
-        log.warning("inbox event %d not mapped: %s", event_id, error)
+        log.warning("inbox event %d not mapped: %s", event_id, mask_numbers_in_text(str(error)))
     counts.failed = len(errors)
     return counts
 

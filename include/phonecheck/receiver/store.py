@@ -20,32 +20,21 @@ from phonecheck.receiver.intake import InboxEvent
 
 log = logging.getLogger(__name__)
 
-# A duplicate counts one more delivery and keeps the first body: retries are identical, and
-# the first delivery is what was processed.
+# raw.webhook_event is partitioned by day (docs/privacy.md), so its dedupe key lives in
+# raw.webhook_event_key and raw.store_webhook_event(s) do what INSERT ... ON CONFLICT did: a
+# duplicate counts one more delivery and keeps the first body (retries are identical, and the
+# first delivery is what was processed).
 INSERT_EVENT_SQL = """
-INSERT INTO raw.webhook_event AS e
-    (endpoint, vendor, dedupe_key, content_type, body, query_string, payload,
-     parse_status, parse_error, received_at, last_received_at, via_spool)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $10, $11)
-ON CONFLICT (endpoint, dedupe_key) DO UPDATE
-    SET delivery_count = e.delivery_count + 1,
-        last_received_at = GREATEST(e.last_received_at, EXCLUDED.last_received_at)
-RETURNING event_id, (xmax = 0) AS inserted
+SELECT event_id, inserted
+FROM raw.store_webhook_event($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11)
 """
 
-# Spool replay: the delivery was answered but not yet counted, so a conflict counts it, unless
+# Spool replay: the delivery was answered but not yet counted, so a stored key counts it, unless
 # the row already carries this very delivery's receive time (the write that timed out had
-# committed after all): then nothing changes. ``ops.receiver_spool_record`` makes each spooled
-# record count once, however often its file is replayed.
+# committed after all): then nothing changes (p_replay). ``ops.receiver_spool_record`` makes each
+# spooled record count once, however often its file is replayed.
 REPLAY_EVENT_SQL = """
-INSERT INTO raw.webhook_event AS e
-    (endpoint, vendor, dedupe_key, content_type, body, query_string, payload,
-     parse_status, parse_error, received_at, last_received_at, via_spool)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $10, $11)
-ON CONFLICT (endpoint, dedupe_key) DO UPDATE
-    SET delivery_count = e.delivery_count + 1,
-        last_received_at = GREATEST(e.last_received_at, EXCLUDED.last_received_at)
-    WHERE e.received_at <> EXCLUDED.received_at AND e.last_received_at <> EXCLUDED.received_at
+SELECT 1 FROM raw.store_webhook_event($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, 1, NULL, true)
 """
 
 CLAIM_RECORD_SQL = """
@@ -60,25 +49,9 @@ REPLAY_CHUNK = 200  # records per replay transaction (one savepoint each)
 # (one WAL flush instead of one per request). A key repeated inside the batch is inserted once
 # with its delivery count; each waiting request is answered after that commit.
 BATCH_INSERT_SQL = """
-INSERT INTO raw.webhook_event AS e
-    (endpoint, vendor, dedupe_key, content_type, body, query_string, payload,
-     parse_status, parse_error, received_at, last_received_at, via_spool, delivery_count)
-SELECT endpoint, vendor, dedupe_key, content_type, body, query_string, payload::jsonb,
-       parse_status, parse_error, received_at, last_received_at, false, n
-FROM (
-    SELECT DISTINCT ON (u.endpoint, u.dedupe_key) u.*,
-           count(*) OVER w AS n, max(u.received_at) OVER w AS last_received_at
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[],
-                $8::text[], $9::text[], $10::timestamptz[]) WITH ORDINALITY
-         AS u(endpoint, vendor, dedupe_key, content_type, body, query_string, payload,
-              parse_status, parse_error, received_at, ord)
-    WINDOW w AS (PARTITION BY u.endpoint, u.dedupe_key)
-    ORDER BY u.endpoint, u.dedupe_key, u.ord
-) AS batch
-ON CONFLICT (endpoint, dedupe_key) DO UPDATE
-    SET delivery_count = e.delivery_count + EXCLUDED.delivery_count,
-        last_received_at = GREATEST(e.last_received_at, EXCLUDED.last_received_at)
-RETURNING endpoint, dedupe_key, event_id, (xmax = 0) AS inserted
+SELECT endpoint, dedupe_key, event_id, inserted
+FROM raw.store_webhook_events($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[],
+                              $7::text[], $8::text[], $9::text[], $10::timestamptz[])
 """
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from phonecheck.privacy.masking import mask_number
+
 log = logging.getLogger(__name__)
 
 NUMBER_CHECK_TABLE = "telco.nxcloud_number_check"
@@ -258,9 +260,11 @@ def reconcile(
         never_pushed = pushes_missing(conn, queried_pairs)
         still_missing = missing_results(conn, batch_nos)
     for batch_no, phone in never_pushed[:20]:
-        log.warning("no push ever arrived for %s / %s (result taken from the query API)", batch_no, phone)
+        log.warning(
+            "no push ever arrived for %s / %s (result taken from the query API)", batch_no, mask_number(phone)
+        )
     for batch_no, phone in still_missing[:20]:
-        log.warning("no result at all yet for %s / %s", batch_no, phone)
+        log.warning("no result at all yet for %s / %s", batch_no, mask_number(phone))
     log.info(
         "SUMMARY reconcile: %d batch(es), %d query row(s) on %d page(s) in %d query call(s); %d push(es) never "
         "arrived; %d number(s) still without any result",
