@@ -27,7 +27,10 @@ def test_mask_number_keeps_at_most_six_digits(value, masked):
 
 def test_mask_numbers_in_text_masks_every_number_like_run_and_nothing_short():
     text = "rejected '+52 55 1234 5678' (too long) and 8613800138000; batch 42 of 3, code 114"
-    assert mask_numbers_in_text(text) == "rejected '+52******5678' (too long) and 86******8000; batch 42 of 3, code 114"
+    assert (
+        mask_numbers_in_text(text)
+        == "rejected '+52******5678' (too long) and 86******8000; batch 42 of 3, code 114"
+    )
 
 
 def test_erasure_target_accepts_any_spelling_and_knows_the_national_digits():
