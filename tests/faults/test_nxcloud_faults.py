@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
@@ -134,12 +134,12 @@ def test_a_clock_50_s_off_is_still_inside_the_signing_window(vendor_connections,
 
     sandbox = vendor_connections
     sandbox.control.clock(offset_s=skew_s)  # the vendor's clock runs skew_s ahead of ours
-    hook = NxCloudHook(max_attempts=1)  # no retry may hide a refusal
+    hook = NxCloudHook(max_attempts=1).get_client()  # no retry may hide a refusal
     phones = mx(20, start=70_000)
     answer = hook.submit_numbers(phones, batch_no=f"skew{skew_s:+d}", check_level=1)
     assert answer["code"] == 0
-    page = hook.query_page(date=sandbox_date(sandbox), batch_no=f"skew{skew_s:+d}")
-    assert sorted(r["phone"] for r in page["result"]) == sorted(phones)
+    page = hook.query_page(date=date.fromisoformat(sandbox_date(sandbox)), batch_no=f"skew{skew_s:+d}")
+    assert sorted(r["phone"] for r in page.rows) == sorted(phones)
 
     calls = sandbox.control.calls()
     assert [c["event"] for c in calls] == ["nxcloud.check", "nxcloud.query"]
@@ -157,7 +157,7 @@ def test_a_clock_61_s_off_is_refused_with_1004_and_a_clear_auth_error(vendor_con
     sandbox = vendor_connections
     sandbox.control.clock(offset_s=skew_s)
     with pytest.raises(NxCloudAuthError) as raised:
-        NxCloudHook().submit_numbers(mx(3, start=71_000), batch_no="skew-refused", check_level=1)
+        NxCloudHook().get_client().submit_numbers(mx(3, start=71_000), batch_no="skew-refused", check_level=1)
     message = str(raised.value)
     assert "code 1004" in message and "ts outside the ±60 s window" in message
     assert "clock is more than 60 s off" in message and "NTP" in message

@@ -252,7 +252,7 @@ def test_a_retry_after_a_lost_answer_finds_the_batch_and_does_not_pay_twice(nx_e
     from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
     sandbox, dsn = nx_env
-    hook = NxCloudHook()
+    hook = NxCloudHook().get_client()
     chunk = Chunk("crash-test-MX-0000", "MX", 1, 0, tuple(mx(5, start=8000)))
     with psycopg.connect(dsn) as conn:
         conn.execute(
@@ -279,7 +279,7 @@ def test_a_wrong_secret_fails_clearly_and_leaks_nothing(nx_env, monkeypatch, cap
     conn["password"] = secret
     monkeypatch.setenv("AIRFLOW_CONN_NXCLOUD_WRONG", json.dumps(conn))
     with caplog.at_level("DEBUG"), pytest.raises(NxCloudAuthError) as raised:
-        NxCloudHook("nxcloud_wrong").submit_numbers(["525512000001"], batch_no="leak-1", check_level=1)
+        NxCloudHook("nxcloud_wrong").get_client().submit_numbers(["525512000001"], batch_no="leak-1", check_level=1)
     text = str(raised.value)
     assert "code 1003 (signature mismatch)" in text
     sent_sign = sandbox.control.calls(event="nxcloud.check")[0]["headers"]["sign"]
@@ -288,10 +288,11 @@ def test_a_wrong_secret_fails_clearly_and_leaks_nothing(nx_env, monkeypatch, cap
 
 
 def test_a_10000_number_batch_takes_the_minimum_100_query_calls(nx_env, capsys):
-    from phonecheck_airflow.hooks.nxcloud import NxCloudHook, QueryStats
+    from phonecheck.nxcloud.client import QueryStats
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
     sandbox, _ = nx_env
-    hook = NxCloudHook()
+    hook = NxCloudHook().get_client()
     phones = mx(10_000, start=100_000)
     for i in range(2):
         hook.submit_numbers(phones[i * 5000 : (i + 1) * 5000], batch_no=f"big-{i}", check_level=1)
@@ -311,13 +312,14 @@ def test_a_10000_number_batch_takes_the_minimum_100_query_calls(nx_env, capsys):
 def test_concurrent_paging_respects_the_vendor_query_interval(nx_env, monkeypatch):
     """The sandbox refuses queries closer than 0.2 s (code 88 "too frequent"); 4 threads share
     the hook's 0.25 s spacing, so every page still arrives exactly once."""
-    from phonecheck_airflow.hooks.nxcloud import NxCloudHook, QueryStats
+    from phonecheck.nxcloud.client import QueryStats
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
     sandbox, _ = nx_env
     conn = json.loads(sandbox.nxcloud_connection_json())
     conn["extra"]["query_min_interval_s"] = 0.25
     monkeypatch.setenv("AIRFLOW_CONN_NXCLOUD_SPACED", json.dumps(conn))
-    hook = NxCloudHook("nxcloud_spaced", query_concurrency=4)
+    hook = NxCloudHook("nxcloud_spaced", query_concurrency=4).get_client()
     phones = mx(1000, start=300_000)
     hook.submit_numbers(phones, batch_no="spaced", check_level=1)
     sandbox.control.settings(query_min_interval_s=0.2)
@@ -343,7 +345,7 @@ def submit_on_past_day(sandbox, dsn: str, receiver_dr_url: str, days_ago: int, p
     sandbox.control.clock(offset_s=-days_ago * 86400)
     chunk = Chunk(f"daily-{days_ago}d-MX-0000", "MX", 5, 0, tuple(phones))
     with psycopg.connect(dsn) as conn:
-        submit_chunk(conn, NxCloudHook(), chunk, dr_url=receiver_dr_url, dag_id="test", run_id=f"d{days_ago}")
+        submit_chunk(conn, NxCloudHook().get_client(), chunk, dr_url=receiver_dr_url, dag_id="test", run_id=f"d{days_ago}")
         conn.execute(
             "UPDATE ops.number_check_submission SET submitted_at = submitted_at - make_interval(days => %s) "
             "WHERE batch_no = %s",
