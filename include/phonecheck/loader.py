@@ -114,7 +114,9 @@ TABLES: dict[str, TableSpec] = {
             "telco.nxcloud_number_check",
             ("batch_no", "phone"),
             _NUMBER_CHECK_COLUMNS,
-            guarded={c: _number_check_rule(c) for c in _NUMBER_CHECK_COLUMNS if c not in ("batch_no", "phone")},
+            guarded={
+                c: _number_check_rule(c) for c in _NUMBER_CHECK_COLUMNS if c not in ("batch_no", "phone")
+            },
         ),
         TableSpec(
             "telco.accuauth_phone_check",

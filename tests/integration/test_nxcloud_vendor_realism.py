@@ -50,7 +50,9 @@ def context(run_id: str = "realism") -> dict:
 @pytest.fixture
 def nx(nxcloud_wired, vendor_profile):
     sandbox, live_receiver = nxcloud_wired
-    return SimpleNamespace(sandbox=sandbox, dsn=live_receiver.dsn, receiver=live_receiver, profile=vendor_profile)
+    return SimpleNamespace(
+        sandbox=sandbox, dsn=live_receiver.dsn, receiver=live_receiver, profile=vendor_profile
+    )
 
 
 def dr_url_of(receiver) -> str:
@@ -86,7 +88,9 @@ def test_a_lost_submit_answer_costs_exactly_one_charge_per_number(nx, how, with_
     assert outcome.status == ("recovered" if nx.profile == "strict" else "submitted")
     assert again.status == "already_submitted"
     [(status, in_doubt_since)] = rows(
-        nx.dsn, "SELECT status, in_doubt_since FROM ops.number_check_submission WHERE batch_no = %s", chunk.batch_no
+        nx.dsn,
+        "SELECT status, in_doubt_since FROM ops.number_check_submission WHERE batch_no = %s",
+        chunk.batch_no,
     )
     assert status == "submitted" and in_doubt_since is not None
 
@@ -224,11 +228,21 @@ def test_a_chinese_rate_limit_refusal_never_fails_the_run(nx, run_dag):
     numbers = mx(250, start=16_000)
     run = run_dag(
         "nxcloud_number_check",
-        conf={"numbers": "\n".join("+" + n for n in numbers), "check_level": "basic", "budget": 100,
-              "batch_label": "zh", "wait_poll_seconds": 0.3, "wait_timeout_minutes": 0.02},  # fmt: skip
+        conf={
+            "numbers": "\n".join("+" + n for n in numbers),
+            "check_level": "basic",
+            "budget": 100,
+            "batch_label": "zh",
+            "wait_poll_seconds": 0.3,
+            "wait_timeout_minutes": 0.02,
+        },  # fmt: skip
     )
     assert str(getattr(run.state, "value", run.state)) == "success"
-    texts = [c["answer"]["msg"] for c in nx.sandbox.control.calls(event="nxcloud.query") if c["answer"]["code"] == 88]
+    texts = [
+        c["answer"]["msg"]
+        for c in nx.sandbox.control.calls(event="nxcloud.query")
+        if c["answer"]["code"] == 88
+    ]
     assert texts, "the sandbox never refused: the test proves nothing"
     assert all(("频繁" in t) == (nx.profile == "strict") for t in texts)
     assert rows(nx.dsn, "SELECT count(*) FROM telco.nxcloud_number_check")[0][0] == 250

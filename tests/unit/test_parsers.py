@@ -139,7 +139,10 @@ def test_a_documented_query_check_level_is_the_check_level(level):
 
 def test_empty_strings_are_unknown_in_typed_push_columns():
     push = {**seed.NUMBER_CHECK_PUSH_BASIC, "msg": ""}
-    push["data"] = {"basic": {**push["data"]["basic"], "carrier": " "}, "live": {"validity": "", "reachable": "yes"}}
+    push["data"] = {
+        "basic": {**push["data"]["basic"], "carrier": " "},
+        "live": {"validity": "", "reachable": "yes"},
+    }
     row = nx.parse_number_check_push(push)
     assert (row["msg"], row["carrier"], row["validity"], row["reachable"]) == (None, None, None, "YES")
 

@@ -126,7 +126,9 @@ class QueryPage:
         return f"{self.batch_no}|{self.date.isoformat()}|page {self.page}"
 
 
-def candidate_dates(submitted_at: datetime, query_timezone: str, *, now: datetime | None = None) -> list[date]:
+def candidate_dates(
+    submitted_at: datetime, query_timezone: str, *, now: datetime | None = None
+) -> list[date]:
     """Vendor dates a batch submitted at ``submitted_at`` may be listed under, most likely first.
 
     The configured timezone's dates come first (submission day up to its today), then the
@@ -277,7 +279,9 @@ class NxCloudClient:
             err.retry_after = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None
             raise err
         if status >= 500:
-            err = NxCloudServerError(action, f"NXCLOUD {action}: HTTP {status}", code=code, http_status=status)
+            err = NxCloudServerError(
+                action, f"NXCLOUD {action}: HTTP {status}", code=code, http_status=status
+            )
             err.ambiguous = True
             raise err
         if not isinstance(answer, dict) or not isinstance(code, int) or isinstance(code, bool):
@@ -289,7 +293,9 @@ class NxCloudClient:
         if code != 0:
             raise error_for_code(action, code, msg if isinstance(msg, str) else None, http_status=status)
         if status >= 400:
-            raise NxCloudUnknownError(action, f"NXCLOUD {action}: HTTP {status} with code 0", http_status=status)
+            raise NxCloudUnknownError(
+                action, f"NXCLOUD {action}: HTTP {status} with code 0", http_status=status
+            )
         return VendorAnswer(status, response.headers.get("Content-Type"), content, answer)
 
     def _wait_seconds(self, attempt: int, exc: BaseException | None) -> float:
@@ -489,4 +495,3 @@ class NxCloudClient:
     def batch_known_to_vendor(self, batch_no: str, since: datetime) -> bool:
         """Whether the query API lists any result of ``batch_no`` (any candidate date since ``since``)."""
         return bool(self.batch_dates_listed(batch_no, since))
-

@@ -101,9 +101,11 @@ class WarehouseIntervalLimiter:
         if self.min_interval_s == 0:
             return 0.0
         with self._lock:  # one statement at a time on this process's connection
-            row = self._connection().execute(
-                self._RESERVE, {"key": self.key_hash, "interval": self.min_interval_s}
-            ).fetchone()
+            row = (
+                self._connection()
+                .execute(self._RESERVE, {"key": self.key_hash, "interval": self.min_interval_s})
+                .fetchone()
+            )
             delay = float(row[0]) if row else 0.0
             self.waited_s += delay
         if delay > 0:

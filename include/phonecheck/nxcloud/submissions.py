@@ -271,7 +271,9 @@ def submit_chunk(
                 chunk.batch_no, exc, client.settings.in_doubt_after_s,
             )  # fmt: skip
             row = get_submission(conn, chunk.batch_no)
-            if (how := settle_in_doubt(conn, client, chunk.batch_no, since=row["in_doubt_since"])) is not None:
+            if (
+                how := settle_in_doubt(conn, client, chunk.batch_no, since=row["in_doubt_since"])
+            ) is not None:
                 return _recovered(conn, chunk, submission_id, chunk.size, how)
             if round_no == MAX_SUBMIT_ROUNDS:
                 raise
@@ -299,7 +301,11 @@ def submit_chunk(
 def _recovered(
     conn: psycopg.Connection, chunk: Chunk, submission_id: int, phone_count: int, how: str
 ) -> SubmitOutcome:
-    log.info("batch %s: an earlier send reached NXCLOUD (seen in its %s); not sending it again", chunk.batch_no, how)
+    log.info(
+        "batch %s: an earlier send reached NXCLOUD (seen in its %s); not sending it again",
+        chunk.batch_no,
+        how,
+    )
     evidence = "result push in the inbox" if how == "push" else "batchNo listed by the query API"
     _set_status(conn, chunk.batch_no, "submitted", response={"recovered": evidence})
     return SubmitOutcome(chunk.batch_no, submission_id, chunk.region_code, "recovered", phone_count, 0)

@@ -338,7 +338,9 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         if isinstance(page, bool) or not isinstance(page, int) or page < 1:
             return refusal_88("page is required: an integer from 1", "参数page不能为空，从1开始")
         if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 100:
-            return refusal_88("pageSize is required: an integer from 1 to 100", "参数pageSize不能为空，取值1到100")
+            return refusal_88(
+                "pageSize is required: an integer from 1 to 100", "参数pageSize不能为空，取值1到100"
+            )
         date = payload.get("date")
         try:
             if not isinstance(date, str) or not _DATE_RE.match(date):
@@ -355,7 +357,9 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         batch_no = payload.get("batchNo") or None
         message_id = payload.get("messageId") or payload.get("requestId") or None
         if batch_no is None and message_id is None:
-            return refusal_88("batchNo and messageId cannot be empty at the same time", "batchNo和messageId不能同时为空")
+            return refusal_88(
+                "batchNo and messageId cannot be empty at the same time", "batchNo和messageId不能同时为空"
+            )
         appkey = payload.get("appkey")
         if appkey not in (None, "") and (problem := appkey_problem(appkey)) is not None:
             return problem

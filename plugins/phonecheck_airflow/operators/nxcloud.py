@@ -374,6 +374,7 @@ def plan_day(
         check_query_window,
         vendor_date_for,
     )
+
     client = _client(nxcloud_conn_id, warehouse_conn_id)
     tz = client.query_timezone
     if params.get("vendor_date"):
