@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from phonecheck.nxcloud.client import NxCloudClient
 from phonecheck.nxcloud.errors import (
     NxCloudAuthError,
     NxCloudBadRequestError,
@@ -18,7 +19,6 @@ from phonecheck.nxcloud.errors import (
     error_for_code,
 )
 from phonecheck.signing import canonical_json, string_to_sign
-from phonecheck.nxcloud.client import NxCloudClient
 from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
 # api-facts.md §1.3, "own vectors": accessKey testAccessKey01, action numbercheck, bizType 1.
