@@ -93,11 +93,12 @@ _ACCUAUTH_STATUS_RULE = (
 # else keeps the known value unless the incoming one is non-NULL. price and currency are one pair.
 _QUERY_ON_PUSHED = "(EXCLUDED.pushed_at IS NULL AND t.pushed_at IS NOT NULL)"
 _PRICE_FROM_EXISTING = f"(({_QUERY_ON_PUSHED} AND t.price IS NOT NULL) OR EXCLUDED.price IS NULL)"
-_QUERY_OWNED = ("queried_at", "vendor_check_level", "vendor_answer_id")  # the latest query page wins
+# the latest answer wins: which source spoke last, and what the latest query page said
+_LATEST_WINS = ("source", "queried_at", "vendor_check_level", "vendor_answer_id")
 
 
 def _number_check_rule(column: str) -> str:
-    if column in _QUERY_OWNED:
+    if column in _LATEST_WINS:
         return f"COALESCE(EXCLUDED.{column}, t.{column})"
     if column in ("price", "currency"):
         return f"CASE WHEN {_PRICE_FROM_EXISTING} THEN t.{column} ELSE EXCLUDED.{column} END"

@@ -112,8 +112,8 @@ def test_bad_number_check_push_says_why(payload, message):
 def test_query_rows_map_every_field():
     rows = [nx.parse_query_row(r) for r in seed.NUMBER_CHECK_QUERY_RESPONSE["data"]["result"]]
     first = rows[0]
-    # undocumented level 2: kept in vendor_check_level, never as our check_level
-    assert (first["check_level"], first["vendor_check_level"]) == (None, 2)
+    # undocumented level 2: kept as received (the loader of our batches puts our level in check_level)
+    assert (first["check_level"], first["vendor_check_level"]) == (2, 2)
     assert (first["validity"], first["reachable"], first["roaming"]) == (None, None, None)  # "" = unknown
     assert (first["price"], first["currency"], first["carrier"], first["region_code"]) == (
         0,

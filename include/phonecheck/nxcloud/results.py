@@ -25,7 +25,7 @@ import psycopg
 
 from phonecheck import loader
 from phonecheck.parsers import PayloadError
-from phonecheck.parsers.nxcloud import parse_number_check_push, parse_query_row
+from phonecheck.parsers.nxcloud import DOCUMENTED_CHECK_LEVELS, parse_number_check_push, parse_query_row
 
 log = logging.getLogger(__name__)
 TABLE = "telco.nxcloud_number_check"
@@ -174,8 +174,8 @@ def query_rows(
         row["queried_at"] = queried_at
         submission_id, level = submissions.get(row["batch_no"], (None, None))
         row["submission_id"] = submission_id
-        if row.get("check_level") is None:
-            row["check_level"] = level
+        if row.get("check_level") not in DOCUMENTED_CHECK_LEVELS and level is not None:
+            row["check_level"] = level  # undocumented or absent: the level we submitted
         rows.append(row)
     return rows, unreadable
 

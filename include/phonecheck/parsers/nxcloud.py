@@ -101,15 +101,16 @@ def parse_number_check_push(payload: Mapping[str, Any]) -> dict[str, Any]:
 def parse_query_row(item: Mapping[str, Any]) -> dict[str, Any]:
     """One ``data.result[]`` row of the query API (flat, with ``checkLevel``).
 
-    ``vendor_check_level`` keeps the vendor's ``checkLevel`` as received; ``check_level`` takes it
-    only when it is a documented level (1, 4, 5), else stays NULL so the level we submitted is
-    used (the vendor's own example rows say ``2``, which no document defines).
+    ``vendor_check_level`` keeps the vendor's ``checkLevel`` as received. ``check_level`` starts
+    out the same; the loader of our batches replaces a value outside
+    :data:`DOCUMENTED_CHECK_LEVELS` by the level we submitted (the vendor's own example rows say
+    ``2``, which no document defines).
     """
     row = _number_check_common(item)
     vendor_level = opt_int(item.get("checkLevel"), "checkLevel")
     row.update(
         message_id=opt_text(item.get("messageId", item.get("requestId"))),
-        check_level=vendor_level if vendor_level in DOCUMENTED_CHECK_LEVELS else None,
+        check_level=vendor_level,
         vendor_check_level=vendor_level,
         code=None,  # query rows carry no receipt code
         msg=None,

@@ -12,10 +12,10 @@ COMMENT ON TABLE telco.nxcloud_number_check IS
     '(2) a query row only fills columns a push left empty: once a push arrived, a query row never changes a pushed value; '
     '(3) an empty string from the vendor means unknown and is stored as NULL in the typed columns (the original stays in raw.webhook_event / raw.vendor_answer); NULL never erases a value; '
     '(4) price and currency always come together from the same source (the push when it carried a price); '
-    '(5) check_level is the level we submitted unless the vendor reports one of the documented levels 1, 4, 5; what the vendor reported is kept in vendor_check_level. '
+    '(5) check_level is the level we submitted unless the vendor reports one of the documented levels 1, 4, 5 (for batches we did not submit: what the vendor reported); what the vendor reported is always kept in vendor_check_level. '
     'See docs/vendors/nxcloud.md.';
 COMMENT ON COLUMN telco.nxcloud_number_check.check_level IS
-    'Check level: 1 basic, 4 call, 5 HLR. The level we submitted; a level the vendor reports replaces it only when it is one of these documented values (vendor_check_level keeps what the vendor said).';
+    'Check level: 1 basic, 4 call, 5 HLR. The level we submitted; a level the vendor reports replaces it only when it is one of these documented values (vendor_check_level keeps what the vendor said). For batches we did not submit, what the vendor reported (its example rows show an undocumented 2).';
 COMMENT ON COLUMN telco.nxcloud_number_check.vendor_check_level IS
     'checkLevel exactly as the query API reported it, documented or not (its own example rows show 2); NULL for pushes, which carry none.';
 COMMENT ON COLUMN telco.nxcloud_number_check.vendor_answer_id IS
