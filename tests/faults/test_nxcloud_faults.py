@@ -14,8 +14,7 @@ from datetime import UTC, date, datetime
 import psycopg
 import pytest
 
-from phonecheck.parsers.nxcloud import parse_number_check_push, parse_query_row
-from phonecheck.sandbox import outcomes
+from tests import nxcloud_expected
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -41,18 +40,7 @@ def task_states(run) -> dict[str, str]:
 
 
 def predicted_row(phone: str, level: int, batch_no: str, profile: str = "default") -> dict:
-    """The merged row the pipeline must hold: the push's values, holes filled by the query row
-    (under the strict profile in the shape of the vendor's example rows)."""
-    item = outcomes.nxcloud_query_row(phone, level, batch_no=batch_no)
-    if profile == "strict":
-        item.update(checkLevel=2, validity="", reachable="", roaming="", price=0)
-    query = parse_query_row(item)
-    push = parse_number_check_push(outcomes.nxcloud_result(phone, level, batch_no=batch_no))
-    merged = {k: (push[k] if push.get(k) is not None else query.get(k)) for k in COMPARED}
-    if push.get("price") is None:  # price and currency come from one answer
-        merged["currency"] = query.get("currency")
-    merged["check_level"] = level
-    return merged
+    return nxcloud_expected.predicted_row(phone, level, batch_no, COMPARED, profile)
 
 
 def vendor_accepted(call: dict) -> bool:

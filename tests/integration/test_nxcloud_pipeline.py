@@ -17,8 +17,9 @@ import pytest
 
 from phonecheck.nxcloud.planning import Chunk
 from phonecheck.nxcloud.submissions import submit_chunk
-from phonecheck.parsers.nxcloud import parse_number_check_push, parse_query_row
+from phonecheck.parsers.nxcloud import parse_number_check_push
 from phonecheck.sandbox import outcomes
+from tests import nxcloud_expected
 
 pytestmark = pytest.mark.integration
 
@@ -69,17 +70,7 @@ def submitted_phones(sandbox) -> list[str]:
 
 
 def predicted_row(phone: str, level: int, batch_no: str, profile: str = "default") -> dict:
-    """The merged row the pipeline must hold: the push's values, holes filled by the query row
-    (under the strict profile in the shape of the vendor's example rows)."""
-    item = outcomes.nxcloud_query_row(phone, level, batch_no=batch_no)
-    if profile == "strict":
-        item.update(checkLevel=2, validity="", reachable="", roaming="", price=0)
-    query = parse_query_row(item)
-    push = parse_number_check_push(outcomes.nxcloud_result(phone, level, batch_no=batch_no))
-    merged = {k: (push[k] if push.get(k) is not None else query.get(k)) for k in COMPARED}
-    if push.get("price") is None:  # price and currency come from one answer
-        merged["currency"] = query.get("currency")
-    merged["check_level"] = level
+    merged = nxcloud_expected.predicted_row(phone, level, batch_no, COMPARED, profile)
     merged["message_id"] = None  # depends on the vendor's request id: compared separately
     return merged
 
