@@ -459,3 +459,19 @@ def test_a_day_15_days_back_fails_fast_with_the_14_day_message(nx_env, run_dag, 
     assert f"vendor date {day} is 15 days old: the NXCLOUD query API only keeps the last 14 days" in text
     assert "we hold 0 submission(s) from that day" in text
     assert sandbox.control.calls(event="nxcloud.query") == []  # failed fast: no vendor call
+
+
+def test_the_connection_test_button_signs_one_free_query(nx_env, monkeypatch):
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
+
+    sandbox, _ = nx_env
+    assert NxCloudHook().test_connection() == (True, "credentials and signature accepted")
+    conn = json.loads(sandbox.nxcloud_connection_json())
+    conn["password"] = "not-the-secret"
+    monkeypatch.setenv("AIRFLOW_CONN_NXCLOUD_BAD", json.dumps(conn))
+    ok, message = NxCloudHook("nxcloud_bad").test_connection()
+    assert not ok and "code 1003" in message and "not-the-secret" not in message
+    assert [c["event"] for c in sandbox.control.calls()] == [
+        "nxcloud.query",
+        "nxcloud.query",
+    ]  # never a submit
