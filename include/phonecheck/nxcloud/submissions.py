@@ -7,7 +7,8 @@ The row is written BEFORE the call, with status ``pending`` and the deterministi
 * the vendor refused (auth, bad request, balance) → ``failed`` with the code and text; a later
   retry calls again (nothing was charged);
 * nothing reached the vendor (connection refused, HTTP 429, a rate-limit code) → stays
-  ``pending``; the client retried those itself;
+  ``pending`` with ``response.not_sent``; the client retried those itself, and a task retry
+  sends at once;
 * the answer was lost after the request was sent (5xx, read timeout, connection closed mid-way)
   → ``in_doubt`` (``in_doubt_since``): the vendor may well have charged. The batch is settled by
   evidence: a result push for that ``batchNo`` in the inbox, a typed row, or the query API
@@ -247,7 +248,8 @@ def submit_chunk(
         )
     else:
         submission_id = existing["submission_id"]
-        if existing["status"] in ("pending", "in_doubt"):
+        never_sent = (existing["response"] or {}).get("not_sent") is not None
+        if existing["status"] == "in_doubt" or (existing["status"] == "pending" and not never_sent):
             # an earlier attempt may have reached the vendor (lost answer, or a crash before we
             # recorded it): wait for evidence before anything is sent again
             since = existing["in_doubt_since"] or existing["updated_at"]
@@ -262,8 +264,9 @@ def submit_chunk(
                 chunk.phones, batch_no=chunk.batch_no, check_level=chunk.check_level, dr_url=dr_url
             )
         except NxCloudTransientError as exc:
-            if not exc.ambiguous:
-                raise  # nothing reached the vendor: stays pending
+            if not exc.ambiguous:  # nothing reached the vendor: stays pending, a retry sends at once
+                _set_status(conn, chunk.batch_no, "pending", response={"not_sent": str(exc)})
+                raise
             _set_status(conn, chunk.batch_no, "in_doubt", response={"lost_answer": str(exc)})
             log.warning(
                 "batch %s: the submit answer was lost after sending (%s); in doubt: waiting up to %.0f s "

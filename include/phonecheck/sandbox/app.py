@@ -212,9 +212,13 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         # refusals (rate limit, codes) are answered before anything is done in both profiles
         after = strict() and (fault is None or fault.kind in ("error", "disconnect"))
 
+        generation = state.generation
+
         async def faulty_answer() -> Response | None:
             if decision.delay_s:
                 await asyncio.sleep(decision.delay_s)
+                if generation != state.generation:  # reset meanwhile: belongs to no run any more
+                    return Response(status_code=503)
             if fault is None:
                 return None
             if fault.kind == "disconnect":
