@@ -80,6 +80,10 @@ class NxCloudTransientError(NxCloudError):
     retry_after: float | None = None
 
 
+class BatchInDoubt(NxCloudTransientError):
+    """A batch whose submit answer was lost could not be settled (the query API did not answer)."""
+
+
 class NxCloudRateLimited(NxCloudTransientError):
     """HTTP 429 or a vendor rate-limit code: the call was not processed."""
 

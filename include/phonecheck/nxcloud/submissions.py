@@ -180,13 +180,16 @@ def settle_in_doubt(
 
     The inbox is read every ``push_check_s``; the query API is asked about every fifth of the
     window (through the shared query limiter), and once more at the end. A query refusal only
-    postpones that probe: it never decides anything.
+    postpones that probe: it never decides anything. If the query API keeps refusing past the
+    window, :class:`~phonecheck.nxcloud.errors.BatchInDoubt` is raised (the row stays
+    ``in_doubt``; a task retry asks again) rather than sending the batch on no answer.
     """
-    from phonecheck.nxcloud.errors import NxCloudError
+    from phonecheck.nxcloud.errors import BatchInDoubt, NxCloudError
 
     window_s = float(client.settings.in_doubt_after_s)
     since = since if since.tzinfo else since.replace(tzinfo=UTC)
     deadline = since.timestamp() + window_s
+    give_up_at = deadline + window_s  # the final probe may be refused: keep asking this long
     probe_every = max(window_s / 5, push_check_s)
     next_probe = time.time()
     while True:
@@ -197,14 +200,22 @@ def settle_in_doubt(
         final = now >= deadline
         if now >= next_probe or final:
             try:
-                if client.batch_known_to_vendor(batch_no, since):
-                    return "query"
+                known = client.batch_known_to_vendor(batch_no, since)
             except NxCloudError as exc:
                 log.warning("batch %s in doubt: query probe refused (%s); waiting on", batch_no, exc)
+                if now >= give_up_at:  # never resend on an unanswered question: stay in doubt
+                    raise BatchInDoubt(
+                        "submit",
+                        f"NXCLOUD batch {batch_no} is in doubt and the query API did not answer: not sent "
+                        "again; a retry of this task asks again",
+                    ) from None
+            else:
+                if known:
+                    return "query"
+                if final:
+                    return None  # asked after the window, and the vendor does not list it
             next_probe = now + probe_every
-        if final:
-            return None
-        sleep(max(0.05, min(push_check_s, deadline - now, next_probe - now)))
+        sleep(push_check_s if final else max(0.05, min(push_check_s, deadline - now, next_probe - now)))
 
 
 def submit_chunk(
