@@ -139,7 +139,7 @@ def _set_status(conn: psycopg.Connection, batch_no: str, status: str, **fields: 
     if status == "submitted":
         sets.append("submitted_at = now()")
     if status == "in_doubt":
-        sets.append("in_doubt_since = now()")
+        sets.append("in_doubt_since = clock_timestamp()")  # not now(): the tx may be old
     conn.execute(
         f"UPDATE ops.number_check_submission SET {', '.join(sets)} "  # noqa: S608 - fixed column names
         "WHERE vendor = %(vendor)s AND batch_no = %(batch_no)s",
@@ -270,6 +270,7 @@ def submit_chunk(
             _set_status(conn, chunk.batch_no, "pending")
 
     for round_no in range(1, MAX_SUBMIT_ROUNDS + 1):
+        conn.commit()  # no transaction stays open across the paid call
         try:
             answer = client.submit_numbers(
                 chunk.phones, batch_no=chunk.batch_no, check_level=chunk.check_level, dr_url=dr_url
@@ -280,7 +281,7 @@ def submit_chunk(
                 raise
             _set_status(conn, chunk.batch_no, "in_doubt", response={"lost_answer": str(exc)})
             log.warning(
-                "batch %s: the submit answer was lost after sending (%s); in doubt: waiting up to %.0f s "
+                "batch %s: the submit answer was lost after sending (%s); in doubt: waiting up to %.1f s "
                 "for its pushes or query rows before sending it again",
                 chunk.batch_no, exc, client.settings.in_doubt_after_s,
             )  # fmt: skip
