@@ -1,6 +1,6 @@
 """Query API paging at the vendor's rate limit: 10,000 results (2 batches x 5,000 = 100 pages of 100).
 
-``NxCloudHook.iter_query_results`` (page 1, then the other pages ``query_concurrency`` = 4 at a
+``NxCloudClient.iter_query_results`` (page 1, then the other pages ``query_concurrency`` = 4 at a
 time, every call spaced by the connection's ``query_min_interval_s``) against the sandbox over
 real HTTP, with the sandbox enforcing its own minimum interval between queries (a query too soon
 is answered code 88 "too frequent" and retried, which would show as extra calls).
@@ -58,7 +58,7 @@ def _start_sandbox() -> tuple[subprocess.Popen, str]:
 
 def page_all(hook, batches: list[str], day, concurrency: int) -> tuple[float, int, list[str]]:
     """Every row of every batch; returns (seconds, query calls, phones)."""
-    from phonecheck_airflow.hooks.nxcloud import QueryStats
+    from phonecheck.nxcloud.client import QueryStats
 
     calls_before = hook.api_calls["query"]
     phones: list[str] = []
@@ -89,7 +89,7 @@ def main() -> int:
 
         control = httpx.Client(base_url=f"{base}/_sandbox", timeout=60)
         control.post("/reset").raise_for_status()
-        hook = NxCloudHook("nxcloud_bench", query_concurrency=4)
+        hook = NxCloudHook("nxcloud_bench", query_concurrency=4).get_client()
         phones = [f"525512{i:06d}" for i in range(NUMBERS)]
         batches = []
         for i in range(0, NUMBERS, PER_BATCH):
@@ -102,7 +102,7 @@ def main() -> int:
         results = {}
         for name, concurrency in (("concurrent", 4), ("sequential", 1)):
             # a fresh hook per mode: its own limiter, nothing carried over
-            mode_hook = NxCloudHook("nxcloud_bench", query_concurrency=concurrency)
+            mode_hook = NxCloudHook("nxcloud_bench", query_concurrency=concurrency).get_client()
             before = len(control.get("/calls", params={"event": "nxcloud.query"}).json())
             seconds, calls, got = page_all(mode_hook, batches, day, concurrency)
             answers = control.get("/calls", params={"event": "nxcloud.query"}).json()[before:]
@@ -115,7 +115,7 @@ def main() -> int:
         # for reference: what concurrency buys when there is no limit (the sandbox's default)
         control.post("/settings", json={"query_min_interval_s": 0}).raise_for_status()
         for name, concurrency in (("no limit, concurrent", 4), ("no limit, sequential", 1)):
-            free_hook = NxCloudHook("nxcloud_bench_free", query_concurrency=concurrency)
+            free_hook = NxCloudHook("nxcloud_bench_free", query_concurrency=concurrency).get_client()
             seconds, calls, got = page_all(free_hook, batches, day, concurrency)
             results[name] = (seconds, calls, 0)
             print(f"{name:>10}: {calls} query calls in {seconds:.2f} s ({len(set(got)):,} distinct rows)")

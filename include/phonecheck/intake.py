@@ -110,7 +110,7 @@ SELECT DISTINCT e164 FROM (
     -- checks in flight: submitted, no result yet
     SELECT '+' || p.phone
     FROM ops.number_check_submission s, unnest(s.phones) AS p(phone)
-    WHERE s.vendor = 'nxcloud' AND s.check_level = %(level)s AND s.status IN ('submitted', 'pending')
+    WHERE s.vendor = 'nxcloud' AND s.check_level = %(level)s AND s.status IN ('submitted', 'pending', 'in_doubt')
       AND s.submitted_at > now() - make_interval(days => %(days)s)
       AND '+' || p.phone = ANY(%(numbers)s)
 ) fresh

@@ -16,6 +16,8 @@ Merge rules, per table (:data:`TABLES`):
 
 * an incoming NULL never erases a known value (``COALESCE(new, old)``), so a push row and a
   query row for the same number merge into one row with the union of their fields;
+* NXCLOUD number check: a query row never changes a value a push brought, and price and
+  currency always come from the same answer (:func:`_number_check_rule`);
 * columns listed in ``overwrite`` take the new value even when NULL (e.g. AccuAuth ``reason``);
 * ``guarded`` columns have their own rule (AccuAuth ``status`` never goes back from OK);
 * a row is only touched when something actually changes, so loading the same rows twice
@@ -55,6 +57,7 @@ _NUMBER_CHECK_COLUMNS = (
     "country_code", "national_number", "stand_number", "number_type", "carrier", "validity",
     "reachable", "roaming", "early", "answered", "response", "mcc", "mnc", "ported", "active",
     "price", "currency", "e164", "source", "raw_event_id", "submission_id", "pushed_at", "queried_at",
+    "vendor_check_level", "vendor_answer_id",
 )  # fmt: skip
 
 _ACCUAUTH_COLUMNS = (
@@ -84,10 +87,38 @@ _ACCUAUTH_STATUS_RULE = (
     "ELSE EXCLUDED.status END"
 )
 
+# NXCLOUD number check: the one merge rule of push and query rows (documented on the table in
+# the data dictionary and in docs/vendors/nxcloud.md). A row "has a push" once pushed_at is set.
+# A query row (incoming pushed_at NULL) on a pushed row only fills what is still NULL; anything
+# else keeps the known value unless the incoming one is non-NULL. price and currency are one pair.
+_QUERY_ON_PUSHED = "(EXCLUDED.pushed_at IS NULL AND t.pushed_at IS NOT NULL)"
+_PRICE_FROM_EXISTING = f"(({_QUERY_ON_PUSHED} AND t.price IS NOT NULL) OR EXCLUDED.price IS NULL)"
+# the latest answer wins: which source spoke last, and what the latest query page said
+_LATEST_WINS = ("source", "queried_at", "vendor_check_level", "vendor_answer_id")
+
+
+def _number_check_rule(column: str) -> str:
+    if column in _LATEST_WINS:
+        return f"COALESCE(EXCLUDED.{column}, t.{column})"
+    if column in ("price", "currency"):
+        return f"CASE WHEN {_PRICE_FROM_EXISTING} THEN t.{column} ELSE EXCLUDED.{column} END"
+    return (
+        f"CASE WHEN {_QUERY_ON_PUSHED} THEN COALESCE(t.{column}, EXCLUDED.{column}) "
+        f"ELSE COALESCE(EXCLUDED.{column}, t.{column}) END"
+    )
+
+
 TABLES: dict[str, TableSpec] = {
     spec.table: spec
     for spec in (
-        TableSpec("telco.nxcloud_number_check", ("batch_no", "phone"), _NUMBER_CHECK_COLUMNS),
+        TableSpec(
+            "telco.nxcloud_number_check",
+            ("batch_no", "phone"),
+            _NUMBER_CHECK_COLUMNS,
+            guarded={
+                c: _number_check_rule(c) for c in _NUMBER_CHECK_COLUMNS if c not in ("batch_no", "phone")
+            },
+        ),
         TableSpec(
             "telco.accuauth_phone_check",
             ("task_id",),

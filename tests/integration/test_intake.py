@@ -146,3 +146,19 @@ def test_a_retried_prepare_replaces_the_run_and_duplicates_across_blocks_count_o
         "SELECT received, rejected, duplicates, to_check FROM ops.run_intake WHERE run_key = 'd/retry'"
     ).fetchall()
     assert intake_row == [(6, 1, 2, 3)]
+
+
+@pytest.mark.parametrize("status", ["pending", "in_doubt", "submitted"])
+def test_a_batch_in_doubt_is_in_flight_and_not_bought_again(wh, status):
+    """A submit whose answer was lost may have been charged: its numbers are not bought by another run."""
+    wh.execute(
+        "INSERT INTO ops.number_check_submission (vendor, batch_no, check_level, phones, phone_count, status) "
+        "VALUES ('nxcloud', 'lost', 1, ARRAY['8613800138000'], 1, %s)",
+        (status,),
+    )
+    result = prepare_numbers(
+        wh, vendor=NXCLOUD, entries=["+8613800138000"], default_region=None, freshness_days=30, check_level=1,
+        ctx=RunContext(dag_id="d", run_id=f"doubt-{status}"),
+    )  # fmt: skip
+    to_check, fresh = _split(wh, result)
+    assert fresh == ["+8613800138000"] and to_check == []

@@ -156,3 +156,22 @@ def test_number_check_updates_can_be_hot(wh):
         "SELECT reloptions FROM pg_class WHERE oid = 'telco.nxcloud_number_check'::regclass"
     ).fetchone()[0]
     assert "fillfactor=85" in options
+
+
+def test_a_query_row_never_changes_a_pushed_value_and_price_travels_with_its_currency(wh):
+    push = nx.parse_number_check_push(seed.NUMBER_CHECK_PUSH_HLR)
+    push.update(pushed_at=datetime(2026, 11, 1, tzinfo=UTC), check_level=5)  # our submitted level
+    loader.upsert(wh, "telco.nxcloud_number_check", [push])
+    columns = ("check_level", "validity", "reachable", "roaming", "carrier", "price", "currency")
+    select = f"SELECT {', '.join(columns)} FROM telco.nxcloud_number_check"  # noqa: S608 - static
+    before = wh.execute(select).fetchone()
+    assert before[1] == "YES" and before[5] is not None
+    # the vendor's example row shape: undocumented level, empty flags, price 0 in another currency
+    query = nx.parse_query_row(
+        {"batchNo": push["batch_no"], "phone": push["phone"], "checkLevel": 2, "validity": "", "reachable": "",
+         "roaming": "", "carrier": "Other", "price": 0, "currency": "VND"}
+    )  # fmt: skip
+    query["queried_at"] = datetime(2026, 11, 2, tzinfo=UTC)
+    loader.upsert(wh, "telco.nxcloud_number_check", [query])
+    assert wh.execute(select).fetchone() == before
+    assert wh.execute("SELECT vendor_check_level FROM telco.nxcloud_number_check").fetchone() == (2,)

@@ -204,7 +204,7 @@ def test_daily_outcome_rates(loaded):
         # A basic + A HLR (YES, UNKNOWN) + B HLR (YES, YES); C failed and is not counted
         (d1, "nxcloud", "CN", "China Telecom"): (3, pct("100.00"), pct("50.00"), None),
         (d1, "nxcloud", "MX", "Telcel"): (1, None, None, None),
-        (d1, "nxcloud", "VN", "Viettel"): (2, pct("0.00"), pct("0.00"), None),  # empty strings, SEED 001
+        (d1, "nxcloud", "VN", "Viettel"): (2, None, None, None),  # "" is unknown: neither valid nor invalid
         (d2, "nxcloud", "CN", "China Telecom"): (1, None, None, pct("0.00")),  # call check: not answered
         (d2, "accuauth", None, None): (1, pct("100.00"), pct("100.00"), pct("100.00")),  # connected
         (d2, "accuauth", "MX", None): (1, pct("0.00"), pct("0.00"), pct("0.00")),  # empty number

@@ -9,7 +9,7 @@ sent, with the ``ts``/``sign`` headers of each attempt.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -17,8 +17,9 @@ import pytest
 
 from phonecheck.nxcloud.planning import Chunk
 from phonecheck.nxcloud.submissions import submit_chunk
-from phonecheck.parsers.nxcloud import parse_number_check_push, parse_query_row
+from phonecheck.parsers.nxcloud import parse_number_check_push
 from phonecheck.sandbox import outcomes
+from tests import nxcloud_expected
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +55,11 @@ def rows(dsn: str, query: str, *args) -> list[tuple]:
         return conn.execute(query, args).fetchall()
 
 
+def charged_phones(sandbox) -> Counter:
+    """The sandbox's charge ledger: how many times each number was paid for."""
+    return Counter(c["phone"] for c in sandbox.control.charges())
+
+
 def submitted_phones(sandbox) -> list[str]:
     """Every number of every submit the sandbox ACCEPTED (code 0), in order."""
     phones: list[str] = []
@@ -63,12 +69,8 @@ def submitted_phones(sandbox) -> list[str]:
     return phones
 
 
-def predicted_row(phone: str, level: int, batch_no: str) -> dict:
-    """The merged row the pipeline must hold: the query row, overlaid by the push (loaded last)."""
-    query = parse_query_row(outcomes.nxcloud_query_row(phone, level, batch_no=batch_no))
-    push = parse_number_check_push(outcomes.nxcloud_result(phone, level, batch_no=batch_no))
-    merged = {k: (push[k] if push.get(k) is not None else query.get(k)) for k in COMPARED}
-    merged["check_level"] = level
+def predicted_row(phone: str, level: int, batch_no: str, profile: str = "default") -> dict:
+    merged = nxcloud_expected.predicted_row(phone, level, batch_no, COMPARED, profile)
     merged["message_id"] = None  # depends on the vendor's request id: compared separately
     return merged
 
@@ -95,11 +97,13 @@ def ui_conf(numbers: list[str], **extra) -> dict:
             "batch_label": "it", "budget": 100, **FAST, **extra}  # fmt: skip
 
 
-def assert_rows_as_predicted(dsn: str, batch_nos: list[str], phones: list[str], level: int) -> None:
+def assert_rows_as_predicted(
+    dsn: str, batch_nos: list[str], phones: list[str], level: int, profile: str = "default"
+) -> None:
     got = loaded_rows(dsn, batch_nos)
     assert sorted(got) == sorted(phones)
     for phone, row in got.items():
-        expected = predicted_row(phone, level, row["batch_no"])
+        expected = predicted_row(phone, level, row["batch_no"], profile)
         assert row["message_id"]  # from the vendor (push or query)
         assert {k: row[k] for k in COMPARED if k != "message_id"} == {
             k: expected[k] for k in COMPARED if k != "message_id"
@@ -114,7 +118,9 @@ def run_batches(dsn: str, run) -> list[str]:
 
 
 @pytest.mark.slow
-def test_ui_run_of_1000_numbers_loads_the_predicted_rows_and_a_second_run_submits_nothing(nx_env, run_dag):
+def test_ui_run_of_1000_numbers_loads_the_predicted_rows_and_a_second_run_submits_nothing(
+    nx_env, run_dag, vendor_profile
+):
     sandbox, dsn = nx_env
     mexico, colombia = mx(850), co(100)
     fresh = mexico[::17]  # 50 numbers checked (basic) last week: not bought again
@@ -139,9 +145,10 @@ def test_ui_run_of_1000_numbers_loads_the_predicted_rows_and_a_second_run_submit
     expected = [n for n in mexico + colombia if n not in fresh]
     sent = submitted_phones(sandbox)
     assert sorted(sent) == sorted(expected)  # never the invalid ones, never the fresh ones, never twice
+    assert charged_phones(sandbox) == Counter(dict.fromkeys(expected, 1))
     batches = run_batches(dsn, run)
     assert len(batches) == 2  # one country per chunk
-    assert_rows_as_predicted(dsn, batches, expected, level=1)
+    assert_rows_as_predicted(dsn, batches, expected, level=1, profile=vendor_profile)
     assert rows(dsn, "SELECT count(*) FROM ops.rejected_number WHERE run_id = %s", run.run_id)[0][0] == len(
         set(invalid)
     )
@@ -157,11 +164,16 @@ def test_ui_run_of_1000_numbers_loads_the_predicted_rows_and_a_second_run_submit
     rerun = run_dag(DAG_ID, conf=ui_conf(entries))
     assert state_of(rerun) == "success", task_states(rerun)
     assert len(sandbox.control.calls(event="nxcloud.check")) == calls_before  # nothing submitted
+    assert charged_phones(sandbox) == Counter(dict.fromkeys(expected, 1))  # a rerun buys nothing
     assert run_batches(dsn, rerun) == []
     assert rows(dsn, "SELECT count(*), max(updated_at) FROM telco.nxcloud_number_check") == table_before
 
 
-def test_injected_5xx_and_429_still_load_every_row_and_every_retry_is_signed_anew(nx_env, run_dag):
+def test_injected_5xx_and_429_still_load_every_row_and_every_retry_is_signed_anew(
+    nx_env, run_dag, vendor_profile
+):
+    """Under the strict profile a 5xx on a submit comes after the vendor charged: the batch is
+    in doubt and settled by its pushes, never sent again; the charge ledger proves it."""
     sandbox, dsn = nx_env
     sandbox.control.faults(
         {"target": "nxcloud", "kind": "error", "status": 503, "fraction": 0.1, "seed": 4},
@@ -186,12 +198,9 @@ def test_injected_5xx_and_429_still_load_every_row_and_every_retry_is_signed_ane
         assert len({c["headers"]["sign"] for c in attempts}) == len(attempts)
     all_ts = [c["headers"]["ts"] for c in vendor_calls]
     assert len(set(all_ts)) == len(all_ts)
-    accepted = defaultdict(int)
-    for call in vendor_calls:
-        if call["event"] == "nxcloud.check" and call["status"] == 200 and call["answer"].get("code") == 0:
-            accepted[json.loads(call["body"])["batchNo"]] += 1
-    assert len(accepted) == 10 and set(accepted.values()) == {1}  # every chunk paid exactly once
-    assert_rows_as_predicted(dsn, run_batches(dsn, run), numbers, level=1)
+    assert charged_phones(sandbox) == Counter(dict.fromkeys(numbers, 1))  # every number paid exactly once
+    assert len(run_batches(dsn, run)) == 10
+    assert_rows_as_predicted(dsn, run_batches(dsn, run), numbers, level=1, profile=vendor_profile)
 
 
 def test_the_wait_defers_until_late_pushes_arrive(nx_env, run_dag, caplog, capfd):
@@ -216,7 +225,9 @@ def test_the_wait_defers_until_late_pushes_arrive(nx_env, run_dag, caplog, capfd
     assert_rows_as_predicted(dsn, run_batches(dsn, run), numbers, level=1)
 
 
-def test_pushes_that_never_come_time_out_softly_and_the_query_api_fills_in(nx_env, run_dag, caplog, capfd):
+def test_pushes_that_never_come_time_out_softly_and_the_query_api_fills_in(
+    nx_env, run_dag, caplog, capfd, vendor_profile
+):
     sandbox, dsn = nx_env
     sandbox.control.faults({"target": "push.number_check", "kind": "drop"})  # every push lost
     numbers = mx(20, start=9500)
@@ -228,6 +239,7 @@ def test_pushes_that_never_come_time_out_softly_and_the_query_api_fills_in(nx_en
     assert "20 push(es) never arrived" in text
     got = loaded_rows(dsn, run_batches(dsn, run))
     assert sorted(got) == sorted(numbers) and all(r["code"] is None for r in got.values())  # query rows only
+    assert {r["check_level"] for r in got.values()} == {1}  # the level we submitted, whatever the rows say
 
 
 def test_over_budget_and_dry_run_spend_nothing(nx_env, run_dag, caplog, capfd):
@@ -246,13 +258,13 @@ def test_over_budget_and_dry_run_spend_nothing(nx_env, run_dag, caplog, capfd):
     assert rows(dsn, "SELECT count(*) FROM ops.number_check_submission")[0][0] == 0
 
 
-def test_a_retry_after_a_lost_answer_finds_the_batch_and_does_not_pay_twice(nx_env):
+def test_a_retry_after_a_lost_answer_finds_the_batch_and_does_not_pay_twice(nx_env, vendor_profile):
     """The submit reached the vendor but we crashed before recording the answer: the row is
     still ``pending``. The retry asks the query API, finds the batch, and does not submit."""
     from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
     sandbox, dsn = nx_env
-    hook = NxCloudHook()
+    hook = NxCloudHook().get_client()
     chunk = Chunk("crash-test-MX-0000", "MX", 1, 0, tuple(mx(5, start=8000)))
     with psycopg.connect(dsn) as conn:
         conn.execute(
@@ -266,6 +278,7 @@ def test_a_retry_after_a_lost_answer_finds_the_batch_and_does_not_pay_twice(nx_e
         again = submit_chunk(conn, hook, chunk, dr_url=None)
     assert (outcome.status, again.status) == ("recovered", "already_submitted")
     assert len(sandbox.control.calls(event="nxcloud.check")) == 1
+    assert charged_phones(sandbox) == Counter(dict.fromkeys(chunk.phones, 1))
     assert rows(dsn, "SELECT status FROM ops.number_check_submission") == [("submitted",)]
 
 
@@ -279,7 +292,9 @@ def test_a_wrong_secret_fails_clearly_and_leaks_nothing(nx_env, monkeypatch, cap
     conn["password"] = secret
     monkeypatch.setenv("AIRFLOW_CONN_NXCLOUD_WRONG", json.dumps(conn))
     with caplog.at_level("DEBUG"), pytest.raises(NxCloudAuthError) as raised:
-        NxCloudHook("nxcloud_wrong").submit_numbers(["525512000001"], batch_no="leak-1", check_level=1)
+        NxCloudHook("nxcloud_wrong").get_client().submit_numbers(
+            ["525512000001"], batch_no="leak-1", check_level=1
+        )
     text = str(raised.value)
     assert "code 1003 (signature mismatch)" in text
     sent_sign = sandbox.control.calls(event="nxcloud.check")[0]["headers"]["sign"]
@@ -288,10 +303,11 @@ def test_a_wrong_secret_fails_clearly_and_leaks_nothing(nx_env, monkeypatch, cap
 
 
 def test_a_10000_number_batch_takes_the_minimum_100_query_calls(nx_env, capsys):
-    from phonecheck_airflow.hooks.nxcloud import NxCloudHook, QueryStats
+    from phonecheck.nxcloud.client import QueryStats
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
     sandbox, _ = nx_env
-    hook = NxCloudHook()
+    hook = NxCloudHook().get_client()
     phones = mx(10_000, start=100_000)
     for i in range(2):
         hook.submit_numbers(phones[i * 5000 : (i + 1) * 5000], batch_no=f"big-{i}", check_level=1)
@@ -311,13 +327,14 @@ def test_a_10000_number_batch_takes_the_minimum_100_query_calls(nx_env, capsys):
 def test_concurrent_paging_respects_the_vendor_query_interval(nx_env, monkeypatch):
     """The sandbox refuses queries closer than 0.2 s (code 88 "too frequent"); 4 threads share
     the hook's 0.25 s spacing, so every page still arrives exactly once."""
-    from phonecheck_airflow.hooks.nxcloud import NxCloudHook, QueryStats
+    from phonecheck.nxcloud.client import QueryStats
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
     sandbox, _ = nx_env
     conn = json.loads(sandbox.nxcloud_connection_json())
     conn["extra"]["query_min_interval_s"] = 0.25
     monkeypatch.setenv("AIRFLOW_CONN_NXCLOUD_SPACED", json.dumps(conn))
-    hook = NxCloudHook("nxcloud_spaced", query_concurrency=4)
+    hook = NxCloudHook("nxcloud_spaced", query_concurrency=4).get_client()
     phones = mx(1000, start=300_000)
     hook.submit_numbers(phones, batch_no="spaced", check_level=1)
     sandbox.control.settings(query_min_interval_s=0.2)
@@ -343,7 +360,14 @@ def submit_on_past_day(sandbox, dsn: str, receiver_dr_url: str, days_ago: int, p
     sandbox.control.clock(offset_s=-days_ago * 86400)
     chunk = Chunk(f"daily-{days_ago}d-MX-0000", "MX", 5, 0, tuple(phones))
     with psycopg.connect(dsn) as conn:
-        submit_chunk(conn, NxCloudHook(), chunk, dr_url=receiver_dr_url, dag_id="test", run_id=f"d{days_ago}")
+        submit_chunk(
+            conn,
+            NxCloudHook().get_client(),
+            chunk,
+            dr_url=receiver_dr_url,
+            dag_id="test",
+            run_id=f"d{days_ago}",
+        )
         conn.execute(
             "UPDATE ops.number_check_submission SET submitted_at = submitted_at - make_interval(days => %s) "
             "WHERE batch_no = %s",
@@ -435,3 +459,19 @@ def test_a_day_15_days_back_fails_fast_with_the_14_day_message(nx_env, run_dag, 
     assert f"vendor date {day} is 15 days old: the NXCLOUD query API only keeps the last 14 days" in text
     assert "we hold 0 submission(s) from that day" in text
     assert sandbox.control.calls(event="nxcloud.query") == []  # failed fast: no vendor call
+
+
+def test_the_connection_test_button_signs_one_free_query(nx_env, monkeypatch):
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
+
+    sandbox, _ = nx_env
+    assert NxCloudHook().test_connection() == (True, "credentials and signature accepted")
+    conn = json.loads(sandbox.nxcloud_connection_json())
+    conn["password"] = "not-the-secret"
+    monkeypatch.setenv("AIRFLOW_CONN_NXCLOUD_BAD", json.dumps(conn))
+    ok, message = NxCloudHook("nxcloud_bad").test_connection()
+    assert not ok and "code 1003" in message and "not-the-secret" not in message
+    assert [c["event"] for c in sandbox.control.calls()] == [
+        "nxcloud.query",
+        "nxcloud.query",
+    ]  # never a submit

@@ -1,4 +1,4 @@
-"""NxCloudHook without a network: signature vectors, body bytes, settings, retry classification."""
+"""NxCloudHook and its client without a network: signature vectors, body bytes, settings, retry classification."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from phonecheck.nxcloud.client import NxCloudClient
 from phonecheck.nxcloud.errors import (
     NxCloudAuthError,
     NxCloudBadRequestError,
@@ -47,7 +48,7 @@ def _hook(monkeypatch, conn_id="nxcloud_vectors", **extra) -> NxCloudHook:
 
 
 def test_hook_builds_the_vector_bodies_byte_for_byte(monkeypatch):
-    hook = _hook(monkeypatch)
+    hook = _hook(monkeypatch).get_client()
     submit = hook.submit_payload(
         ["5215512345678", "5215587654321"],
         batch_no="batch-0001",
@@ -62,7 +63,7 @@ def test_hook_builds_the_vector_bodies_byte_for_byte(monkeypatch):
 @pytest.mark.parametrize("case", sorted(VECTORS))
 def test_md5_signature_matches_the_vectors(monkeypatch, case):
     body, md5, _ = VECTORS[case]
-    headers = _hook(monkeypatch).signed_headers(body, ts=TS)
+    headers = _hook(monkeypatch).get_client().signed_headers(body, ts=TS)
     assert headers["sign"] == md5
     assert (headers["accessKey"], headers["action"], headers["bizType"], headers["ts"]) == (
         "testAccessKey01", "numbercheck", "1", TS,
@@ -74,7 +75,7 @@ def test_md5_signature_matches_the_vectors(monkeypatch, case):
 @pytest.mark.parametrize("case", sorted(VECTORS))
 def test_sha256_signs_the_same_string(monkeypatch, case):
     body, md5, sha256 = VECTORS[case]
-    headers = _hook(monkeypatch, sign_algorithm="sha256").signed_headers(body, ts=TS)
+    headers = _hook(monkeypatch, sign_algorithm="sha256").get_client().signed_headers(body, ts=TS)
     signed = {k: headers[k] for k in ("accessKey", "action", "bizType", "ts")}
     text = string_to_sign(signed, body, SECRET)
     assert hashlib.md5(text.encode()).hexdigest() == md5  # the very string of the md5 vector
@@ -83,7 +84,7 @@ def test_sha256_signs_the_same_string(monkeypatch, case):
 
 
 def test_every_signature_gets_a_fresh_ts(monkeypatch):
-    hook = _hook(monkeypatch)
+    hook = _hook(monkeypatch).get_client()
     first = hook.signed_headers(QUERY_BODY)
     assert first["ts"].isdigit() and len(first["ts"]) == 13  # epoch milliseconds
 
@@ -101,6 +102,8 @@ def test_settings_from_the_connection(monkeypatch):
         "UTC",
         3.0,
     )
+    assert defaults.in_doubt_after_s == 600.0  # the 5-minute push window + a 5-minute margin
+    assert "testAccessKey01" not in repr(defaults)
 
 
 def test_bad_connection_settings_are_clear(monkeypatch):
@@ -112,9 +115,9 @@ def test_bad_connection_settings_are_clear(monkeypatch):
 
 def test_query_payload_rules():
     with pytest.raises(ValueError, match="batch_no or message_id"):
-        NxCloudHook.query_payload(date="2026-11-01")
+        NxCloudClient.query_payload(date="2026-11-01")
     with pytest.raises(ValueError, match="page_size"):
-        NxCloudHook.query_payload(date="2026-11-01", batch_no="b", page_size=101)
+        NxCloudClient.query_payload(date="2026-11-01", batch_no="b", page_size=101)
 
 
 @pytest.mark.parametrize(
@@ -129,6 +132,11 @@ def test_query_payload_rules():
         (212, "batchNo too long", NxCloudBadRequestError, False),
         (88, "Incorrect date format [yyyy-MM-dd]", NxCloudBadRequestError, False),
         (88, "Request too frequent: at most one query every 3 s", NxCloudRateLimited, True),
+        (88, "请求过于频繁，每3秒最多查询一次", NxCloudRateLimited, True),
+        (88, "系统繁忙，请稍后再试", NxCloudRateLimited, True),  # "system busy": any unnamed 88 is retried
+        (88, "日期格式不正确[yyyy-MM-dd]", NxCloudBadRequestError, False),
+        (88, "batchNo和messageId不能同时为空", NxCloudBadRequestError, False),
+        (88, "date out of range: only the last 14 days can be queried", NxCloudBadRequestError, False),
         (429, "Too many requests", NxCloudRateLimited, True),
         (204, "deduction failed", NxCloudBalanceError, False),
         (211, "insufficient balance", NxCloudBalanceError, False),
@@ -144,7 +152,7 @@ def test_codes_map_to_clear_exceptions(code, msg, kind, transient):
 
 
 def test_error_messages_carry_no_secret_or_signature(monkeypatch):
-    hook = _hook(monkeypatch)
+    hook = _hook(monkeypatch).get_client()
     headers = hook.signed_headers(SUBMIT_BODY)
     for code in (1001, 1002, 1003, 1004, 1005, 201, 204, 211, 299, 429, 777):
         text = str(error_for_code("submit", code, "vendor text"))
@@ -153,7 +161,7 @@ def test_error_messages_carry_no_secret_or_signature(monkeypatch):
 
 
 def test_retry_wait_is_full_jitter_and_honours_retry_after(monkeypatch):
-    hook = _hook(monkeypatch)
+    hook = _hook(monkeypatch).get_client()
     hook.backoff_multiplier, hook.backoff_max = 1.0, 8.0
     waits = {round(hook._wait_seconds(3, None), 6) for _ in range(200)}
     assert len(waits) > 50 and min(waits) >= 0 and max(waits) <= 8.0  # random in [0, min(8, 2**3)]

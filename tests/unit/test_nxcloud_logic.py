@@ -87,3 +87,36 @@ def test_vendor_date_follows_the_connection_timezone():
     assert vendor_date_for(start, ZoneInfo("Asia/Shanghai")) == date(2026, 11, 21)
     lo, hi = day_bounds(date(2026, 11, 21), ZoneInfo("Asia/Shanghai"))
     assert lo == datetime(2026, 11, 20, 16, 0, tzinfo=UTC) and (hi - lo).days == 1
+
+
+def test_candidate_dates_add_a_second_date_only_near_the_day_boundary():
+    from datetime import UTC, date, datetime
+
+    from phonecheck.nxcloud.client import candidate_dates
+
+    now = datetime(2026, 11, 12, 10, 0, tzinfo=UTC)
+    midday = datetime(2026, 11, 12, 9, 0, tzinfo=UTC)  # the same day in UTC and in China
+    assert candidate_dates(midday, "UTC", now=now) == [date(2026, 11, 12)]
+    late = datetime(2026, 11, 11, 23, 30, tzinfo=UTC)  # already the 12th in China
+    assert candidate_dates(late, "UTC", now=now) == [date(2026, 11, 11), date(2026, 11, 12)]
+    assert candidate_dates(late, "Asia/Shanghai", now=now) == [date(2026, 11, 12), date(2026, 11, 11)]
+    old = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)  # never before the vendor's 14 days
+    assert candidate_dates(old, "UTC", now=now)[0] == date(2026, 10, 29)
+
+
+@pytest.mark.parametrize(
+    ("text", "permanent"),
+    [
+        ("Incorrect date format [yyyy-MM-dd]", True),
+        ("日期格式不正确", True),
+        ("参数错误：pageSize不能为空", True),
+        ("Request too frequent", False),
+        ("请求过于频繁", False),
+        ("服务繁忙", False),
+        (None, False),
+    ],
+)
+def test_code_88_is_permanent_only_when_its_text_names_a_permanent_error(text, permanent):
+    from phonecheck.nxcloud.errors import is_permanent_88
+
+    assert is_permanent_88(text) is permanent

@@ -112,8 +112,9 @@ def test_bad_number_check_push_says_why(payload, message):
 def test_query_rows_map_every_field():
     rows = [nx.parse_query_row(r) for r in seed.NUMBER_CHECK_QUERY_RESPONSE["data"]["result"]]
     first = rows[0]
-    assert first["check_level"] == 2  # undocumented, kept as received
-    assert (first["validity"], first["reachable"], first["roaming"]) == ("", "", "")
+    # undocumented level 2: kept as received (the loader of our batches puts our level in check_level)
+    assert (first["check_level"], first["vendor_check_level"]) == (2, 2)
+    assert (first["validity"], first["reachable"], first["roaming"]) == (None, None, None)  # "" = unknown
     assert (first["price"], first["currency"], first["carrier"], first["region_code"]) == (
         0,
         "VND",
@@ -128,6 +129,22 @@ def test_query_rows_map_every_field():
     )
     assert first["number_type"] == "2" and first["pre_check"] == "YES" and first["source"] == "query"
     assert first["code"] is None
+
+
+@pytest.mark.parametrize("level", [1, 4, 5])
+def test_a_documented_query_check_level_is_the_check_level(level):
+    row = nx.parse_query_row({**seed.NUMBER_CHECK_QUERY_RESPONSE["data"]["result"][0], "checkLevel": level})
+    assert (row["check_level"], row["vendor_check_level"]) == (level, level)
+
+
+def test_empty_strings_are_unknown_in_typed_push_columns():
+    push = {**seed.NUMBER_CHECK_PUSH_BASIC, "msg": ""}
+    push["data"] = {
+        "basic": {**push["data"]["basic"], "carrier": " "},
+        "live": {"validity": "", "reachable": "yes"},
+    }
+    row = nx.parse_number_check_push(push)
+    assert (row["msg"], row["carrier"], row["validity"], row["reachable"]) == (None, None, None, "YES")
 
 
 def test_dedupe_keys():

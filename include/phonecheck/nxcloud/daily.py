@@ -7,6 +7,8 @@
 * NXCLOUD keeps results for 14 days: an older date fails fast, saying what we do hold for it.
 * Batches of a date: those we submitted that day plus those seen in pushes received that day
   (both days in the query timezone), so batches submitted by other tools are reconciled too.
+  The vendor does not document the timezone of its ``date``: batches whose day differs in
+  another candidate timezone (:func:`candidate_zones`) are looked up on this date too.
 """
 
 from __future__ import annotations
@@ -92,8 +94,17 @@ def check_query_window(
         raise OutsideQueryWindow(f"vendor date {day} is in the future (today is {today} in {tz.key})")
 
 
-def batches_for_day(conn: psycopg.Connection, day: date, tz: ZoneInfo) -> list[str]:
-    start, end = day_bounds(day, tz)
+def candidate_zones(tz: ZoneInfo) -> list[ZoneInfo]:
+    """The configured query timezone and the other candidates for the vendor's ``date``."""
+    from phonecheck.nxcloud.client import CANDIDATE_TIMEZONES
+
+    return [tz, *(ZoneInfo(z) for z in CANDIDATE_TIMEZONES if z != tz.key)]
+
+
+def batches_for_day(conn: psycopg.Connection, day: date, *zones: ZoneInfo) -> list[str]:
+    """Batches submitted, or seen in pushes received, on ``day`` in any of ``zones``."""
+    bounds = [day_bounds(day, tz) for tz in zones]
+    start, end = min(b[0] for b in bounds), max(b[1] for b in bounds)
     rows = conn.execute(
         """SELECT batch_no FROM ops.number_check_submission
            WHERE vendor = 'nxcloud' AND batch_no IS NOT NULL AND status <> 'failed'

@@ -5,11 +5,17 @@ never a header, the body we sent (it holds the webhook token in ``drUrl``), the 
 signature. Which exceptions are worth retrying is decided here, in one place:
 
 * transient (:class:`NxCloudTransientError`): HTTP 5xx, timeouts, connection errors, HTTP 429
-  and the vendor's rate-limit answers (code 429, or code 88 whose text says the calls are too
-  frequent: the 2025 query API allows one call every 3 s), and vendor codes 206/299 ("internal
-  check-service call failed" / "system error");
-* everything else is final: auth 1001-1005, bad request (201, 203, 205, 207, 212, 88, 202, 210),
-  balance (204, 211), and unknown codes.
+  and the vendor's rate-limit answers (code 429, and code 88 unless its text names a permanent
+  error), and vendor codes 206/299 ("internal check-service call failed" / "system error");
+* everything else is final: auth 1001-1005, bad request (201, 203, 205, 207, 212, 202, 210, and
+  88 whose text names the date, its format or range, or a parameter), balance (204, 211), and
+  unknown codes.
+
+Code 88 is the query API's one refusal code for everything: a bad date, a missing parameter,
+and (newer documents) calling more often than once every 3 s. Its text is free-form and may be
+Chinese, so we do not wait for the word "frequent": a code 88 is a refusal worth retrying with
+backoff unless the text names a permanent error in English or Chinese
+(docs/vendors/nxcloud.md, "Codes").
 """
 
 from __future__ import annotations
@@ -21,7 +27,11 @@ BALANCE_CODES = frozenset({204, 211})
 BAD_REQUEST_CODES = frozenset({88, 201, 202, 203, 205, 207, 210, 212, 288})
 SERVER_CODES = frozenset({206, 299})
 RATE_LIMIT_CODES = frozenset({429})
-_RATE_LIMIT_WORDS = ("frequen", "rate limit", "too many")
+#: Words of a code 88 text that make it permanent (a retry sends the same wrong request).
+PERMANENT_88_WORDS = (
+    "date", "format", "param", "range", "empty", "required", "invalid", "illegal", "must be",
+    "日期", "格式", "参数", "范围", "不能为空", "为空", "必填", "不合法", "非法",
+)  # fmt: skip
 
 
 def code_meaning(code: int | None) -> str:
@@ -70,6 +80,10 @@ class NxCloudTransientError(NxCloudError):
     retry_after: float | None = None
 
 
+class BatchInDoubt(NxCloudTransientError):
+    """A batch whose submit answer was lost could not be settled (the query API did not answer)."""
+
+
 class NxCloudRateLimited(NxCloudTransientError):
     """HTTP 429 or a vendor rate-limit code: the call was not processed."""
 
@@ -78,10 +92,16 @@ class NxCloudServerError(NxCloudTransientError):
     """HTTP 5xx, vendor 206/299, a timeout or a broken connection."""
 
 
+def is_permanent_88(msg: str | None) -> bool:
+    """Whether a code 88 text names an error a retry cannot fix (date, format, parameters)."""
+    text = (msg or "").lower()
+    return any(word in text for word in PERMANENT_88_WORDS)
+
+
 def is_rate_limit_answer(code: int | None, msg: str | None) -> bool:
     if code in RATE_LIMIT_CODES:
         return True
-    return code == 88 and any(word in (msg or "").lower() for word in _RATE_LIMIT_WORDS)
+    return code == 88 and not is_permanent_88(msg)
 
 
 def error_for_code(

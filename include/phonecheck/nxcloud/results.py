@@ -6,8 +6,11 @@ receiver before it answered the vendor) or a row for it is in ``telco.nxcloud_nu
 ``failNumber``) never get one and are not expected.
 
 Pushes carry no ``checkLevel``: rows loaded here get ``check_level`` and ``submission_id`` from
-our submission row. Query rows keep the ``checkLevel`` the vendor reports (SEED 001's example
-shows an undocumented ``2``: kept as received, see README).
+our submission row. Query rows keep the vendor's ``checkLevel`` in ``vendor_check_level``; it
+becomes ``check_level`` only when it is a documented level (the vendor's own examples show an
+undocumented ``2``). Every query page is stored verbatim in ``raw.vendor_answer`` first, readable
+or not, and its typed rows point to it (``vendor_answer_id``). How push and query rows merge:
+:mod:`phonecheck.loader` and docs/vendors/nxcloud.md.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import psycopg
 
 from phonecheck import loader
 from phonecheck.parsers import PayloadError
-from phonecheck.parsers.nxcloud import parse_number_check_push, parse_query_row
+from phonecheck.parsers.nxcloud import DOCUMENTED_CHECK_LEVELS, parse_number_check_push, parse_query_row
 from phonecheck.privacy.masking import mask_numbers_in_text
 
 log = logging.getLogger(__name__)
@@ -172,23 +175,90 @@ def query_rows(
         row["queried_at"] = queried_at
         submission_id, level = submissions.get(row["batch_no"], (None, None))
         row["submission_id"] = submission_id
-        if row.get("check_level") is None:
-            row["check_level"] = level
+        if row.get("check_level") not in DOCUMENTED_CHECK_LEVELS and level is not None:
+            row["check_level"] = level  # undocumented or absent: the level we submitted
         rows.append(row)
     return rows, unreadable
 
 
 def load_query_rows(
-    conn: psycopg.Connection, items: Iterable[Mapping[str, Any]], *, queried_at: datetime
+    conn: psycopg.Connection,
+    items: Iterable[Mapping[str, Any]],
+    *,
+    queried_at: datetime,
+    vendor_answer_id: int | None = None,
 ) -> LoadSummary:
     items = list(items)
     meta = _submission_meta(conn, {str(i.get("batchNo")) for i in items if isinstance(i, Mapping)})
     rows, unreadable = query_rows(items, queried_at=queried_at, submissions=meta)
+    for row in rows:
+        row["vendor_answer_id"] = vendor_answer_id
     summary = LoadSummary(unreadable=unreadable)
     if rows:
         summary.add(loader.upsert(conn, TABLE, rows))
     conn.commit()
     return summary
+
+
+def store_vendor_answer(
+    conn: psycopg.Connection,
+    *,
+    api: str,
+    request_ref: str | None,
+    http_status: int | None,
+    content_type: str | None,
+    body: bytes,
+    parse_error: str | None = None,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+) -> int:
+    """Keep one vendor answer verbatim in ``raw.vendor_answer`` (committed); returns its id."""
+    answer_id = conn.execute(
+        """INSERT INTO raw.vendor_answer (vendor, api, request_ref, http_status, content_type, body,
+                                          parse_error, dag_id, run_id)
+           VALUES ('nxcloud', %s, %s, %s, %s, %s, %s, %s, %s) RETURNING answer_id""",
+        (api, request_ref, http_status, content_type, body, parse_error, dag_id, run_id),
+    ).fetchone()[0]
+    conn.commit()
+    return answer_id
+
+
+def _row_problems(items: Sequence[Any]) -> list[str]:
+    problems = []
+    for index, item in enumerate(items):
+        try:
+            parse_query_row(item)
+        except PayloadError as exc:
+            problems.append(f"result[{index}]: {exc}")
+    return problems
+
+
+def load_query_page(
+    conn: psycopg.Connection,
+    page: Any,
+    *,
+    queried_at: datetime,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+) -> LoadSummary:
+    """Store one :class:`~phonecheck.nxcloud.client.QueryPage` verbatim, then upsert its rows.
+
+    Rows the parser refuses are named in the stored answer's ``parse_error`` (the page keeps
+    them byte for byte) and counted as unreadable; the readable ones are loaded.
+    """
+    problems = _row_problems(page.rows)
+    answer_id = store_vendor_answer(
+        conn,
+        api="number_check_query",
+        request_ref=page.request_ref,
+        http_status=page.answer.http_status,
+        content_type=page.answer.content_type,
+        body=page.answer.body,
+        parse_error="; ".join(problems)[:4000] or None,
+        dag_id=dag_id,
+        run_id=run_id,
+    )
+    return load_query_rows(conn, page.rows, queried_at=queried_at, vendor_answer_id=answer_id)
 
 
 def mark_complete(conn: psycopg.Connection, batch_nos: Sequence[str]) -> list[str]:

@@ -6,25 +6,31 @@ The row is written BEFORE the call, with status ``pending`` and the deterministi
 * call answered ``code 0`` → ``submitted`` (vendor answer, request id, refused numbers kept);
 * the vendor refused (auth, bad request, balance) → ``failed`` with the code and text; a later
   retry calls again (nothing was charged);
-* no answer, or an answer that does not say (timeout, 5xx) → the row stays ``pending``.
+* nothing reached the vendor (connection refused, HTTP 429, a rate-limit code) → stays
+  ``pending`` with ``response.not_sent``; the client retried those itself, and a task retry
+  sends at once;
+* the answer was lost after the request was sent (5xx, read timeout, connection closed mid-way)
+  → ``in_doubt`` (``in_doubt_since``): the vendor may well have charged. The batch is settled by
+  evidence: a result push for that ``batchNo`` in the inbox, a typed row, or the query API
+  listing it (on any candidate vendor date). Only when the documented push window plus our
+  margin (``NxCloudSettings.in_doubt_after_s``, 5 + 5 min by default) brought nothing is the
+  same ``batchNo`` submitted again. A task retry that finds ``pending`` or ``in_doubt`` does
+  the same (a crash between the call and the commit looks like ``pending``).
 
-A retry (the hook's own, or the Airflow task's) that finds a ``pending`` row first asks the query
-API whether the vendor knows that ``batchNo``; if it does, the row becomes ``submitted`` without a
-second call. Only when the vendor shows no trace of it is the same ``batchNo`` submitted again.
-A ``submitted``/``complete`` row is never submitted again. ``pending`` rows count as "in flight"
-for the freshness skip, so a second run does not buy them either.
+A ``submitted``/``complete`` row is never submitted again. ``pending`` and ``in_doubt`` rows count
+as "in flight" for the freshness skip, so a second run does not buy them either.
 
-Residual risk, stated: a vendor that accepted a batch but does not list it in the query API yet
-(results still being produced) would see the same ``batchNo`` twice; loads stay single-row per
-``(batch_no, phone)``, only that one chunk could be charged twice.
+Residual risk, stated in docs/vendors/nxcloud.md: a vendor that charged but neither pushes nor
+lists the batch within the window would be paid a second time for that one chunk.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -39,7 +45,13 @@ log = logging.getLogger(__name__)
 VENDOR = "nxcloud"
 
 
+#: How many times one call of :func:`submit_chunk` sends a batch whose answers keep getting lost.
+MAX_SUBMIT_ROUNDS = 3
+
+
 class SubmitClient(Protocol):
+    settings: Any  # NxCloudSettings: in_doubt_after_s
+
     def submit_numbers(
         self, phones: Sequence[str], *, batch_no: str, check_level: int, dr_url: str | None
     ) -> dict[str, Any]: ...
@@ -52,7 +64,7 @@ class SubmitOutcome:
     batch_no: str
     submission_id: int
     region_code: str
-    status: str  # submitted (this call), already_submitted, recovered (found at the vendor)
+    status: str  # submitted (this call), already_submitted, recovered (an earlier send had landed)
     phone_count: int
     refused: int  # numbers the vendor refused at submit (2024 failNumber)
 
@@ -126,6 +138,8 @@ def _set_status(conn: psycopg.Connection, batch_no: str, status: str, **fields: 
             values[name] = Jsonb(value) if name != "request_id" and value is not None else value
     if status == "submitted":
         sets.append("submitted_at = now()")
+    if status == "in_doubt":
+        sets.append("in_doubt_since = clock_timestamp()")  # not now(): the tx may be old
     conn.execute(
         f"UPDATE ops.number_check_submission SET {', '.join(sets)} "  # noqa: S608 - fixed column names
         "WHERE vendor = %(vendor)s AND batch_no = %(batch_no)s",
@@ -138,6 +152,70 @@ def _refused_numbers(answer: Mapping[str, Any]) -> list[Any]:
     data = answer.get("data") if isinstance(answer.get("data"), Mapping) else {}
     refused = data.get("failNumber") or []
     return list(refused) if isinstance(refused, list) else [refused]
+
+
+def _batch_has_results(conn: psycopg.Connection, batch_no: str) -> bool:
+    """A push for ``batch_no`` in the inbox or a typed row: the vendor has the batch."""
+    return bool(
+        conn.execute(
+            """SELECT EXISTS (SELECT 1 FROM raw.webhook_event
+                              WHERE endpoint = 'nxcloud_number_check' AND payload->>'batchNo' = %(b)s)
+                   OR EXISTS (SELECT 1 FROM telco.nxcloud_number_check WHERE batch_no = %(b)s)""",
+            {"b": batch_no},
+        ).fetchone()[0]
+    )
+
+
+def settle_in_doubt(
+    conn: psycopg.Connection,
+    client: SubmitClient,
+    batch_no: str,
+    *,
+    since: datetime,
+    push_check_s: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str | None:
+    """Wait for evidence that the vendor has ``batch_no``: ``"push"`` or ``"query"``, or None
+    once ``since`` + the push window + our margin passed without any.
+
+    The inbox is read every ``push_check_s``; the query API is asked about every fifth of the
+    window (through the shared query limiter), and once more at the end. A query refusal only
+    postpones that probe: it never decides anything. If the query API keeps refusing past the
+    window, :class:`~phonecheck.nxcloud.errors.BatchInDoubt` is raised (the row stays
+    ``in_doubt``; a task retry asks again) rather than sending the batch on no answer.
+    """
+    from phonecheck.nxcloud.errors import BatchInDoubt, NxCloudError
+
+    window_s = float(client.settings.in_doubt_after_s)
+    since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    deadline = since.timestamp() + window_s
+    give_up_at = deadline + window_s  # the final probe may be refused: keep asking this long
+    probe_every = max(window_s / 5, push_check_s)
+    next_probe = time.time()
+    while True:
+        conn.rollback()  # see rows other sessions committed since
+        if _batch_has_results(conn, batch_no):
+            return "push"
+        now = time.time()
+        final = now >= deadline
+        if now >= next_probe or final:
+            try:
+                known = client.batch_known_to_vendor(batch_no, since)
+            except NxCloudError as exc:
+                log.warning("batch %s in doubt: query probe refused (%s); waiting on", batch_no, exc)
+                if now >= give_up_at:  # never resend on an unanswered question: stay in doubt
+                    raise BatchInDoubt(
+                        "submit",
+                        f"NXCLOUD batch {batch_no} is in doubt and the query API did not answer: not sent "
+                        "again; a retry of this task asks again",
+                    ) from None
+            else:
+                if known:
+                    return "query"
+                if final:
+                    return None  # asked after the window, and the vendor does not list it
+            next_probe = now + probe_every
+        sleep(push_check_s if final else max(0.05, min(push_check_s, deadline - now, next_probe - now)))
 
 
 def submit_chunk(
@@ -181,34 +259,45 @@ def submit_chunk(
         )
     else:
         submission_id = existing["submission_id"]
-        if existing["status"] == "pending" and client.batch_known_to_vendor(
-            chunk.batch_no, since=existing["submitted_at"]
-        ):
-            log.info("batch %s: an earlier attempt reached NXCLOUD (found via the query API)", chunk.batch_no)
-            _set_status(
-                conn,
-                chunk.batch_no,
-                "submitted",
-                response={"recovered": "batchNo found through the query API"},
-            )
-            return SubmitOutcome(
-                chunk.batch_no, submission_id, chunk.region_code, "recovered", existing["phone_count"], 0
-            )
+        never_sent = (existing["response"] or {}).get("not_sent") is not None
+        if existing["status"] == "in_doubt" or (existing["status"] == "pending" and not never_sent):
+            # an earlier attempt may have reached the vendor (lost answer, or a crash before we
+            # recorded it): wait for evidence before anything is sent again
+            since = existing["in_doubt_since"] or existing["updated_at"]
+            if (how := settle_in_doubt(conn, client, chunk.batch_no, since=since)) is not None:
+                return _recovered(conn, chunk, submission_id, existing["phone_count"], how)
         if existing["status"] == "failed":
             _set_status(conn, chunk.batch_no, "pending")
 
-    try:
-        answer = client.submit_numbers(
-            chunk.phones, batch_no=chunk.batch_no, check_level=chunk.check_level, dr_url=dr_url
-        )
-    except NxCloudTransientError:
-        raise  # outcome unknown or not sent: stays pending; a retry probes the vendor first
-    except NxCloudError as exc:
-        _set_status(conn, chunk.batch_no, "failed", response={"code": exc.code, "error": str(exc)})
-        raise
-    if answer.get("recovered"):
-        _set_status(conn, chunk.batch_no, "submitted", response=answer)
-        return SubmitOutcome(chunk.batch_no, submission_id, chunk.region_code, "recovered", chunk.size, 0)
+    for round_no in range(1, MAX_SUBMIT_ROUNDS + 1):
+        conn.commit()  # no transaction stays open across the paid call
+        try:
+            answer = client.submit_numbers(
+                chunk.phones, batch_no=chunk.batch_no, check_level=chunk.check_level, dr_url=dr_url
+            )
+        except NxCloudTransientError as exc:
+            if not exc.ambiguous:  # nothing reached the vendor: stays pending, a retry sends at once
+                _set_status(conn, chunk.batch_no, "pending", response={"not_sent": str(exc)})
+                raise
+            _set_status(conn, chunk.batch_no, "in_doubt", response={"lost_answer": str(exc)})
+            log.warning(
+                "batch %s: the submit answer was lost after sending (%s); in doubt: waiting up to %.1f s "
+                "for its pushes or query rows before sending it again",
+                chunk.batch_no, exc, client.settings.in_doubt_after_s,
+            )  # fmt: skip
+            row = get_submission(conn, chunk.batch_no)
+            if (
+                how := settle_in_doubt(conn, client, chunk.batch_no, since=row["in_doubt_since"])
+            ) is not None:
+                return _recovered(conn, chunk, submission_id, chunk.size, how)
+            if round_no == MAX_SUBMIT_ROUNDS:
+                raise
+            log.warning("batch %s: no trace at the vendor after the window; sending it again", chunk.batch_no)
+            continue
+        except NxCloudError as exc:
+            _set_status(conn, chunk.batch_no, "failed", response={"code": exc.code, "error": str(exc)})
+            raise
+        break
     data = answer.get("data") if isinstance(answer.get("data"), Mapping) else {}
     refused = _refused_numbers(answer)
     _set_status(
@@ -222,3 +311,16 @@ def submit_chunk(
     return SubmitOutcome(
         chunk.batch_no, submission_id, chunk.region_code, "submitted", chunk.size, len(refused)
     )
+
+
+def _recovered(
+    conn: psycopg.Connection, chunk: Chunk, submission_id: int, phone_count: int, how: str
+) -> SubmitOutcome:
+    log.info(
+        "batch %s: an earlier send reached NXCLOUD (seen in its %s); not sending it again",
+        chunk.batch_no,
+        how,
+    )
+    evidence = "result push in the inbox" if how == "push" else "batchNo listed by the query API"
+    _set_status(conn, chunk.batch_no, "submitted", response={"recovered": evidence})
+    return SubmitOutcome(chunk.batch_no, submission_id, chunk.region_code, "recovered", phone_count, 0)

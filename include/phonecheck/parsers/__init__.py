@@ -64,11 +64,23 @@ def opt_decimal(value: Any, field: str) -> Decimal | None:
     return number
 
 
-def flag(value: Any) -> str | None:
-    """YES/NO/UNKNOWN flags: case normalised (the 2023 callback sent lowercase), other values kept."""
+def opt_text(value: Any) -> str | None:
+    """A typed text column: the vendor's ``""`` (or blanks) means "not known" and becomes NULL.
+
+    The original answer stays verbatim in the raw store; NULL never erases a known value.
+    """
     if value is None:
         return None
     text = str(value)
+    return text if text.strip() else None
+
+
+def flag(value: Any) -> str | None:
+    """YES/NO/UNKNOWN flags: case normalised (the 2023 callback sent lowercase), other values
+    kept; ``""`` is "not known" (NULL), not a value."""
+    text = opt_text(value)
+    if text is None:
+        return None
     return text.upper() if text.upper() in {"YES", "NO", "UNKNOWN"} else text
 
 

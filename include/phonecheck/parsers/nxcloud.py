@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from phonecheck.enums import SUBMITTABLE_CHECK_LEVELS
 from phonecheck.numbers import to_e164
 from phonecheck.parsers import (
     PayloadError,
@@ -17,12 +18,15 @@ from phonecheck.parsers import (
     opt_decimal,
     opt_int,
     opt_str,
+    opt_text,
     require_str,
 )
 
 #: Vendor-local timezone of voice receipt start_time/end_time strings. The vendor does not say;
 #: NXCLOUD's platform runs on China Standard Time, so that is the default (configurable).
 DEFAULT_VOICE_TIMEZONE = "Asia/Shanghai"
+#: checkLevel values the number-check documents define (1 basic, 4 call, 5 HLR).
+DOCUMENTED_CHECK_LEVELS = frozenset(SUBMITTABLE_CHECK_LEVELS.values())
 
 # ---------------------------------------------------------------------------------------------
 # number check
@@ -66,61 +70,69 @@ def parse_number_check_push(payload: Mapping[str, Any]) -> dict[str, Any]:
     flat = not basic and any(k in data for k in ("numberType", "operator", "country"))
     number_type = (data if flat else basic).get("numberType")
     row.update(
-        message_id=opt_str(payload.get("messageId", payload.get("requestId"))),
+        message_id=opt_text(payload.get("messageId", payload.get("requestId"))),
         check_level=None,
         code=code,
-        msg=opt_str(payload.get("msg", payload.get("message"))),
-        pre_check=opt_str(basic.get("preCheck")),
-        region_code=opt_str(basic.get("regionCode") if not flat else data.get("country")),
-        country_code=opt_str(basic.get("countryCode")),
-        national_number=opt_str(basic.get("nationalNumber")),
-        stand_number=opt_str(basic.get("standNumber")),
-        number_type=opt_str(number_type),
-        carrier=opt_str(basic.get("carrier") if not flat else data.get("operator")),
+        msg=opt_text(payload.get("msg", payload.get("message"))),
+        pre_check=opt_text(basic.get("preCheck")),
+        region_code=opt_text(basic.get("regionCode") if not flat else data.get("country")),
+        country_code=opt_text(basic.get("countryCode")),
+        national_number=opt_text(basic.get("nationalNumber")),
+        stand_number=opt_text(basic.get("standNumber")),
+        number_type=opt_text(number_type),
+        carrier=opt_text(basic.get("carrier") if not flat else data.get("operator")),
         validity=flag(live.get("validity")),
         reachable=flag(live.get("reachable")),
         roaming=flag(live.get("roaming")),
         early=flag(dial.get("early")),
         answered=flag(dial.get("answered")),
-        response=opt_str(dial.get("response", dial.get("responseStatus"))),
-        mcc=opt_str(data.get("mcc")) if flat else None,
-        mnc=opt_str(data.get("mnc")) if flat else None,
+        response=opt_text(dial.get("response", dial.get("responseStatus"))),
+        mcc=opt_text(data.get("mcc")) if flat else None,
+        mnc=opt_text(data.get("mnc")) if flat else None,
         ported=flag(data.get("ported")) if flat else None,
         active=flag(data.get("active")) if flat else None,
         price=opt_decimal(cost.get("price"), "cost.price"),
-        currency=opt_str(cost.get("currency")),
+        currency=opt_text(cost.get("currency")),
         source="push",
     )
     return row
 
 
 def parse_query_row(item: Mapping[str, Any]) -> dict[str, Any]:
-    """One ``data.result[]`` row of the query API (SEED 001; flat, with ``checkLevel``)."""
+    """One ``data.result[]`` row of the query API (flat, with ``checkLevel``).
+
+    ``vendor_check_level`` keeps the vendor's ``checkLevel`` as received. ``check_level`` starts
+    out the same; the loader of our batches replaces a value outside
+    :data:`DOCUMENTED_CHECK_LEVELS` by the level we submitted (the vendor's own example rows say
+    ``2``, which no document defines).
+    """
     row = _number_check_common(item)
+    vendor_level = opt_int(item.get("checkLevel"), "checkLevel")
     row.update(
-        message_id=opt_str(item.get("messageId", item.get("requestId"))),
-        check_level=opt_int(item.get("checkLevel"), "checkLevel"),
+        message_id=opt_text(item.get("messageId", item.get("requestId"))),
+        check_level=vendor_level,
+        vendor_check_level=vendor_level,
         code=None,  # query rows carry no receipt code
         msg=None,
-        pre_check=opt_str(item.get("preCheck")),
-        region_code=opt_str(item.get("regionCode", item.get("country"))),
-        country_code=opt_str(item.get("countryCode")),
-        national_number=opt_str(item.get("nationalNumber")),
-        stand_number=opt_str(item.get("standNumber")),
-        number_type=opt_str(item.get("numberType")),
-        carrier=opt_str(item.get("carrier", item.get("operator"))),
+        pre_check=opt_text(item.get("preCheck")),
+        region_code=opt_text(item.get("regionCode", item.get("country"))),
+        country_code=opt_text(item.get("countryCode")),
+        national_number=opt_text(item.get("nationalNumber")),
+        stand_number=opt_text(item.get("standNumber")),
+        number_type=opt_text(item.get("numberType")),
+        carrier=opt_text(item.get("carrier", item.get("operator"))),
         validity=flag(item.get("validity")),
         reachable=flag(item.get("reachable")),
         roaming=flag(item.get("roaming")),
         early=flag(item.get("early")),
         answered=flag(item.get("answered")),
-        response=opt_str(item.get("response")),
-        mcc=opt_str(item.get("mcc")),
-        mnc=opt_str(item.get("mnc")),
+        response=opt_text(item.get("response")),
+        mcc=opt_text(item.get("mcc")),
+        mnc=opt_text(item.get("mnc")),
         ported=flag(item.get("ported")),
         active=flag(item.get("active")),
         price=opt_decimal(item.get("price"), "price"),
-        currency=opt_str(item.get("currency")),
+        currency=opt_text(item.get("currency")),
         source="query",
     )
     return row

@@ -39,6 +39,13 @@ NXCLOUD, connection host ``http://HOST:PORT/nxcloud`` (hooks append the vendor p
   Rate limit (``query_min_interval_s``, default 0 = off; the newer docs say 3 s): a query too
   soon after the previous one of the same accessKey is answered HTTP 200 code 88 ``Request too
   frequent: at most one query every 3 s``.
+  A repeated ``batchNo`` (same appkey) is answered like its first submit and not charged again;
+  every charged number is in the charge ledger (``GET /_sandbox/charges``).
+  Strict profile (``profile: "strict"``; docs/sandbox.md): a 5xx, slow or ``disconnect`` fault
+  on a submit comes AFTER the batch was accepted and charged; a repeated ``batchNo`` is charged
+  and pushed again; the query API lists a batch only ``strict_query_lag_minutes`` vendor minutes
+  after its submit, with rows shaped like the vendor's own example (``checkLevel`` 2, ``""`` live
+  flags, ``price`` 0); code 88 texts are Chinese; ``date`` is the Asia/Shanghai day.
   Voice: ``POST /nxcloud/api/voiceSms/{gpsend,notsend,versend}`` form-encoded ``appkey`` +
   ``secretkey`` (code "1" when wrong), ``phone``, ``country_code``, ``url`` (gpsend) or
   ``content``; answers ``{"result":"Success","messageid","code":"0"}`` and pushes ONE
@@ -68,7 +75,8 @@ Control, under ``/_sandbox`` (tests assert on the wire through these):
   (``offset_s`` skew, ``advance_s`` jump, ``set_ms``) · ``GET|POST settings`` (any
   ``SandboxConfig`` field for this run) · ``GET calls`` (every vendor call: event, path, headers
   incl. ts/sign, body, status, answer; ``X-DF-API-SECRET`` and ``secretkey`` masked; filters
-  ``event``, ``path``, ``since``) · ``GET pushes`` (every push attempt: kind, url, body, status,
+  ``event``, ``path``, ``since``) · ``GET charges`` (NXCLOUD charge ledger: one entry per number
+  per charged submit; filter ``batch_no``) · ``GET pushes`` (every push attempt: kind, url, body, status,
   answer, attempt, outcome accepted/retry/gave_up/refused/dropped/duplicate, batch_no, phone;
   filters ``kind``, ``url``, ``batch_no``, ``since``) · ``POST pns/call`` (place a simulated
   privacy-number call: ``caller``, ``callee``, ``did``, ``url`` or setting ``pns_push_url``,

@@ -15,6 +15,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -42,6 +43,22 @@ ACCUAUTH_REASONS = {
     "NOT_FOUND": "Requested API cannot be found",
     "INTERNAL_ERROR": "Internal server error",
 }
+
+
+_SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+class _CutOffResponse(Response):
+    """Sends the status line and half a body, then drops the connection."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"64")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b'{"code":', "more_body": True})
+        raise ConnectionAbortedError("sandbox fault: connection closed mid-answer")
 
 
 def _nx(code: int, msg: str, data: Any = None) -> dict[str, Any]:
@@ -163,18 +180,63 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         return None
 
     # ---- NXCLOUD number check ----------------------------------------------------------------
+    # Strict profile (docs/sandbox.md): a faulty submit answer (error, slow, disconnect) comes
+    # AFTER the batch was accepted and charged; a resubmitted batchNo is charged again; the
+    # query API lists a batch only minutes after its submit, in the shape of the vendor's own
+    # example rows; code 88 texts are Chinese; query dates are Asia/Shanghai days.
+    def strict() -> bool:
+        return state.config.profile == "strict"
+
+    def vendor_day(at: float | None = None) -> dt.date:
+        tz = _SHANGHAI if strict() else dt.UTC
+        return dt.datetime.fromtimestamp(state.clock.now() if at is None else at, tz).date()
+
+    def refusal_88(english: str, chinese: str) -> dict[str, Any]:
+        return _nx(88, chinese if strict() else english)
+
+    async def cut_off(request: Request, event: str, body: bytes) -> Response:
+        """The connection closes before the answer is complete (the client sees no answer)."""
+        state.calls.append(
+            {"seq": state.next_seq(), "at_ms": state.clock.now_ms(), "event": event, "method": request.method,
+             "path": request.url.path, "query": request.url.query, "headers": dict(request.headers),
+             "body": body.decode("utf-8", errors="replace"), "status": None, "answer": "connection closed"}
+        )  # fmt: skip
+        return _CutOffResponse()
+
     @app.post("/nxcloud/api/number/check")
     async def number_check_submit(request: Request) -> Response:
         event, body = "nxcloud.check", await request.body()
-        fault = await apply_faults(request, event)
-        if fault is not None:
+        try:
+            decision = state.faults.decide(event, request.headers.get("x-sandbox-fault"))
+        except ValueError:
+            decision = Decision()
+        fault = decision.fault
+        # strict: a 5xx, a slow answer or a dropped connection is the vendor's, after charging;
+        # refusals (rate limit, codes) are answered before anything is done in both profiles
+        after = strict() and (fault is None or fault.kind in ("error", "disconnect"))
+
+        generation = state.generation
+
+        async def faulty_answer() -> Response | None:
+            if decision.delay_s:
+                await asyncio.sleep(decision.delay_s)
+                if generation != state.generation:  # reset meanwhile: belongs to no run any more
+                    return Response(status_code=503)
+            if fault is None:
+                return None
+            if fault.kind == "disconnect":
+                return await cut_off(request, event, body)
             return await answer(request, event, body, *nxcloud_fault_answer(fault))
+
+        if not after and (lost := await faulty_answer()) is not None:
+            return lost  # default: the fault comes before the vendor did anything
         problem = verify_nxcloud(request, body, NUMBER_CHECK_BIZ_TYPE, NUMBER_CHECK_ACTION)
+        accepted: dict[str, Any] = {}
         if problem is None:
             problem, accepted = submit_batch(request, body)
-            if problem is None:
-                return await answer(request, event, body, 200, accepted)
-        return await answer(request, event, body, 200, problem)
+        if after and (lost := await faulty_answer()) is not None:
+            return lost  # strict: processed and charged, then the answer is lost
+        return await answer(request, event, body, 200, accepted if problem is None else problem)
 
     def submit_batch(request: Request, body: bytes) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         cfg = state.config
@@ -209,17 +271,30 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         shape = request.headers.get("x-sandbox-push-shape") or cfg.push_shape
         if shape not in ("2023", "2024"):
             return _nx(201, "X-Sandbox-Push-Shape must be 2023 or 2024"), {}
+        known = state.batches.get((payload["appkey"], batch_no))
+        if known is not None and not strict():
+            return None, known  # default: a repeated batchNo is the same batch: not charged again
 
         request_id = state.new_hex_id()
-        today = dt.datetime.fromtimestamp(state.clock.now(), dt.UTC).date().isoformat()
+        now = state.clock.now()
+        today = vendor_day(now).isoformat()
+        visible_at = now + (cfg.strict_query_lag_minutes * cfg.vendor_minute_s if strict() else 0.0)
         fail_numbers = []
         for index, phone in enumerate(phones, start=1):
             message_id = outcomes.message_id_for(request_id, index, len(phones))
             if shape == "2024" and outcomes.nxcloud_failure_code(phone, level) == 114:
                 fail_numbers.append({"number": phone, "reason": outcomes.FAILURE_MESSAGES[114]})
                 continue
+            state.charges.append(
+                {"batch_no": batch_no, "phone": phone, "check_level": level, "at_ms": state.clock.now_ms(),
+                 "request_id": request_id}
+            )  # fmt: skip
             row = outcomes.nxcloud_query_row(phone, level, batch_no=batch_no, message_id=message_id)
-            state.results.append(StoredResult(today, payload["appkey"], batch_no, message_id, phone, row))
+            if strict():  # the vendor's own example rows: checkLevel 2, empty live flags, price 0
+                row.update(checkLevel=2, validity="", reachable="", roaming="", price=0)
+            state.results.append(
+                StoredResult(today, payload["appkey"], batch_no, message_id, phone, row, visible_at)
+            )
             if not dr_url:
                 continue
             if shape == "2024":
@@ -236,8 +311,11 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             state.schedule_push(job, cfg.push_delay_s)
         if shape == "2024":
             data = {"requestId": request_id, "batchNo": batch_no, "failNumber": fail_numbers}
-            return None, {"code": 0, "message": "Success", "data": data, "traceId": state.new_hex_id()}
-        return None, {"code": 0, "msg": "success", "data": {"messageId": request_id, "batchNo": batch_no}}
+            accepted = {"code": 0, "message": "Success", "data": data, "traceId": state.new_hex_id()}
+        else:
+            accepted = {"code": 0, "msg": "success", "data": {"messageId": request_id, "batchNo": batch_no}}
+        state.batches.setdefault((payload["appkey"], batch_no), accepted)
+        return None, accepted
 
     @app.post("/nxcloud/api/number/query")
     async def number_check_query(request: Request) -> Response:
@@ -255,40 +333,50 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             now = asyncio.get_running_loop().time()
             last = state.last_query_at.get(access_key)
             if last is not None and now - last < cfg.query_min_interval_s:
-                return _nx(
-                    88, f"Request too frequent: at most one query every {cfg.query_min_interval_s:g} s"
+                return refusal_88(
+                    f"Request too frequent: at most one query every {cfg.query_min_interval_s:g} s",
+                    f"请求过于频繁，每{cfg.query_min_interval_s:g}秒最多查询一次",
                 )
             state.last_query_at[access_key] = now
         payload = json_object(body)
         if payload is None:
-            return _nx(88, "request body must be a JSON object")
+            return refusal_88("request body must be a JSON object", "请求体必须是JSON对象")
         page, page_size = payload.get("page"), payload.get("pageSize")
         if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-            return _nx(88, "page is required: an integer from 1")
+            return refusal_88("page is required: an integer from 1", "参数page不能为空，从1开始")
         if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 100:
-            return _nx(88, "pageSize is required: an integer from 1 to 100")
+            return refusal_88(
+                "pageSize is required: an integer from 1 to 100", "参数pageSize不能为空，取值1到100"
+            )
         date = payload.get("date")
         try:
             if not isinstance(date, str) or not _DATE_RE.match(date):
                 raise ValueError(date)
             day = dt.date.fromisoformat(date)
         except ValueError:
-            return _nx(88, "Incorrect date format [yyyy-MM-dd]")
-        today = dt.datetime.fromtimestamp(state.clock.now(), dt.UTC).date()
+            return refusal_88("Incorrect date format [yyyy-MM-dd]", "日期格式不正确[yyyy-MM-dd]")
+        today = vendor_day()
         if not 0 <= (today - day).days <= cfg.query_window_days:
-            return _nx(88, f"date out of range: only the last {cfg.query_window_days} days can be queried")
+            return refusal_88(
+                f"date out of range: only the last {cfg.query_window_days} days can be queried",
+                f"日期超出范围：只能查询最近{cfg.query_window_days}天",
+            )
         batch_no = payload.get("batchNo") or None
         message_id = payload.get("messageId") or payload.get("requestId") or None
         if batch_no is None and message_id is None:
-            return _nx(88, "batchNo and messageId cannot be empty at the same time")
+            return refusal_88(
+                "batchNo and messageId cannot be empty at the same time", "batchNo和messageId不能同时为空"
+            )
         appkey = payload.get("appkey")
         if appkey not in (None, "") and (problem := appkey_problem(appkey)) is not None:
             return problem
         phone = payload.get("phone") or None
+        now = state.clock.now()
         rows = [
             r.row
             for r in state.results
             if r.date == date
+            and r.visible_at <= now
             and (batch_no is None or r.batch_no == batch_no)
             and (
                 message_id is None or r.message_id == message_id or r.message_id.startswith(f"{message_id}-")
@@ -632,6 +720,11 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             and (event is None or c["event"] == event)
             and (path is None or c["path"] == path)
         ]
+
+    @app.get("/_sandbox/charges")
+    async def get_charges(batch_no: str | None = None) -> list[dict[str, Any]]:
+        """NXCLOUD charge ledger: one entry per number per charged submit."""
+        return [c for c in state.charges if batch_no is None or c["batch_no"] == batch_no]
 
     @app.get("/_sandbox/pushes")
     async def get_pushes(

@@ -63,6 +63,9 @@ class SandboxConfig:
 
     # Which reading of the vendor documents the sandbox plays (see VendorProfile).
     profile: VendorProfile = "default"
+    # NXCLOUD, strict profile: vendor minutes between a submit and the query API listing its
+    # rows (the default profile lists them at once).
+    strict_query_lag_minutes: float = 5.0
 
     log_limit: int = 200_000  # entries kept in the call and push logs
 

@@ -16,6 +16,9 @@ A rule is ``{"target", "kind", ...}``:
       with its documented HTTP status.
     - ``slow``: wait ``delay_s`` real seconds, then answer normally (stacks with the others).
     - ``drop`` (pushes): the push is never sent. ``duplicate`` (pushes): sent twice.
+    - ``disconnect`` (``nxcloud.check``): the connection closes before the answer is complete.
+    On ``nxcloud.check`` the strict profile applies ``error``, ``slow`` and ``disconnect``
+    AFTER the batch was accepted and charged (the answer is lost, the charge is not).
 * which events: the first ``count`` matching events after skipping ``after`` of them; or a
   ``fraction`` drawn from ``random.Random(seed)`` (reproducible); or, with neither, every event.
 
@@ -29,7 +32,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("rate_limit", "error", "code", "slow", "drop", "duplicate")
+KINDS = ("rate_limit", "error", "code", "slow", "drop", "duplicate", "disconnect")
 
 
 @dataclass

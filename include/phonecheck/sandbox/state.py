@@ -39,12 +39,13 @@ class SandboxClock:
 class StoredResult:
     """One number of a submitted batch, as the query API returns it."""
 
-    date: str  # yyyy-MM-dd (UTC, sandbox clock) the check was made
+    date: str  # yyyy-MM-dd the check was made (sandbox clock; UTC, or Asia/Shanghai when strict)
     appkey: str
     batch_no: str
     message_id: str
     phone: str
     row: dict[str, Any]
+    visible_at: float = 0.0  # sandbox clock seconds from which the query API lists it
 
 
 @dataclass
@@ -98,6 +99,10 @@ class SandboxState:
         self.pushes: deque[dict[str, Any]] = deque(maxlen=self.config.log_limit)
         self._seq = itertools.count(1)
         self.results: list[StoredResult] = []
+        #: NXCLOUD charge ledger: one entry per number per accepted (charged) submit.
+        self.charges: list[dict[str, Any]] = []
+        #: NXCLOUD batchNo -> the submit answer the vendor gave for it (a resubmit, default profile).
+        self.batches: dict[tuple[str, str], dict[str, Any]] = {}
         self.tasks: dict[str, AccuAuthTask] = {}
         self.last_query_at: dict[str, float] = {}
         self.rng = random.Random()

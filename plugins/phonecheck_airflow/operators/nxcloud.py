@@ -1,7 +1,7 @@
-"""The steps of the NXCLOUD number-check DAGs (issue #4), as functions the DAG tasks call.
+"""The steps of the NXCLOUD number-check DAGs, as functions the DAG tasks call.
 
 Each step takes what the previous one returned (XCom-sized dicts), does its work through
-:class:`~phonecheck_airflow.hooks.nxcloud.NxCloudHook` and the warehouse, logs progress and ONE
+:class:`~phonecheck.nxcloud.client.NxCloudClient` (from the hook) and the warehouse, logs progress and ONE
 summary line, and turns "stop here" outcomes into Airflow exceptions: over budget or a vendor
 refusal a retry cannot fix → :class:`AirflowFailException`; dry run → :class:`AirflowSkipException`.
 Heavy imports (psycopg, phonenumbers, requests) happen inside the functions, at run time.
@@ -49,20 +49,47 @@ def dr_url() -> str | None:
     return receiver_url(NXCLOUD_NUMBER_CHECK)
 
 
-def _fetch_query_rows(hook: Any, batch_no: str, day: Any) -> tuple[list[dict[str, Any]], Any]:
-    """Every query-API row of ``batch_no`` on vendor ``day`` (all pages), with the call stats;
-    vendor refusals a retry cannot fix fail the task at once."""
-    from phonecheck_airflow.hooks.nxcloud import QueryStats
+def _client(nxcloud_conn_id: str, warehouse_conn_id: str):
+    """The NXCLOUD client, its query calls spaced by the per-access-key limiter in the warehouse."""
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
-    stats = QueryStats()
+    return NxCloudHook(nxcloud_conn_id, warehouse_conn_id=warehouse_conn_id).get_client()
+
+
+def _load_query_pages(
+    client: Any, conn: Any, batch_no: str, day: Any, *, dag_id: str, run_id: str
+) -> tuple[list[dict[str, Any]], Any, Any, str | None]:
+    """Every query-API page of ``batch_no`` on vendor ``day``: each stored verbatim, its rows
+    upserted. Returns ``(rows, stats, load summary, why incomplete)``.
+
+    A refusal never fails the run on its own: rate-limit refusals were retried with backoff by
+    the client; if they persist, or the vendor refuses the date (code 88: e.g. a candidate
+    date it does not answer for), what was read is kept and the reason returned. Refusals a
+    retry cannot fix (credentials, permissions) fail the task.
+    """
+    from phonecheck.nxcloud.client import QueryStats
+    from phonecheck.nxcloud.errors import NxCloudBadRequestError, NxCloudTransientError
+    from phonecheck.nxcloud.results import LoadSummary, load_query_page
+
+    stats, summary = QueryStats(), LoadSummary()
     items: list[dict[str, Any]] = []
     try:
-        for page in hook.iter_query_results(batch_no, day, stats=stats):
-            items.extend(page)
+        for page in client.iter_query_pages(batch_no, day, stats=stats):
+            part = load_query_page(conn, page, queried_at=datetime.now(UTC), dag_id=dag_id, run_id=run_id)
+            summary.rows += part.rows
+            summary.inserted += part.inserted
+            summary.updated += part.updated
+            summary.unreadable += part.unreadable
+            items.extend(r for r in page.rows if isinstance(r, dict))
+    except (NxCloudTransientError, NxCloudBadRequestError) as exc:
+        if isinstance(exc, NxCloudBadRequestError) and exc.code != 88:
+            _fail_on_final_vendor_error(exc)
+        log.warning("NXCLOUD query of %s on %s stopped: %s (rows read so far are kept)", batch_no, day, exc)
+        return items, stats, summary, str(exc)
     except Exception as exc:
         _fail_on_final_vendor_error(exc)
         raise
-    return items, stats
+    return items, stats, summary, None
 
 
 # ---- on demand ---------------------------------------------------------------------------------
@@ -163,7 +190,6 @@ def submit(
 
     from phonecheck.nxcloud.submissions import submit_chunk
     from phonecheck.webhook_urls import redact
-    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
     chunks = _chunks(prepared, params, context)
     if params.get("dry_run"):
@@ -177,7 +203,7 @@ def submit(
     }
     url = dr_url()
     log.info("drUrl: %s", redact(url) if url else "none (results via the query API only)")
-    hook = NxCloudHook(nxcloud_conn_id)
+    client = _client(nxcloud_conn_id, warehouse_conn_id)
     dag_run = context.get("dag_run")
     submitted_by = getattr(dag_run, "triggering_user_name", None)
     run_params = {
@@ -190,7 +216,7 @@ def submit(
             try:
                 outcome = submit_chunk(
                     conn,
-                    hook,
+                    client,
                     chunk,
                     dr_url=url,
                     estimated_cost=(price * chunk.size) if price is not None else None,
@@ -211,21 +237,17 @@ def submit(
     new = [o for o in outcomes if o.status == "submitted"]
     log.info(
         "SUMMARY submit: %d chunk(s), %d number(s) submitted now, %d chunk(s) already submitted earlier, "
-        "%d refused by the vendor at submit, %d submit call(s) incl. retries, %d query call(s)",
-        len(outcomes), sum(o.phone_count for o in new), len(outcomes) - len(new), sum(o.refused for o in outcomes),
-        hook.api_calls["submit"], hook.api_calls["query"],
+        "%d recovered after a lost answer, %d refused by the vendor at submit, %d submit call(s) incl. retries, "
+        "%d query call(s)",
+        len(outcomes), sum(o.phone_count for o in new), sum(o.status == "already_submitted" for o in outcomes),
+        sum(o.status == "recovered" for o in outcomes), sum(o.refused for o in outcomes),
+        client.api_calls["submit"], client.api_calls["query"],
     )  # fmt: skip
     return {
         "batch_nos": [o.batch_no for o in outcomes],
         "submitted": sum(o.phone_count for o in outcomes),
         "outcomes": [o.as_dict() for o in outcomes],
     }
-
-
-def _query_dates(submitted_at: datetime, tz, today) -> list:
-    first = submitted_at.astimezone(tz).date()
-    days = max((today - first).days, 0)
-    return [first + timedelta(days=d) for d in range(days + 1)]
 
 
 def reconcile(
@@ -235,28 +257,44 @@ def reconcile(
     nxcloud_conn_id: str = "nxcloud_default",
     warehouse_conn_id: str = "warehouse",
 ) -> dict[str, Any]:
-    """Every page of the query API for each batch, upserted; reports pushes that never arrived."""
-    from phonecheck.nxcloud.results import load_query_rows, missing_results, pushes_missing
-    from phonecheck.nxcloud.submissions import submissions_for
-    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
+    """Every page of the query API for each batch, stored and upserted; reports pushes that never arrived.
 
+    The vendor does not say in which timezone its ``date`` is: each batch is looked up on its
+    candidate dates (:func:`phonecheck.nxcloud.client.candidate_dates`, the configured timezone
+    first) until every number we expect has a row, so a batch is found whichever way the vendor
+    dates it, and a batch away from a day boundary costs one date's pages only.
+    """
+    from phonecheck.nxcloud.client import candidate_dates
+    from phonecheck.nxcloud.results import missing_results, pushes_missing
+    from phonecheck.nxcloud.submissions import submissions_for
+
+    dag_id, run_id = _run_ids(context)
     batch_nos = list(submitted.get("batch_nos") or [])
-    hook = NxCloudHook(nxcloud_conn_id)
-    today = hook.vendor_today()
-    totals = {"query_rows": 0, "pages": 0, "inserted": 0, "updated": 0}
+    client = _client(nxcloud_conn_id, warehouse_conn_id)
+    totals = {"query_rows": 0, "pages": 0, "inserted": 0, "updated": 0, "unreadable": 0, "incomplete": 0}
     queried_pairs: list[tuple[str, str]] = []
     with _connect(warehouse_conn_id) as conn:
         subs = submissions_for(conn, batch_nos)
         for i, batch_no in enumerate(batch_nos, start=1):
-            for day in _query_dates(subs[batch_no]["submitted_at"], hook.query_timezone, today):
-                items, stats = _fetch_query_rows(hook, batch_no, day)
-                summary = load_query_rows(conn, items, queried_at=datetime.now(UTC))
+            sub = subs[batch_no]
+            expected = sub["phone_count"] - len(sub["failed_numbers"] or [])
+            found: set[str] = set()
+            for day in candidate_dates(sub["submitted_at"], client.settings.query_timezone):
+                items, stats, summary, stopped = _load_query_pages(
+                    client, conn, batch_no, day, dag_id=dag_id, run_id=run_id
+                )
+                found.update(str(r.get("phone")) for r in items)
                 queried_pairs.extend((str(r.get("batchNo")), str(r.get("phone"))) for r in items)
                 totals["query_rows"] += len(items)
                 totals["pages"] += stats.pages
                 totals["inserted"] += summary.inserted
                 totals["updated"] += summary.updated
-            log.info("reconciled batch %d/%d %s", i, len(batch_nos), batch_no)
+                totals["unreadable"] += summary.unreadable
+                totals["incomplete"] += stopped is not None
+                if len(found) >= expected:
+                    break
+            log.info("reconciled batch %d/%d %s: %d/%d number(s) listed", i, len(batch_nos), batch_no,
+                     len(found), expected)  # fmt: skip
         never_pushed = pushes_missing(conn, queried_pairs)
         still_missing = missing_results(conn, batch_nos)
     for batch_no, phone in never_pushed[:20]:
@@ -266,14 +304,15 @@ def reconcile(
     for batch_no, phone in still_missing[:20]:
         log.warning("no result at all yet for %s / %s", batch_no, mask_number(phone))
     log.info(
-        "SUMMARY reconcile: %d batch(es), %d query row(s) on %d page(s) in %d query call(s); %d push(es) never "
-        "arrived; %d number(s) still without any result",
-        len(batch_nos), totals["query_rows"], totals["pages"], hook.api_calls["query"], len(never_pushed),
-        len(still_missing),
+        "SUMMARY reconcile: %d batch(es), %d query row(s) on %d page(s) (each kept in raw.vendor_answer, %d "
+        "unreadable row(s)) in %d query call(s) (%d refused for their rate and retried, %d lookup(s) cut short "
+        "by a refusal); %d push(es) never arrived; %d number(s) still without any result",
+        len(batch_nos), totals["query_rows"], totals["pages"], totals["unreadable"], client.api_calls["query"],
+        client.rate_limited["query"], totals["incomplete"], len(never_pushed), len(still_missing),
     )  # fmt: skip
     return {
         **totals,
-        "api_calls": hook.api_calls["query"],
+        "api_calls": client.api_calls["query"],
         "pushes_never_arrived": len(never_pushed),
         "still_missing": len(still_missing),
     }
@@ -335,13 +374,13 @@ def plan_day(
     from phonecheck.nxcloud.daily import (
         OutsideQueryWindow,
         batches_for_day,
+        candidate_zones,
         check_query_window,
         vendor_date_for,
     )
-    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
-    hook = NxCloudHook(nxcloud_conn_id)
-    tz = hook.query_timezone
+    client = _client(nxcloud_conn_id, warehouse_conn_id)
+    tz = client.query_timezone
     if params.get("vendor_date"):
         day, why = date.fromisoformat(str(params["vendor_date"])), "the vendor_date param"
     elif context.get("data_interval_start") is not None:
@@ -351,15 +390,19 @@ def plan_day(
         day, why = vendor_date_for(run_after - timedelta(days=1), tz), "run_after - 1 day"
     with _connect(warehouse_conn_id) as conn:
         try:
-            check_query_window(conn, day, tz, today=hook.vendor_today())
+            check_query_window(conn, day, tz, today=client.vendor_today())
         except OutsideQueryWindow as exc:
             raise AirflowFailException(str(exc)) from None
         batches = batches_for_day(conn, day, tz)
+        # the vendor's date may be in another timezone: batches near the day boundary are
+        # looked up on this date too (an extra call only for them)
+        near = [b for b in batches_for_day(conn, day, *candidate_zones(tz)) if b not in batches]
     log.info(
-        "SUMMARY plan: vendor date %s (%s, query timezone %s): %d batch(es) submitted or pushed that day",
-        day, why, tz.key, len(batches),
+        "SUMMARY plan: vendor date %s (%s, query timezone %s): %d batch(es) submitted or pushed that day, "
+        "%d more near the day boundary in another candidate timezone",
+        day, why, tz.key, len(batches), len(near),
     )  # fmt: skip
-    return {"vendor_date": day.isoformat(), "batch_nos": batches}
+    return {"vendor_date": day.isoformat(), "batch_nos": batches, "boundary_batch_nos": near}
 
 
 def sync_day(
@@ -373,18 +416,22 @@ def sync_day(
     from datetime import date
 
     from phonecheck.nxcloud.daily import write_sync_report
-    from phonecheck.nxcloud.results import load_query_rows, pushes_missing
-    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
+    from phonecheck.nxcloud.results import pushes_missing
 
     dag_id, run_id = _run_ids(context)
     day = date.fromisoformat(plan["vendor_date"])
-    hook = NxCloudHook(nxcloud_conn_id)
-    totals = {"rows": 0, "inserted": 0, "updated": 0, "missing": 0, "pages": 0}
+    client = _client(nxcloud_conn_id, warehouse_conn_id)
+    native = list(plan["batch_nos"])
+    batches = native + list(plan.get("boundary_batch_nos") or [])
+    totals = {"rows": 0, "inserted": 0, "updated": 0, "missing": 0, "pages": 0, "incomplete": 0}
     loaded: list[str] = []
     with _connect(warehouse_conn_id) as conn:
-        for i, batch_no in enumerate(plan["batch_nos"], start=1):
-            items, stats = _fetch_query_rows(hook, batch_no, day)
-            summary = load_query_rows(conn, items, queried_at=datetime.now(UTC))
+        for i, batch_no in enumerate(batches, start=1):
+            items, stats, summary, stopped = _load_query_pages(
+                client, conn, batch_no, day, dag_id=dag_id, run_id=run_id
+            )
+            if not items and batch_no not in native:
+                continue  # a boundary batch the vendor dates the other day: that day's sync has it
             missing = pushes_missing(conn, [(str(r.get("batchNo")), str(r.get("phone"))) for r in items])
             write_sync_report(
                 conn,
@@ -404,18 +451,22 @@ def sync_day(
                     "batch %s: the push for %s never arrived (query row loaded instead)", batch_no, phone
                 )
             log.info(
-                "batch %d/%d %s on %s: %d row(s), %d page(s), %d call(s), %d push(es) never arrived",
-                i, len(plan["batch_nos"]), batch_no, day, len(items), stats.pages, stats.api_calls, len(missing),
+                "batch %d/%d %s on %s: %d row(s), %d page(s), %d call(s), %d push(es) never arrived%s",
+                i, len(batches), batch_no, day, len(items), stats.pages, stats.api_calls, len(missing),
+                f"; cut short: {stopped}" if stopped else "",
             )  # fmt: skip
             totals["rows"] += len(items)
             totals["pages"] += stats.pages
             totals["inserted"] += summary.inserted
             totals["updated"] += summary.updated
             totals["missing"] += len(missing)
+            totals["incomplete"] += stopped is not None
     log.info(
-        "SUMMARY sync %s: %d batch(es), %d query row(s) (%d new, %d updated) on %d page(s), %d query call(s), "
-        "%d push(es) never arrived (ops.query_sync_report)",
-        day, len(plan["batch_nos"]), totals["rows"], totals["inserted"], totals["updated"], totals["pages"],
-        hook.api_calls["query"], totals["missing"],
+        "SUMMARY sync %s: %d batch(es) (+%d near the day boundary), %d query row(s) (%d new, %d updated) on %d "
+        "page(s) kept in raw.vendor_answer, %d query call(s) (%d refused for their rate and retried, %d lookup(s) "
+        "cut short by a refusal), %d push(es) never arrived (ops.query_sync_report)",
+        day, len(native), len(batches) - len(native), totals["rows"], totals["inserted"], totals["updated"],
+        totals["pages"], client.api_calls["query"], client.rate_limited["query"], totals["incomplete"],
+        totals["missing"],
     )  # fmt: skip
     return loaded

@@ -1,4 +1,4 @@
-"""Wait for the results of NXCLOUD number-check batches, read-only (issue #4)."""
+"""Wait for the results of NXCLOUD number-check batches, read-only."""
 
 from __future__ import annotations
 
