@@ -144,8 +144,10 @@ def run_dag(dagbag, dag_id: str, conf: dict, label: str = ""):
         / f"dag_id={dag_id}"
         / f"{label or 'run'}-{time.strftime('%Y%m%dT%H%M%S')}.log"
     )
+    from phonecheck_airflow.devtools import run_dag_test
+
     with task_log_file(log_path):
-        dag_run = dagbag.dags[dag_id].test(run_conf=conf)
+        dag_run = run_dag_test(dagbag.dags[dag_id], run_conf=conf)
     state = str(getattr(dag_run, "state", "unknown"))
     failed = [
         ti.task_id for ti in dag_run.get_task_instances() if str(ti.state) not in ("success", "skipped")
