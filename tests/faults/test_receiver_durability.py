@@ -30,6 +30,7 @@ import httpx
 import psycopg
 import pytest
 
+from phonecheck import warehouse
 from phonecheck.receiver.intake import Endpoint, build_event
 from phonecheck.receiver.processing import process_inbox
 from phonecheck.receiver.spool import Spool, encode_record
@@ -162,8 +163,8 @@ class WarehouseLink:
     outage as the receiver sees it (connections reset, new ones refused) without stopping a
     server other tests share. (A receiver in a user namespace cannot reach a unix socket.)"""
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
+    def __init__(self, upstream: tuple[str, int] | str) -> None:
+        self.upstream = upstream  # (host, port), or the path of the server's unix socket
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.up = True
@@ -181,7 +182,11 @@ class WarehouseLink:
                 client.close()
                 continue
             try:
-                server = socket.create_connection(self.upstream)
+                if isinstance(self.upstream, str):
+                    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    server.connect(self.upstream)
+                else:
+                    server = socket.create_connection(self.upstream)
             except OSError:
                 client.close()
                 continue
@@ -220,11 +225,15 @@ class WarehouseLink:
 @pytest.fixture
 def warehouse_link(fresh_warehouse_dsn):
     parts = urlsplit(fresh_warehouse_dsn)
-    link = WarehouseLink((parts.hostname or "127.0.0.1", parts.port or 5432))
+    server = warehouse.parse_dsn(fresh_warehouse_dsn)
+    if server.host and server.host.startswith("/"):  # the embedded server listens on a unix socket
+        link = WarehouseLink(f"{server.host}/.s.PGSQL.{server.port or 5432}")
+    else:
+        link = WarehouseLink((server.host or "127.0.0.1", server.port or 5432))
     user = parts.username or "postgres"
     credentials = f"{user}:{parts.password}" if parts.password else user
     netloc = f"{credentials}@127.0.0.1:{link.port}"
-    yield link, urlunsplit(parts._replace(netloc=netloc))
+    yield link, urlunsplit(parts._replace(netloc=netloc, query=""))
     link.close()
 
 
