@@ -102,34 +102,13 @@ def test_webhook_url_from_arguments_or_environment(monkeypatch):
         webhook_url(ACCUAUTH_PHONE_NUMBER)
 
 
-def test_wait_payload_round_trips_results():
-    outcome = WaitOutcome(
-        results=[
-            {
-                "task_id": "t1",
-                "status": "OK",
-                "phone_status": "ring",
-                "request_id": "TID1",
-                "reason": None,
-                "poll_count": 3,
-                "polled_at": 1.5,
-            },
-            {
-                "task_id": "t2",
-                "status": "INVALID_ARGUMENT",
-                "phone_status": None,
-                "request_id": "TID2",
-                "reason": "expired",
-                "poll_count": 1,
-                "polled_at": 2.0,
-            },
-        ],
-        finished_elsewhere=["t3"],
-        expired=["t4"],
-    )
-    payload = json.loads(json.dumps(outcome.to_payload()))  # what travels through the metadata DB
-    assert WaitOutcome.results_from_payload(payload) == outcome.results
-    assert payload["stats"]["tasks"] == 4
+def test_wait_outcome_is_counts_only_whatever_the_number_of_tasks():
+    outcome = WaitOutcome(finished_by_poll=9_000, ended_by_vendor=10, finished_elsewhere=900, expired=90)
+    outcome.doubts_settled, outcome.doubts_unsettled, outcome.polls = 2, 1, 40_000
+    stats = json.loads(json.dumps(outcome.stats()))  # what travels through the metadata DB
+    assert stats["tasks"] == 10_000 and stats["doubts_unsettled"] == 1
+    assert all(isinstance(v, int | float) for v in stats.values())
+    assert len(json.dumps(stats)) < 400
 
 
 def test_wait_settings_are_validated():

@@ -96,6 +96,9 @@ class SandboxState:
         self._seq = itertools.count(1)
         self.results: list[StoredResult] = []
         self.tasks: dict[str, AccuAuthTask] = {}
+        # Paid calls the vendor processed (what the customer is billed for), answered or not.
+        self.charges: list[dict[str, Any]] = []
+        self.accuauth_polls_seen = 0
         self.last_query_at: dict[str, float] = {}
         self.rng = random.Random()
         self.push_slots = asyncio.Semaphore(self.config.push_concurrency)
@@ -201,7 +204,7 @@ class SandboxState:
         self.pushes.append(entry)
 
     # ---- AccuAuth tasks ----------------------------------------------------------------------
-    def finish_task(self, task: AccuAuthTask, phone_status: str) -> None:
+    def finish_task(self, task: AccuAuthTask, phone_status: str, echoed_phone: str | None = None) -> None:
         """Mark a pending task done and, if it has one, call its callback once (HTTP GET)."""
         if task.finished:
             return
@@ -209,7 +212,7 @@ class SandboxState:
         if task.callback:
             params = {
                 "request_id": task.request_id,
-                "phone_number": task.phone,
+                "phone_number": echoed_phone or task.phone,
                 "phone_status": phone_status,
                 "task_id": task.task_id,
             }
