@@ -96,6 +96,7 @@ class SubmitReport:
     answered_at_once: int = 0
     pending: int = 0
     already_submitted: int = 0  # settled by an earlier attempt of the same run
+    skipped_in_doubt: int = 0  # in doubt from an earlier run inside the lookback: maybe paid already
     in_doubt: list[str] = field(default_factory=list)  # answer lost, or claimed earlier with outcome unknown
     refused: dict[str, str] = field(default_factory=dict)  # e164 -> vendor status: reason
     vendor_calls: int = 0
@@ -106,6 +107,7 @@ class SubmitReport:
             "answered_at_once": self.answered_at_once,
             "pending": self.pending,
             "already_submitted": self.already_submitted,
+            "skipped_in_doubt": self.skipped_in_doubt,
             "in_doubt": len(self.in_doubt),
             "refused": len(self.refused),
             "vendor_calls": self.vendor_calls,
@@ -270,10 +272,13 @@ def submit_numbers(
     unit_price: Decimal | None = None,
     currency: str | None = None,
     doubt_window: timedelta = DEFAULT_DOUBT_WINDOW,
+    doubt_lookback: timedelta | None = None,
 ) -> SubmitReport:
     """Submit ``numbers`` (at most ``max_concurrency`` calls in flight) and record every answer.
 
     ``numbers`` must already be limited to the allowed country codes (:func:`split_by_country`).
+    A number left in doubt by another run within ``doubt_lookback`` (the freshness window) is not
+    bought again: that run may have paid for it.
     ``conn`` is shared by the worker threads under a lock (each claim / settle is one short
     transaction); the HTTP calls run in parallel.
     """
@@ -343,6 +348,18 @@ def submit_numbers(
             else:
                 report.answered_at_once += 1
 
+    if doubt_lookback is not None and numbers:
+        doubtful = {
+            r[0]
+            for r in conn.execute(
+                """SELECT e164 FROM ops.accuauth_submit_claim
+                   WHERE state = 'in_doubt' AND run_key <> %s AND e164 = ANY(%s) AND claimed_at > now() - %s""",
+                (run_key, [n.e164 for n in numbers], doubt_lookback),
+            )
+        }
+        conn.commit()
+        report.skipped_in_doubt = sum(1 for n in numbers if n.e164 in doubtful)
+        numbers = [n for n in numbers if n.e164 not in doubtful]
     with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="accuauth-submit") as pool:
         futures = [pool.submit(one, n) for n in numbers]
         errors = [f.exception() for f in futures]
