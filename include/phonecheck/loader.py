@@ -102,6 +102,8 @@ TABLES: dict[str, TableSpec] = {
                 # a callback carries the vendor's echo, not the number we sent: it never replaces it
                 "phone_number": "CASE WHEN EXCLUDED.source = 'callback' THEN t.phone_number "
                 "ELSE COALESCE(EXCLUDED.phone_number, t.phone_number) END",
+                "e164": "CASE WHEN EXCLUDED.source = 'callback' THEN COALESCE(t.e164, EXCLUDED.e164) "
+                "ELSE COALESCE(EXCLUDED.e164, t.e164) END",
             },
         ),
         TableSpec("telco.nxcloud_voice_receipt", ("message_id", "phone"), _VOICE_COLUMNS),

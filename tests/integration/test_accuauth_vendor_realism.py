@@ -193,3 +193,23 @@ def test_an_unknown_task_id_ends_only_that_task(
         dsn, "SELECT http_status FROM raw.vendor_answer WHERE api = 'accuauth_poll' AND request_ref <> ''"
     )
     assert sorted(s for (s,) in kept) == sorted(c["status"] for c in polls)
+
+
+@pytest.mark.parametrize("echo", ["00525513000001", "5513000001", "0052********"])
+def test_a_callback_never_replaces_the_number_we_sent(wh, echo):
+    """Whatever the vendor echoes (``00`` + country code, a national form, a masked one), the row
+    keeps the number we submitted and its e164; the echo is kept as received."""
+    from phonecheck import loader
+    from phonecheck.parsers import accuauth as aa
+
+    sent = "525513000001"
+    loader.upsert(
+        wh, "telco.accuauth_phone_check", [aa.parse_submit_response({"status": "OK", "task_id": "T1"}, sent)]
+    )
+    params = {"request_id": "R1", "phone_number": echo, "phone_status": "ring", "task_id": "T1"}
+    loader.upsert(wh, "telco.accuauth_phone_check", [aa.parse_callback(params)])
+    wh.commit()
+    row = wh.execute(
+        "SELECT phone_number, e164, echoed_number, status FROM telco.accuauth_phone_check"
+    ).fetchone()
+    assert row == (sent, "+" + sent, echo, "OK")

@@ -84,16 +84,17 @@ def parse_callback(params: Mapping[str, str], received_at: datetime | None = Non
     """The AccuAuth callback (HTTP GET, query params request_id, phone_number, phone_status,
     task_id) for a pending check that finished.
 
-    The callback only carries the vendor's echo of the number, so ``e164`` is left unknown here:
-    the row takes it from our submission (``phonecheck.accuauth.store``); ``phone_number`` (a
-    required column) holds the echo only until then, and never replaces the number we sent."""
+    The callback only carries the vendor's echo of the number. ``e164`` read from it is
+    provisional, for a task we have no submission row for yet: the loader never lets a callback
+    replace a known ``e164`` or ``phone_number``, and the AccuAuth load step sets both from our
+    submission (``phonecheck.accuauth.store.fix_numbers_from_submissions``)."""
     phone = require_str(params, "phone_number")
     return {
         "task_id": require_str(params, "task_id"),
         "request_id": opt_str(params.get("request_id")),
         "phone_number": phone,
         "echoed_number": phone,
-        "e164": None,
+        "e164": echo_to_e164(phone),
         "status": "OK",
         "reason": None,
         "phone_status": require_str(params, "phone_status"),
