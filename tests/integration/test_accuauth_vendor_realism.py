@@ -20,6 +20,8 @@ import psycopg
 import pytest
 
 from phonecheck.sandbox import outcomes
+from tests.integration import test_accuauth_pipeline as pipeline
+from tests.integration.test_accuauth_pipeline import _submit_directly, rows, state_of, task_states
 
 pytestmark = pytest.mark.integration
 
@@ -33,20 +35,7 @@ FAST_WAIT = {
 
 
 def conf(numbers: list[str], **extra) -> dict:
-    return {"numbers": "\n".join("+" + n for n in numbers), "freshness_days": 7, **FAST_WAIT, **extra}
-
-
-def state_of(run) -> str:
-    return str(getattr(run.state, "value", run.state))
-
-
-def task_states(run) -> dict[str, str]:
-    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in run.get_task_instances()}
-
-
-def rows(dsn: str, query: str, *args) -> list[tuple]:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(query, args).fetchall()
+    return pipeline.conf(numbers, **FAST_WAIT, **extra)
 
 
 def sent_numbers(sandbox) -> list[str]:
@@ -152,8 +141,6 @@ def test_an_unknown_task_id_ends_only_that_task(
 ):
     """A task id the vendor does not know (never issued, or forgotten early) ends with the vendor's
     reason; the other tasks of the wait finish normally, and so does the run."""
-    from tests.integration.test_accuauth_pipeline import _submit_directly
-
     sandbox, dsn = vendor_connections, fresh_warehouse_dsn
     sandbox.control.settings(accuauth_seconds_per_poll=3600.0)  # tasks finish by polls only
     real = pick(3, pending=True, start=50)

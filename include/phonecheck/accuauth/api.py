@@ -4,7 +4,7 @@ One classification of vendor answers (:func:`classify`) is shared by the sync cl
 used by tasks) and the async client (aiohttp, used by the trigger), so both agree on what is a
 state, what is retried and what is fatal:
 
-* ``OK`` and ``PENDING`` are states. ``PENDING`` comes with HTTP 400 (SEED 002) and is returned,
+* ``OK`` and ``PENDING`` are states. ``PENDING`` comes with HTTP 400 (docs/vendors/accuauth.md) and is returned,
   never raised.
 * ``RATE_LIMIT_EXCEEDED`` (HTTP 403!) and a connection that could not be opened are retried
   with full-jitter exponential backoff (tenacity ``wait_random_exponential``): the vendor did not
@@ -235,6 +235,30 @@ def _lost(path: str, status: str, detail: str, *, sent: bool, idempotent: bool) 
     return AccuAuthTransportError(status, detail, path=path)
 
 
+def _no_answer(
+    path: str,
+    fields: dict[str, str],
+    kind: str,
+    exc: BaseException,
+    *,
+    sent: bool,
+    idempotent: bool,
+    on_answer: OnAnswer | None,
+) -> AccuAuthError:
+    """The error for an exchange that brought no (complete) answer, recorded when it was sent."""
+    error = _lost(path, kind, type(exc).__name__, sent=sent, idempotent=idempotent)
+    error.raw = RawAnswer(path, fields, None, None, b"", f"{kind}: {type(exc).__name__}")
+    if on_answer is not None and sent:
+        on_answer(error.raw)
+    return error
+
+
+def _answered(raw: RawAnswer, *, idempotent: bool, on_answer: OnAnswer | None) -> Answer:
+    if on_answer is not None:
+        on_answer(raw)
+    return _classify_raw(raw, idempotent=idempotent)
+
+
 def _never_sent(exc: BaseException) -> bool:
     """True when the connection could not even be opened (refused, DNS, connect timeout)."""
     import requests
@@ -364,19 +388,14 @@ class AccuAuthClient:
             )
         except requests.RequestException as exc:
             # The message names the exception class, never the headers.
-            sent = not _never_sent(exc)
-            status = "TIMEOUT" if isinstance(exc, requests.Timeout) else "TRANSPORT"
-            error = _lost(path, status, type(exc).__name__, sent=sent, idempotent=idempotent)
-            error.raw = RawAnswer(path, fields, None, None, b"", f"{status}: {type(exc).__name__}")
-            if on_answer is not None and sent:
-                on_answer(error.raw)
-            raise error from None
+            kind = "TIMEOUT" if isinstance(exc, requests.Timeout) else "TRANSPORT"
+            raise _no_answer(
+                path, fields, kind, exc, sent=not _never_sent(exc), idempotent=idempotent, on_answer=on_answer
+            ) from None
         raw = RawAnswer(
             path, fields, response.status_code, response.headers.get("content-type"), response.content
         )
-        if on_answer is not None:
-            on_answer(raw)
-        return _classify_raw(raw, idempotent=idempotent)
+        return _answered(raw, idempotent=idempotent, on_answer=on_answer)
 
     def post(
         self,
@@ -467,15 +486,12 @@ class AsyncAccuAuthClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             sent = not isinstance(exc, aiohttp.ClientConnectorError)
             kind = "TIMEOUT" if isinstance(exc, TimeoutError) else "TRANSPORT"
-            error = _lost(path, kind, type(exc).__name__, sent=sent, idempotent=idempotent)
-            error.raw = RawAnswer(path, fields, None, None, b"", f"{kind}: {type(exc).__name__}")
-            if on_answer is not None and sent:
-                on_answer(error.raw)
-            raise error from None
-        raw = RawAnswer(path, fields, status, content_type, body)
-        if on_answer is not None:
-            on_answer(raw)
-        return _classify_raw(raw, idempotent=idempotent)
+            raise _no_answer(
+                path, fields, kind, exc, sent=sent, idempotent=idempotent, on_answer=on_answer
+            ) from None
+        return _answered(
+            RawAnswer(path, fields, status, content_type, body), idempotent=idempotent, on_answer=on_answer
+        )
 
     async def post(
         self,

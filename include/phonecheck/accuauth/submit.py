@@ -160,43 +160,35 @@ def _store_raw(
     return ids[-1] if ids else None
 
 
-def _fail_claim(
+def _close_claim(
     conn: psycopg.Connection,
     run_key: str,
     e164: str,
     exc: AccuAuthError,
     raws: Sequence[RawAnswer],
+    *,
     dag_id: str | None,
     run_id: str | None,
+    doubt_window: timedelta | None = None,
 ) -> None:
+    """A call without a usable answer: ``failed`` (refused, or never reached the vendor: may be
+    claimed again), or, with ``doubt_window``, ``in_doubt`` (the answer was lost after the request
+    went out: the vendor may have charged; the run waits that long for its callback)."""
     with conn.transaction():
         answer_id = _store_raw(conn, raws, dag_id, run_id)
         conn.execute(
-            """UPDATE ops.accuauth_submit_claim SET state = 'failed', vendor_status = %s, error = %s,
-               vendor_answer_id = %s, updated_at = now() WHERE run_key = %s AND e164 = %s""",
-            (exc.status, (exc.reason or "")[:500], answer_id, run_key, e164),
-        )
-    conn.commit()
-
-
-def _doubt_claim(
-    conn: psycopg.Connection,
-    run_key: str,
-    e164: str,
-    exc: AccuAuthError,
-    raws: Sequence[RawAnswer],
-    dag_id: str | None,
-    run_id: str | None,
-    doubt_window: timedelta,
-) -> None:
-    """The answer was lost after the request went out: the vendor may have charged."""
-    with conn.transaction():
-        answer_id = _store_raw(conn, raws, dag_id, run_id)
-        conn.execute(
-            """UPDATE ops.accuauth_submit_claim SET state = 'in_doubt', vendor_status = %s, error = %s,
+            """UPDATE ops.accuauth_submit_claim SET state = %s, vendor_status = %s, error = %s,
                vendor_answer_id = %s, doubt_until = now() + %s, updated_at = now()
                WHERE run_key = %s AND e164 = %s""",
-            (exc.status, (exc.reason or "")[:500], answer_id, doubt_window, run_key, e164),
+            (
+                "failed" if doubt_window is None else "in_doubt",
+                exc.status,
+                (exc.reason or "")[:500],
+                answer_id,
+                doubt_window,
+                run_key,
+                e164,
+            ),
         )
     conn.commit()
 
@@ -310,13 +302,22 @@ def submit_numbers(
         except AccuAuthOutcomeUnknown as exc:
             # never resent: the vendor may have charged; its callback (if any) settles it
             with db_lock:
-                _doubt_claim(conn, run_key, number.e164, exc, raws, dag_id, run_id, doubt_window)
+                _close_claim(
+                    conn,
+                    run_key,
+                    number.e164,
+                    exc,
+                    raws,
+                    dag_id=dag_id,
+                    run_id=run_id,
+                    doubt_window=doubt_window,
+                )
             with report_lock:
                 report.in_doubt.append(number.e164)
             return
         except AccuAuthError as exc:
             with db_lock:
-                _fail_claim(conn, run_key, number.e164, exc, raws, dag_id, run_id)
+                _close_claim(conn, run_key, number.e164, exc, raws, dag_id=dag_id, run_id=run_id)
             if isinstance(exc, FATAL_ERRORS):
                 stop.set()
                 with report_lock:

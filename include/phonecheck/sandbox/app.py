@@ -416,7 +416,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
 
     # ---- AccuAuth ----------------------------------------------------------------------------
     async def accuauth_form(request: Request, body: bytes) -> dict[str, Any]:
-        """AccuAuth body fields from form-encoded, multipart or JSON (api-facts §7.3)."""
+        """AccuAuth body fields from form-encoded, multipart or JSON (docs/vendors/accuauth.md)."""
         content_type = (request.headers.get("content-type") or "").lower()
         if content_type.startswith("application/json"):
             value = json_object(body)
