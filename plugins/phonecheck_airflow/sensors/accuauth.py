@@ -47,7 +47,7 @@ class AccuAuthTasksSensor(BaseSensorOperator):
         timeout: float = timedelta(hours=25).total_seconds(),
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("retries", 1)  # a deferral can race with a restart: let it run again
+        kwargs.setdefault("retries", 1)  # the deferral race in docs/airflow.md needs retries >= 1
         super().__init__(timeout=timeout, **kwargs)
         self.selector = selector
         self.accuauth_conn_id = accuauth_conn_id
