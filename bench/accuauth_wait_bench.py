@@ -223,14 +223,14 @@ def main(argv: list[str]) -> int:
             result = json.loads(line[len("RESULT ") :])
             calls = httpx.get(f"{base}/_sandbox/calls", params={"event": "accuauth.task_result"}).json()
             vendor_calls = len(calls) - calls_before
-            # what the load task does with the event (outside the trigger: triggers never write)
-            from phonecheck.accuauth.store import load_poll_results
-            from phonecheck.accuauth.waiter import WaitOutcome
+            # what the load task does after the event: the trigger appended every answer verbatim
+            # to raw.vendor_answer, the event carries the selector and counts only
+            from phonecheck.accuauth.store import WaitSelector, load_wait
 
             payload = json.loads(Path(result["payload_file"]).read_text())
             t0 = time.perf_counter()
             with psycopg.connect(dsn) as conn:
-                load_poll_results(conn, WaitOutcome.results_from_payload(payload))
+                load_wait(conn, WaitSelector.from_dict(payload["selector"]))
                 load_s = time.perf_counter() - t0
                 ok_rows = conn.execute(
                     "SELECT count(*) FROM telco.accuauth_phone_check WHERE status = 'OK'"
@@ -251,7 +251,7 @@ def main(argv: list[str]) -> int:
         f"({1000 * result['cpu_s'] / max(vendor_calls, 1):.2f} ms/call), RSS baseline "
         f"{result['baseline_rss_mb']:.0f} MB -> peak {result['peak_rss_mb']:.0f} MB; worker slots held "
         f"{slots_held}; trigger kwargs {len(json.dumps(kwargs))} B, event payload "
-        f"{result['payload_bytes'] / 1024:.0f} KiB; loading its {ok_rows:,} results took {load_s:.2f} s"
+        f"{result['payload_bytes']} B; loading its {ok_rows:,} results from raw.vendor_answer took {load_s:.2f} s"
     )
     return 0 if result["events"] == 1 and result["status"] == "done" else 1
 

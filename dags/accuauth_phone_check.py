@@ -10,7 +10,8 @@ deferrable trigger (no worker slot held), load the results, expire tasks older t
 load, expire.
 
 A task finished through the AccuAuth callback (the receiver stores it in the inbox) is not
-polled again. Budget: AccuAuth answers carry no price, so the budget is a number of paid checks
+polled again. A submit whose answer was lost is never resent: the vendor's callback for that
+number settles it, else it is listed in ``ops.accuauth_in_doubt`` (docs/vendors/accuauth.md). Budget: AccuAuth answers carry no price, so the budget is a number of paid checks
 (``max_checks``); ``unit_price`` (your contract price) only turns the count into a stated cost.
 """
 
@@ -23,7 +24,6 @@ from airflow.sdk import Param, dag, task
 from phonecheck_airflow.notifiers import alert_notifiers
 from phonecheck_airflow.number_params import numbers_file_params, numbers_params
 from phonecheck_airflow.operators.accuauth import ACCUAUTH_CONN_ID, WAREHOUSE_CONN_ID
-from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
 from phonecheck_airflow.operators.spend import SpendApprovalOperator
 from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
 
@@ -87,6 +87,14 @@ from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
         "poll_interval_s": Param(30.0, type="number", minimum=0.1, section="Advanced"),
         "max_poll_interval_s": Param(900.0, type="number", minimum=0.1, section="Advanced"),
         "max_requests_per_second": Param(10.0, type="number", exclusiveMinimum=0, section="Advanced"),
+        "warehouse_check_interval_s": Param(30.0, type="number", minimum=0.05, section="Advanced"),
+        "in_doubt_window_s": Param(
+            1800.0,
+            type="number",
+            minimum=0,
+            section="Advanced",
+            description="How long to wait for the callback of a submit whose answer was lost.",
+        ),
     },
 )
 def accuauth_phone_check():
@@ -147,32 +155,32 @@ def accuauth_phone_check():
             "poll_interval_s": "{{ params.poll_interval_s }}",
             "max_poll_interval_s": "{{ params.max_poll_interval_s }}",
             "max_requests_per_second": "{{ params.max_requests_per_second }}",
+            "warehouse_check_interval_s": "{{ params.warehouse_check_interval_s }}",
         },
     )
 
     @task
-    def load_results(event: dict, run_id=None) -> list[str]:
-        """Upsert what the wait learnt, load callbacks from the inbox, close submissions."""
+    def load_results(event: dict) -> dict:
+        """Load what the wait left in the warehouse, callbacks included; close submissions."""
         from phonecheck_airflow.operators import accuauth
 
-        return accuauth.load_results(event, run_id)
+        return accuauth.load_results(event)
 
     @task
-    def expire_stale_tasks(loaded: list[str]) -> list[str]:
+    def expire_stale_tasks(loaded: dict) -> dict:
         """Tasks past their 24 h validity end as EXPIRED: never polled forever."""
         from phonecheck_airflow.operators import accuauth
 
         return accuauth.expire_stale_tasks(loaded)
 
-    written = expire_stale_tasks(load_results(wait.output))
-    ValidateLoadedRowsOperator(
-        task_id="validate",
-        on_failure_callback=alert_notifiers("dq_failed"),
-        table="telco.accuauth_phone_check",
-        key_column="task_id",
-        key_values=written,
-        warehouse_conn_id=WAREHOUSE_CONN_ID,
-    )
+    @task(on_failure_callback=alert_notifiers("dq_failed"))
+    def validate(expired: dict, params=None, run_id=None, **context) -> dict:
+        """Validate the run's rows (keys read from the warehouse) and state the run's outcome."""
+        from phonecheck_airflow.operators import accuauth
+
+        return accuauth.validate(expired, params, run_id, context)
+
+    validate(expire_stale_tasks(load_results(wait.output)))
 
 
 accuauth_phone_check()

@@ -63,6 +63,7 @@ _NUMBER_CHECK_COLUMNS = (
 _ACCUAUTH_COLUMNS = (
     "task_id", "request_id", "phone_number", "e164", "status", "reason", "phone_status",
     "submitted_at", "completed_at", "expires_at", "poll_count", "source", "raw_event_id", "submission_id",
+    "echoed_number", "vendor_answer_id",
 )  # fmt: skip
 
 _VOICE_COLUMNS = (
@@ -129,6 +130,11 @@ TABLES: dict[str, TableSpec] = {
                 "reason": f"CASE WHEN ({_ACCUAUTH_STATUS_RULE}) = t.status AND t.status <> 'PENDING' "
                 "THEN t.reason ELSE EXCLUDED.reason END",
                 "poll_count": "GREATEST(t.poll_count, EXCLUDED.poll_count)",
+                # a callback carries the vendor's echo, not the number we sent: it never replaces it
+                "phone_number": "CASE WHEN EXCLUDED.source = 'callback' THEN t.phone_number "
+                "ELSE COALESCE(EXCLUDED.phone_number, t.phone_number) END",
+                "e164": "CASE WHEN EXCLUDED.source = 'callback' THEN COALESCE(t.e164, EXCLUDED.e164) "
+                "ELSE COALESCE(EXCLUDED.e164, t.e164) END",
             },
         ),
         TableSpec("telco.nxcloud_voice_receipt", ("message_id", "phone"), _VOICE_COLUMNS),

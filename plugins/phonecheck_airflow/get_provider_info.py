@@ -33,7 +33,19 @@ NXCLOUD_CONN_FIELDS: dict[str, Any] = {
     },
 }
 
-ACCUAUTH_CONN_FIELDS: dict[str, Any] = {}
+ACCUAUTH_CONN_FIELDS: dict[str, Any] = {
+    "allowed_country_codes": {
+        "label": "Allowed country codes",
+        "description": "Calling codes this AccuAuth endpoint accepts, comma separated (Mexico: 52). "
+        "Other numbers are rejected offline, never sent.",
+        "schema": {"type": ["string", "null"], "default": "52"},
+    },
+    "timeout_s": {
+        "label": "Read timeout (s)",
+        "description": "Connect/read timeout of one call. A submit that times out is never resent.",
+        "schema": {"type": ["number", "null"], "default": 30},
+    },
+}
 
 
 def get_provider_info() -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """The AccuAuth wait: the sensor defers (no worker slot held), the trigger serialises, resumes
-and fires once with the results; callbacks received by the real receiver stop the polling of
-their task. Real sandbox over HTTP, real PostgreSQL, the real receiver app (issue #5)."""
+and fires once with a selector and counts (the answers are in the warehouse); callbacks received
+by the real receiver stop the polling of their task; without a trigger the sensor pokes in
+``poke`` / ``reschedule`` mode. Real sandbox over HTTP, real PostgreSQL, the real receiver app;
+each test under both sandbox profiles."""
 
 from __future__ import annotations
 
@@ -14,13 +16,8 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from phonecheck.accuauth.api import AccuAuthClient
-from phonecheck.accuauth.store import (
-    load_callbacks,
-    load_poll_results,
-    reconcile_submissions,
-)
+from phonecheck.accuauth.store import WaitSelector, load_wait
 from phonecheck.accuauth.submit import submit_numbers
-from phonecheck.accuauth.waiter import WaitOutcome
 from phonecheck.numbers import normalise
 from phonecheck.sandbox import outcomes
 from phonecheck.webhook_urls import ACCUAUTH_PHONE_NUMBER, webhook_url
@@ -66,13 +63,16 @@ def wait_for_inbox(dsn: str, count: int, timeout_s: float = 15.0) -> int:
 
 def load(dsn: str, payload: dict) -> None:
     with psycopg.connect(dsn) as conn:
-        load_poll_results(conn, WaitOutcome.results_from_payload(payload))
-        load_callbacks(conn)
-        reconcile_submissions(conn)
+        load_wait(conn, WaitSelector.from_dict(payload["selector"]))
+
+
+def real_polls(sandbox) -> list[dict]:
+    """Poll calls the vendor answered meaningfully (not the strict profile's HTTP 500s)."""
+    return [c for c in sandbox.control.calls(event="accuauth.task_result") if c["status"] < 500]
 
 
 def test_the_sensor_defers_and_the_trigger_serialises_resumes_and_fires_once(
-    vendor_connections, fresh_warehouse_dsn
+    vendor_connections, fresh_warehouse_dsn, vendor_profile
 ):
     sandbox, dsn = vendor_connections, fresh_warehouse_dsn
     sandbox.control.settings(accuauth_seconds_per_poll=3600.0)  # finish by polls only
@@ -106,8 +106,11 @@ def test_the_sensor_defers_and_the_trigger_serialises_resumes_and_fires_once(
     assert len(events) == 1
     payload = events[0].payload
     assert payload["status"] == "done"
+    assert payload["selector"] == {"run_id": "test/defer", "max_submission_id": report.max_submission_id}
     assert payload["stats"]["polls"] == sum(outcomes.accuauth_pending_polls(p) + 1 for p in phones)
+    assert len(real_polls(sandbox)) == payload["stats"]["polls"]
     assert payload["stats"]["vendor_calls"] == len(sandbox.control.calls(event="accuauth.task_result"))
+    assert len(json.dumps(payload)) < 600  # counts, never results
 
     returned = sensor.execute_complete(context={}, event=payload)
     load(dsn, returned)
@@ -123,7 +126,7 @@ def test_the_sensor_defers_and_the_trigger_serialises_resumes_and_fires_once(
 
 
 def test_a_fatal_vendor_answer_in_the_trigger_fails_the_sensor(
-    vendor_connections, fresh_warehouse_dsn, monkeypatch
+    vendor_connections, fresh_warehouse_dsn, vendor_profile
 ):
     sandbox, dsn = vendor_connections, fresh_warehouse_dsn
     report = submit(dsn, sandbox, ["525512000081"], run_key="test/fatal")
@@ -140,7 +143,7 @@ def test_a_fatal_vendor_answer_in_the_trigger_fails_the_sensor(
         sensor.execute_complete(context={}, event=event.payload)
 
 
-def test_a_task_finished_by_the_callback_is_not_polled(vendor_connections, live_receiver, monkeypatch):
+def test_a_task_finished_by_the_callback_is_not_polled(vendor_connections, live_receiver, vendor_profile):
     """The sandbox calls the real receiver back (GET) while the trigger waits; the inbox row stops
     the polling of that task. Tasks without a callback are polled."""
     sandbox, dsn = vendor_connections, live_receiver.dsn
@@ -160,9 +163,9 @@ def test_a_task_finished_by_the_callback_is_not_polled(vendor_connections, live_
     assert wait_for_inbox(dsn, len(with_callback)) == len(with_callback)
     with psycopg.connect(dsn) as conn:
         task_of = dict(conn.execute("SELECT phones[1], task_id FROM ops.number_check_submission"))
-    assert sorted(event.payload["finished_elsewhere"]) == sorted(task_of[p] for p in with_callback)
-    polled = [c["body"] for c in sandbox.control.calls(event="accuauth.task_result")]
-    assert sorted(polled) == sorted(f"task_id={task_of[p]}" for p in without_callback)
+    assert event.payload["stats"]["finished_elsewhere"] == len(with_callback)
+    polled = {c["body"] for c in real_polls(sandbox)}
+    assert polled == {f"task_id={task_of[p]}" for p in without_callback}
 
     load(dsn, event.payload)
     with psycopg.connect(dsn) as conn:
@@ -176,3 +179,69 @@ def test_a_task_finished_by_the_callback_is_not_polled(vendor_connections, live_
     for p in without_callback:
         assert found[p] == ("OK", outcomes.accuauth_phone_status(p), "poll", False)
     assert set(statuses.values()) == {"complete"}
+
+
+@pytest.mark.parametrize("mode", ["poke", "reschedule"])
+def test_without_a_trigger_the_sensor_pokes_polls_and_loads(vendor_connections, fresh_warehouse_dsn, mode):
+    """``deferrable=False``: the standard sensor loop (``mode``, ``poke_interval``, ``timeout``);
+    each poke polls the due tasks once and loads the answers. The trigger module is not even
+    imported on this path."""
+    import sys
+
+    from airflow.sdk.exceptions import AirflowRescheduleException
+
+    sandbox, dsn = vendor_connections, fresh_warehouse_dsn
+    sandbox.control.settings(accuauth_seconds_per_poll=3600.0)
+    phones = ["525512000051", "525512000062"]  # 1 and 2 PENDING polls first
+    report = submit(dsn, sandbox, phones, run_key="test/poke")
+    sys.modules.pop("phonecheck_airflow.triggers.accuauth", None)
+    sensor = AccuAuthTasksSensor(
+        task_id="wait",
+        selector={"run_id": "test/poke", "max_submission_id": report.max_submission_id},
+        wait_settings={"poll_interval_s": 0.05, "max_poll_interval_s": 0.05},
+        deferrable=False,
+        mode=mode,
+        poke_interval=0.1,
+        timeout=60,
+    )
+    if mode == "poke":
+        result = sensor.execute(context={})
+        assert result["status"] == "done" and result["selector"]["run_id"] == "test/poke"
+    else:
+
+        class FirstTry:  # the task instance's reschedule history: none yet
+            def get_first_reschedule_date(self, context):
+                return None
+
+        pokes = 0
+        while True:  # what the scheduler does between reschedules
+            try:
+                sensor.execute(context={"ti": FirstTry()})
+                break
+            except AirflowRescheduleException:
+                pokes += 1
+                time.sleep(0.1)
+        assert pokes >= 1
+    assert "phonecheck_airflow.triggers.accuauth" not in sys.modules
+    with psycopg.connect(dsn) as conn:
+        found = dict(conn.execute("SELECT phone_number, status FROM telco.accuauth_phone_check"))
+    assert found == {p: "OK" for p in phones}
+
+
+def test_without_a_trigger_the_sensor_honours_its_timeout(vendor_connections, fresh_warehouse_dsn):
+    from airflow.sdk.exceptions import AirflowSensorTimeout
+
+    sandbox, dsn = vendor_connections, fresh_warehouse_dsn
+    sandbox.control.settings(accuauth_seconds_per_poll=3600.0, accuauth_pending_polls=1000)
+    report = submit(dsn, sandbox, ["525512000071"], run_key="test/timeout")
+    sensor = AccuAuthTasksSensor(
+        task_id="wait",
+        selector={"run_id": "test/timeout", "max_submission_id": report.max_submission_id},
+        wait_settings={"poll_interval_s": 0.05, "max_poll_interval_s": 0.05},
+        deferrable=False,
+        poke_interval=0.1,
+        timeout=0.5,
+    )
+    with pytest.raises(AirflowSensorTimeout):
+        sensor.execute(context={})
+    assert sandbox.control.calls(event="accuauth.task_result")  # it did poll while it waited

@@ -102,34 +102,13 @@ def test_webhook_url_from_arguments_or_environment(monkeypatch):
         webhook_url(ACCUAUTH_PHONE_NUMBER)
 
 
-def test_wait_payload_round_trips_results():
-    outcome = WaitOutcome(
-        results=[
-            {
-                "task_id": "t1",
-                "status": "OK",
-                "phone_status": "ring",
-                "request_id": "TID1",
-                "reason": None,
-                "poll_count": 3,
-                "polled_at": 1.5,
-            },
-            {
-                "task_id": "t2",
-                "status": "INVALID_ARGUMENT",
-                "phone_status": None,
-                "request_id": "TID2",
-                "reason": "expired",
-                "poll_count": 1,
-                "polled_at": 2.0,
-            },
-        ],
-        finished_elsewhere=["t3"],
-        expired=["t4"],
-    )
-    payload = json.loads(json.dumps(outcome.to_payload()))  # what travels through the metadata DB
-    assert WaitOutcome.results_from_payload(payload) == outcome.results
-    assert payload["stats"]["tasks"] == 4
+def test_wait_outcome_is_counts_only_whatever_the_number_of_tasks():
+    outcome = WaitOutcome(finished_by_poll=9_000, ended_by_vendor=10, finished_elsewhere=900, expired=90)
+    outcome.doubts_settled, outcome.doubts_unsettled, outcome.polls = 2, 1, 40_000
+    stats = json.loads(json.dumps(outcome.stats()))  # what travels through the metadata DB
+    assert stats["tasks"] == 10_000 and stats["doubts_unsettled"] == 1
+    assert all(isinstance(v, int | float) for v in stats.values())
+    assert len(json.dumps(stats)) < 400
 
 
 def test_wait_settings_are_validated():
@@ -161,12 +140,59 @@ def test_rate_limiter_spaces_call_starts():
     assert slept == [0.25, 0.5, 0.75]
 
 
-def test_trigger_serialises_to_its_classpath_and_small_kwargs():
-    from phonecheck_airflow.triggers.accuauth import AccuAuthTaskTrigger
+def test_a_5xx_on_the_paid_submit_is_an_unknown_outcome_never_retried_but_on_a_poll_it_is_retried():
+    raw = api.RawAnswer(
+        api.SUBMIT_PATH, {"phone_number": "52"}, 500, "application/json", body("INTERNAL_ERROR")
+    )
+    with pytest.raises(api.AccuAuthOutcomeUnknown) as lost:
+        api._classify_raw(raw, idempotent=False)
+    assert not api.is_retryable(lost.value) and lost.value.raw is raw
+    with pytest.raises(api.AccuAuthServerError) as polled:
+        api._classify_raw(raw, idempotent=True)
+    assert api.is_retryable(polled.value)
+    # a refusal for rate is no processing: retried on the submit too
+    limited = api.RawAnswer(api.SUBMIT_PATH, {}, 403, None, body("RATE_LIMIT_EXCEEDED"))
+    with pytest.raises(api.AccuAuthRateLimited) as refused:
+        api._classify_raw(limited, idempotent=False)
+    assert api.is_retryable(refused.value)
 
-    trigger = AccuAuthTaskTrigger(run_id="manual__x", max_submission_id=10_000, poll_interval_s="0.5")
-    classpath, kwargs = trigger.serialize()
-    assert classpath == "phonecheck_airflow.triggers.accuauth.AccuAuthTaskTrigger"
-    assert AccuAuthTaskTrigger(**kwargs).serialize() == (classpath, kwargs)
-    assert kwargs["poll_interval_s"] == 0.5  # rendered template strings become numbers
-    assert len(json.dumps(kwargs)) < 600
+
+def test_a_connection_that_never_opened_is_safe_to_retry_one_lost_after_sending_is_not():
+    assert isinstance(
+        api._lost("/p", "TRANSPORT", "x", sent=False, idempotent=False), api.AccuAuthTransportError
+    )
+    assert isinstance(
+        api._lost("/p", "TIMEOUT", "x", sent=True, idempotent=False), api.AccuAuthOutcomeUnknown
+    )
+    assert isinstance(api._lost("/p", "TIMEOUT", "x", sent=True, idempotent=True), api.AccuAuthTransportError)
+
+
+@pytest.mark.parametrize(
+    ("echo", "e164"),
+    [
+        ("00525512345678", "+525512345678"),
+        ("+525512345678", "+525512345678"),
+        ("525512345678", "+525512345678"),
+        ("0062********", None),
+        ("", None),
+    ],
+)
+def test_an_echo_is_read_only_to_match_a_callback(echo, e164):
+    from phonecheck.parsers.accuauth import echo_to_e164
+
+    assert echo_to_e164(echo) == e164
+
+
+def test_country_codes_outside_the_connection_are_rejected_with_a_reason():
+    from phonecheck.accuauth.submit import parse_country_codes, split_by_country
+    from phonecheck.numbers import normalise
+
+    assert parse_country_codes(None) == ("52",)
+    assert parse_country_codes("+52, 57") == ("52", "57")
+    with pytest.raises(ValueError):
+        parse_country_codes("MX")
+    numbers = [normalise("+525512345678"), normalise("+573001234567")]
+    keep, rejected = split_by_country(numbers, ("52",))
+    assert [n.e164 for n in keep] == ["+525512345678"]
+    assert [r.raw for r in rejected] == ["+573001234567"]
+    assert "+57" in rejected[0].reason and "+52" in rejected[0].reason

@@ -4,17 +4,25 @@ One classification of vendor answers (:func:`classify`) is shared by the sync cl
 used by tasks) and the async client (aiohttp, used by the trigger), so both agree on what is a
 state, what is retried and what is fatal:
 
-* ``OK`` and ``PENDING`` are states. ``PENDING`` comes with HTTP 400 (SEED 002) and is returned,
+* ``OK`` and ``PENDING`` are states. ``PENDING`` comes with HTTP 400 (docs/vendors/accuauth.md) and is returned,
   never raised.
-* ``RATE_LIMIT_EXCEEDED`` (HTTP 403!), ``INTERNAL_ERROR`` / any 5xx and connection failures are
-  retried with full-jitter exponential backoff (tenacity ``wait_random_exponential``).
+* ``RATE_LIMIT_EXCEEDED`` (HTTP 403!) and a connection that could not be opened are retried
+  with full-jitter exponential backoff (tenacity ``wait_random_exponential``): the vendor did not
+  process the call.
+* ``INTERNAL_ERROR`` / any 5xx, a read timeout and a connection dropped after the request went out
+  are retried for polls (a poll is free and repeatable) but NOT for the paid submit: there the
+  vendor may have processed and charged the call, so it raises :class:`AccuAuthOutcomeUnknown`
+  and the caller decides (docs/vendors/accuauth.md, "what the vendor leaves open").
 * ``UNAUTHORIZED``, ``KEY_EXPIRED``, ``NO_PERMISSION``, ``OUT_OF_QUOTA``, ``INVALID_ARGUMENT``,
   ``NOT_FOUND`` raise their own exception class carrying the vendor's ``reason``.
 
 Credentials travel only in the ``X-DF-API-ID`` / ``X-DF-API-SECRET`` headers of each request:
 they are never part of an exception message, a log line or a ``repr``.
 
-Bodies are form-encoded (api-facts §7.3: the vendor's public clients post forms).
+Bodies are form-encoded (docs/vendors/accuauth.md: the vendor's public clients post forms).
+
+Every HTTP answer (retried ones included) can be handed, byte for byte, to an ``on_answer``
+callback as a :class:`RawAnswer`, so callers keep what the vendor said verbatim.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +67,7 @@ class AccuAuthError(Exception):
         self.http_status = http_status
         self.request_id = request_id
         self.path = path
+        self.raw: RawAnswer | None = None
         where = f" on {path}" if path else ""
         rid = f" [request_id {request_id}]" if request_id else ""
         super().__init__(f"AccuAuth {status} (HTTP {http_status}){where}: {reason or 'no reason given'}{rid}")
@@ -106,6 +115,11 @@ class AccuAuthTransportError(AccuAuthError):
     retryable = True
 
 
+class AccuAuthOutcomeUnknown(AccuAuthError):
+    """A paid call went out but no usable answer came back (read timeout, connection dropped
+    mid-answer, 5xx): the vendor may have processed and charged it. Never retried."""
+
+
 ERRORS_BY_STATUS: dict[str, type[AccuAuthError]] = {
     "UNAUTHORIZED": AccuAuthUnauthorized,
     "KEY_EXPIRED": AccuAuthKeyExpired,
@@ -129,11 +143,31 @@ FATAL_ERRORS: tuple[type[AccuAuthError], ...] = (
 
 # ---- answers ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class RawAnswer:
+    """One HTTP exchange as received: the body byte for byte, or why none (complete) came."""
+
+    path: str
+    fields: dict[str, str]
+    http_status: int | None
+    content_type: str | None
+    body: bytes
+    error: str | None = None
+
+    @property
+    def api(self) -> str:
+        return "accuauth_submit" if self.path == SUBMIT_PATH else "accuauth_poll"
+
+
+OnAnswer = Callable[[RawAnswer], None]
+
+
+@dataclass(frozen=True)
 class Answer:
     """An ``OK`` or ``PENDING`` vendor answer."""
 
     http_status: int
     payload: dict[str, Any]
+    raw: RawAnswer | None = None
 
     @property
     def status(self) -> str:
@@ -176,6 +210,78 @@ def classify(http_status: int, body: bytes | str, path: str = "") -> Answer:
 
 def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, AccuAuthError) and exc.retryable
+
+
+def _classify_raw(raw: RawAnswer, *, idempotent: bool) -> Answer:
+    """:func:`classify` plus the submit rule: a 5xx on a paid call is an unknown outcome."""
+    try:
+        answer = classify(raw.http_status or 0, raw.body, raw.path)
+    except AccuAuthError as exc:
+        exc.raw = raw
+        if isinstance(exc, AccuAuthServerError) and not idempotent:
+            unknown = AccuAuthOutcomeUnknown(
+                exc.status, exc.reason, http_status=exc.http_status, request_id=exc.request_id, path=raw.path
+            )
+            unknown.raw = raw
+            raise unknown from None
+        raise
+    return Answer(answer.http_status, answer.payload, raw)
+
+
+def _lost(path: str, status: str, detail: str, *, sent: bool, idempotent: bool) -> AccuAuthError:
+    """The error for an exchange without a (complete) answer."""
+    if sent and not idempotent:
+        return AccuAuthOutcomeUnknown(status, f"{detail}: the request may have been processed", path=path)
+    return AccuAuthTransportError(status, detail, path=path)
+
+
+def _no_answer(
+    path: str,
+    fields: dict[str, str],
+    kind: str,
+    exc: BaseException,
+    *,
+    sent: bool,
+    idempotent: bool,
+    on_answer: OnAnswer | None,
+) -> AccuAuthError:
+    """The error for an exchange that brought no (complete) answer, recorded when it was sent."""
+    error = _lost(path, kind, type(exc).__name__, sent=sent, idempotent=idempotent)
+    error.raw = RawAnswer(path, fields, None, None, b"", f"{kind}: {type(exc).__name__}")
+    if on_answer is not None and sent:
+        on_answer(error.raw)
+    return error
+
+
+def _answered(raw: RawAnswer, *, idempotent: bool, on_answer: OnAnswer | None) -> Answer:
+    if on_answer is not None:
+        on_answer(raw)
+    return _classify_raw(raw, idempotent=idempotent)
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True when the connection could not even be opened (refused, DNS, connect timeout)."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, NewConnectionError | ConnectTimeoutError):
+            return True
+        todo.extend(a for a in current.args if isinstance(a, BaseException))
+        todo.extend(
+            getattr(current, attr)
+            for attr in ("reason", "__cause__", "__context__")
+            if isinstance(getattr(current, attr, None), BaseException)
+        )
+    return False
 
 
 @dataclass(frozen=True)
@@ -268,38 +374,57 @@ class AccuAuthClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _post_once(self, path: str, fields: dict[str, str]) -> Answer:
+    def _post_once(
+        self, path: str, fields: dict[str, str], *, idempotent: bool, on_answer: OnAnswer | None
+    ) -> Answer:
         import requests
 
         with self._calls_lock:
             self.calls += 1
+        url = self.base_url + path
         try:
             response = self._session.post(
-                self.base_url + path, data=fields, headers=self._credentials.headers(), timeout=self.timeout_s
+                url, data=fields, headers=self._credentials.headers(), timeout=self.timeout_s
             )
-        except requests.ConnectionError as exc:
-            # The message names the host, never the headers.
-            raise AccuAuthTransportError("TRANSPORT", type(exc).__name__, path=path) from None
-        except requests.Timeout as exc:
-            raise AccuAuthTransportError("TIMEOUT", type(exc).__name__, path=path) from None
-        return classify(response.status_code, response.content, path)
+        except requests.RequestException as exc:
+            # The message names the exception class, never the headers.
+            kind = "TIMEOUT" if isinstance(exc, requests.Timeout) else "TRANSPORT"
+            raise _no_answer(
+                path, fields, kind, exc, sent=not _never_sent(exc), idempotent=idempotent, on_answer=on_answer
+            ) from None
+        raw = RawAnswer(
+            path, fields, response.status_code, response.headers.get("content-type"), response.content
+        )
+        return _answered(raw, idempotent=idempotent, on_answer=on_answer)
 
-    def post(self, path: str, fields: dict[str, str]) -> Answer:
+    def post(
+        self,
+        path: str,
+        fields: dict[str, str],
+        *,
+        idempotent: bool = True,
+        on_answer: OnAnswer | None = None,
+    ) -> Answer:
+        """One call with retries. ``idempotent=False`` (the paid submit): an answer lost after
+        the request went out raises :class:`AccuAuthOutcomeUnknown` and is never retried."""
         for attempt in tenacity.Retrying(**self.retry.kwargs()):
             with attempt:
-                return self._post_once(path, fields)
+                return self._post_once(path, fields, idempotent=idempotent, on_answer=on_answer)
         raise AssertionError("unreachable")  # pragma: no cover - reraise=True
 
-    def submit(self, phone_number: str, callback: str | None = None) -> Answer:
-        """Start a check (paid). ``phone_number``: digits with the country code (52...)."""
+    def submit(
+        self, phone_number: str, callback: str | None = None, *, on_answer: OnAnswer | None = None
+    ) -> Answer:
+        """Start a check (paid). ``phone_number``: digits with the country code (52...).
+        Never retried once the request may have reached the vendor."""
         fields = {"phone_number": phone_number}
         if callback:
             fields["callback"] = callback
-        return self.post(SUBMIT_PATH, fields)
+        return self.post(SUBMIT_PATH, fields, idempotent=False, on_answer=on_answer)
 
-    def task_result(self, task_id: str) -> Answer:
+    def task_result(self, task_id: str, *, on_answer: OnAnswer | None = None) -> Answer:
         """The state of a pending check: ``OK`` with a result, or ``PENDING``."""
-        return self.post(TASK_RESULT_PATH, {"task_id": task_id})
+        return self.post(TASK_RESULT_PATH, {"task_id": task_id}, on_answer=on_answer)
 
 
 # ---- async client (trigger) -----------------------------------------------------------------------
@@ -346,8 +471,9 @@ class AsyncAccuAuthClient:
             await self._session.close()
             self._session = None
 
-    async def _post_once(self, path: str, fields: dict[str, str]) -> Answer:
-
+    async def _post_once(
+        self, path: str, fields: dict[str, str], *, idempotent: bool, on_answer: OnAnswer | None
+    ) -> Answer:
         import aiohttp
 
         assert self._session is not None, "use 'async with AsyncAccuAuthClient(...)'"
@@ -356,23 +482,39 @@ class AsyncAccuAuthClient:
             async with self._session.post(self.base_url + path, data=fields) as response:
                 body = await response.read()
                 status = response.status
+                content_type = response.headers.get("content-type")
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise AccuAuthTransportError("TRANSPORT", type(exc).__name__, path=path) from None
-        return classify(status, body, path)
+            sent = not isinstance(exc, aiohttp.ClientConnectorError)
+            kind = "TIMEOUT" if isinstance(exc, TimeoutError) else "TRANSPORT"
+            raise _no_answer(
+                path, fields, kind, exc, sent=sent, idempotent=idempotent, on_answer=on_answer
+            ) from None
+        return _answered(
+            RawAnswer(path, fields, status, content_type, body), idempotent=idempotent, on_answer=on_answer
+        )
 
-    async def post(self, path: str, fields: dict[str, str]) -> Answer:
+    async def post(
+        self,
+        path: str,
+        fields: dict[str, str],
+        *,
+        idempotent: bool = True,
+        on_answer: OnAnswer | None = None,
+    ) -> Answer:
         async for attempt in tenacity.AsyncRetrying(**self.retry.kwargs()):
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self.retried += 1
-                return await self._post_once(path, fields)
+                return await self._post_once(path, fields, idempotent=idempotent, on_answer=on_answer)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def submit(self, phone_number: str, callback: str | None = None) -> Answer:
+    async def submit(
+        self, phone_number: str, callback: str | None = None, *, on_answer: OnAnswer | None = None
+    ) -> Answer:
         fields = {"phone_number": phone_number}
         if callback:
             fields["callback"] = callback
-        return await self.post(SUBMIT_PATH, fields)
+        return await self.post(SUBMIT_PATH, fields, idempotent=False, on_answer=on_answer)
 
-    async def task_result(self, task_id: str) -> Answer:
-        return await self.post(TASK_RESULT_PATH, {"task_id": task_id})
+    async def task_result(self, task_id: str, *, on_answer: OnAnswer | None = None) -> Answer:
+        return await self.post(TASK_RESULT_PATH, {"task_id": task_id}, on_answer=on_answer)

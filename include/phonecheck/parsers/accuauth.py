@@ -1,5 +1,9 @@
-"""AccuAuth phone status payloads (SEED 002, api-facts.md §7): submit answers, task results,
-callbacks. ``PENDING`` (answered with HTTP 400) is a state, not an error."""
+"""AccuAuth phone status payloads (docs/vendors/accuauth.md): submit answers, task results,
+callbacks. ``PENDING`` (answered with HTTP 400) is a state, not an error.
+
+``e164`` always derives from the number WE sent; the number the vendor writes back (its only
+documented example is ``0062********``) is kept as received in ``echoed_number`` and never used
+to identify the number."""
 
 from __future__ import annotations
 
@@ -39,12 +43,12 @@ def parse_submit_response(
         raise PayloadError("answer has neither result nor task_id")
     if not key:
         raise PayloadError("answer has no request_id/task_id to key the check on")
-    phone = opt_str(result.get("phone_number")) or phone_number
     return {
         "task_id": key,
         "request_id": request_id,
-        "phone_number": phone,
-        "e164": to_e164(phone),
+        "phone_number": phone_number,
+        "echoed_number": opt_str(result.get("phone_number")),
+        "e164": to_e164(phone_number),
         "status": status_out,
         "reason": opt_str(payload.get("reason")),
         "phone_status": opt_str(result.get("phone_status")),
@@ -62,12 +66,12 @@ def parse_task_result(
         raise PayloadError("expected a JSON object")
     status = require_str(payload, "status")
     result = _result(payload)
-    phone = opt_str(result.get("phone_number")) or phone_number
     return {
         "task_id": task_id,
         "request_id": opt_str(payload.get("request_id")),
-        "phone_number": phone,
-        "e164": to_e164(phone),
+        "phone_number": phone_number,
+        "echoed_number": opt_str(result.get("phone_number")),
+        "e164": to_e164(phone_number),
         "status": status,
         "reason": opt_str(payload.get("reason")),
         "phone_status": opt_str(result.get("phone_status")),
@@ -78,13 +82,19 @@ def parse_task_result(
 
 def parse_callback(params: Mapping[str, str], received_at: datetime | None = None) -> dict[str, Any]:
     """The AccuAuth callback (HTTP GET, query params request_id, phone_number, phone_status,
-    task_id) for a pending check that finished."""
+    task_id) for a pending check that finished.
+
+    The callback only carries the vendor's echo of the number. ``e164`` read from it is
+    provisional, for a task we have no submission row for yet: the loader never lets a callback
+    replace a known ``e164`` or ``phone_number``, and the AccuAuth load step sets both from our
+    submission (``phonecheck.accuauth.store.fix_numbers_from_submissions``)."""
     phone = require_str(params, "phone_number")
     return {
         "task_id": require_str(params, "task_id"),
         "request_id": opt_str(params.get("request_id")),
         "phone_number": phone,
-        "e164": to_e164(phone),
+        "echoed_number": phone,
+        "e164": echo_to_e164(phone),
         "status": "OK",
         "reason": None,
         "phone_status": require_str(params, "phone_status"),
@@ -95,3 +105,16 @@ def parse_callback(params: Mapping[str, str], received_at: datetime | None = Non
 
 def callback_dedupe_key(params: Mapping[str, str]) -> str:
     return require_str(params, "task_id")
+
+
+def echo_to_e164(echoed: str | None) -> str | None:
+    """The E.164 a vendor echo most likely stands for (``0052...``, ``+52...``, ``52...``), used
+    only to MATCH a callback to a number we sent; None when it cannot be a number (masked)."""
+    if not echoed:
+        return None
+    digits = echoed.strip()
+    if digits.startswith("+"):
+        digits = digits[1:]
+    elif digits.startswith("00"):
+        digits = digits[2:]
+    return to_e164(digits) if digits.isdigit() else None

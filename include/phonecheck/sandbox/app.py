@@ -65,6 +65,23 @@ def _nx(code: int, msg: str, data: Any = None) -> dict[str, Any]:
     return {"code": code, "msg": msg, "data": {} if data is None else data}
 
 
+class _DroppedAnswer(Response):
+    """Starts a 200 answer, sends half of its body, then drops the connection: an answer lost
+    after the vendor processed the call (the client sees an incomplete read)."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self.full = body
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self.full)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": self.full[: len(self.full) // 2], "more_body": True}
+        )
+        raise ConnectionAbortedError("sandbox: answer lost after processing (fault 'lost')")
+
+
 def _is_http_url(value: Any) -> bool:
     if not isinstance(value, str):
         return False
@@ -286,7 +303,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
                 fail_numbers.append({"number": phone, "reason": outcomes.FAILURE_MESSAGES[114]})
                 continue
             state.charges.append(
-                {"batch_no": batch_no, "phone": phone, "check_level": level, "at_ms": state.clock.now_ms(),
+                {"vendor": "nxcloud", "batch_no": batch_no, "phone": phone, "check_level": level, "at_ms": state.clock.now_ms(),
                  "request_id": request_id}
             )  # fmt: skip
             row = outcomes.nxcloud_query_row(phone, level, batch_no=batch_no, message_id=message_id)
@@ -506,7 +523,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
 
     # ---- AccuAuth ----------------------------------------------------------------------------
     async def accuauth_form(request: Request, body: bytes) -> dict[str, Any]:
-        """AccuAuth body fields from form-encoded, multipart or JSON (api-facts §7.3)."""
+        """AccuAuth body fields from form-encoded, multipart or JSON (docs/vendors/accuauth.md)."""
         content_type = (request.headers.get("content-type") or "").lower()
         if content_type.startswith("application/json"):
             value = json_object(body)
@@ -521,31 +538,62 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         payload["request_id"] = f"TID{state.new_hex_id()}"
         return ACCUAUTH_STATUS_HTTP.get(status, 400), payload
 
-    async def accuauth_gate(request: Request, event: str) -> tuple[int, dict[str, Any]] | None:
+    async def accuauth_gate(
+        request: Request, event: str
+    ) -> tuple[tuple[int, dict[str, Any]] | None, FaultRule | None]:
+        """A refusal to answer instead of processing (fault or credentials), and a ``lost``
+        fault to apply to the answer after processing."""
         fault = await apply_faults(request, event)
+        lost = None
         if fault is not None:
-            if fault.kind == "rate_limit":
-                return accuauth_error("RATE_LIMIT_EXCEEDED")
-            if fault.kind == "code":
-                return accuauth_error(fault.accuauth_status or "INTERNAL_ERROR")
-            return (fault.status or 500), accuauth_error("INTERNAL_ERROR")[1]
+            if fault.kind == "lost":
+                lost = fault
+            elif fault.kind == "rate_limit":
+                return accuauth_error("RATE_LIMIT_EXCEEDED"), None
+            elif fault.kind == "code":
+                return accuauth_error(fault.accuauth_status or "INTERNAL_ERROR"), None
+            else:
+                return ((fault.status or 500), accuauth_error("INTERNAL_ERROR")[1]), None
         api_id = request.headers.get("x-df-api-id")
         if api_id and api_id == state.config.accuauth_expired_api_id:
-            return accuauth_error("KEY_EXPIRED")
+            return accuauth_error("KEY_EXPIRED"), None
         secret = request.headers.get("x-df-api-secret") or ""
         if api_id != state.config.accuauth_api_id or not hmac.compare_digest(
             secret.encode(), state.config.accuauth_api_secret.encode()
         ):
-            return accuauth_error("UNAUTHORIZED")
-        return None
+            return accuauth_error("UNAUTHORIZED"), None
+        return None, lost
+
+    def accuauth_echo(phone: str) -> str:
+        """How the vendor writes a number back. The documents' only example is ``0062...``:
+        strict echoes ``00`` + country code, default echoes what was sent."""
+        return "00" + phone if strict() else phone
 
     def finish_accuauth_task(task: AccuAuthTask) -> None:
-        state.finish_task(task, outcomes.accuauth_phone_status(task.phone))
+        state.finish_task(task, outcomes.accuauth_phone_status(task.phone), accuauth_echo(task.phone))
+
+    async def lose_answer(
+        request: Request, event: str, body: bytes, fault: FaultRule, status: int, payload: dict[str, Any]
+    ) -> Response:
+        """The call was processed (and charged); its answer never reaches the client intact."""
+        if fault.status:
+            lost_status, lost_payload = fault.status, accuauth_error("INTERNAL_ERROR")[1]
+            await answer(request, event, body, lost_status, lost_payload)
+            return JSONResponse(lost_payload, status_code=lost_status)
+        await answer(request, event, body, 0, {"lost": True, "would_have_answered": payload})
+        if fault.delay_s:
+            await asyncio.sleep(fault.delay_s)
+        return _DroppedAnswer(json.dumps(payload).encode())
+
+    def charge(phone: str, ref: str) -> None:
+        state.charges.append(
+            {"vendor": "accuauth", "phone": phone, "ref": ref, "at_ms": state.clock.now_ms()}
+        )
 
     @app.post("/accuauth/check/phone_number/o1")
     async def accuauth_submit(request: Request) -> Response:
         event, body = "accuauth.submit", await request.body()
-        refused = await accuauth_gate(request, event)
+        refused, lost = await accuauth_gate(request, event)
         if refused is not None:
             return await answer(request, event, body, *refused)
         form = await accuauth_form(request, body)
@@ -574,29 +622,40 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         if seconds is None:
             seconds = (polls or 0) * cfg.accuauth_seconds_per_poll
         if not polls and seconds <= 0:
-            result = {"phone_number": phone, "phone_status": outcomes.accuauth_phone_status(phone)}
-            return await answer(
-                request, event, body, 200, {"request_id": request_id, "status": "OK", "result": result}
+            charge(phone, request_id)
+            result = {
+                "phone_number": accuauth_echo(phone),
+                "phone_status": outcomes.accuauth_phone_status(phone),
+            }
+            status, payload = 200, {"request_id": request_id, "status": "OK", "result": result}
+        else:
+            now = state.clock.now()
+            task = AccuAuthTask(
+                task_id=state.new_hex_id(),
+                request_id=request_id,
+                phone=phone,
+                callback=callback,
+                created_at=now,
+                ready_at=now + seconds if seconds > 0 else None,
+                polls_limit=polls or None,
             )
-        now = state.clock.now()
-        task = AccuAuthTask(
-            task_id=state.new_hex_id(),
-            request_id=request_id,
-            phone=phone,
-            callback=callback,
-            created_at=now,
-            ready_at=now + seconds if seconds > 0 else None,
-            polls_limit=polls or None,
-        )
-        state.tasks[task.task_id] = task
-        return await answer(
-            request, event, body, 200, {"request_id": request_id, "status": "OK", "task_id": task.task_id}
-        )
+            state.tasks[task.task_id] = task
+            charge(phone, task.task_id)
+            # The documents do not show the status of a pending submit: strict says PENDING (HTTP 400).
+            if strict():
+                status = 400
+                payload = {"request_id": request_id, "status": "PENDING", "reason": "check in progress"}
+                payload["task_id"] = task.task_id
+            else:
+                status, payload = 200, {"request_id": request_id, "status": "OK", "task_id": task.task_id}
+        if lost is not None:
+            return await lose_answer(request, event, body, lost, status, payload)
+        return await answer(request, event, body, status, payload)
 
     @app.post("/accuauth/check/phone_number/task_result/o1")
     async def accuauth_task_result(request: Request) -> Response:
         event, body = "accuauth.task_result", await request.body()
-        refused = await accuauth_gate(request, event)
+        refused, _ = await accuauth_gate(request, event)
         if refused is not None:
             return await answer(request, event, body, *refused)
         task_id = (await accuauth_form(request, body)).get("task_id")
@@ -604,14 +663,23 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             return await answer(
                 request, event, body, *accuauth_error("INVALID_ARGUMENT", "argument 'task_id': not found")
             )
+        state.accuauth_polls_seen += 1
+        if strict() and state.accuauth_polls_seen % 3 == 0:
+            # the documents list 500 INTERNAL_ERROR without saying when: strict answers every third poll with it
+            return await answer(request, event, body, 500, accuauth_error("INTERNAL_ERROR")[1])
         task = state.tasks.get(task_id)
-        if task is None:
-            return await answer(
-                request, event, body, *accuauth_error("INVALID_ARGUMENT", "argument 'task_id': no such task")
-            )
         now = state.clock.now()
-        if now - task.created_at > state.config.accuauth_task_ttl_s:
-            reason = "argument 'task_id': expired (a task id is valid for 24 hours)"
+        expired = task is not None and now - task.created_at > state.config.accuauth_task_ttl_s
+        if task is None or expired:
+            # What an unknown or expired task id gets is undocumented: strict answers 404 NOT_FOUND,
+            # the status the documents give to an unknown API.
+            if strict():
+                return await answer(request, event, body, *accuauth_error("NOT_FOUND", "task not found"))
+            reason = (
+                "argument 'task_id': expired (a task id is valid for 24 hours)"
+                if expired
+                else "argument 'task_id': no such task"
+            )
             return await answer(request, event, body, *accuauth_error("INVALID_ARGUMENT", reason))
         if not task.finished:
             time_done = task.ready_at is not None and now >= task.ready_at
@@ -622,7 +690,10 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
                 task.polls_answered += 1
                 status, payload = accuauth_error("PENDING", "check in progress")
                 return await answer(request, event, body, status, payload)
-        result = {"phone_number": task.phone, "phone_status": outcomes.accuauth_phone_status(task.phone)}
+        result = {
+            "phone_number": accuauth_echo(task.phone),
+            "phone_status": outcomes.accuauth_phone_status(task.phone),
+        }
         payload = {"status": "OK", "result": result, "request_id": f"TID{state.new_hex_id()}"}
         return await answer(request, event, body, 200, payload)
 
@@ -709,6 +780,17 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             return JSONResponse({"error": str(exc)}, status_code=422)
         return JSONResponse(state.config.public())
 
+    @app.get("/_sandbox/charges")
+    async def get_charges(vendor: str | None = None, batch_no: str | None = None) -> list[dict[str, Any]]:
+        """The paid calls the vendors processed in this run (answered or not): the bill, one entry
+        per number; ``vendor`` and ``batch_no`` (NXCLOUD) filter it."""
+        return [
+            c
+            for c in state.charges
+            if (vendor is None or c["vendor"] == vendor)
+            and (batch_no is None or c.get("batch_no") == batch_no)
+        ]
+
     @app.get("/_sandbox/calls")
     async def get_calls(
         event: str | None = None, path: str | None = None, since: int = 0
@@ -720,11 +802,6 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
             and (event is None or c["event"] == event)
             and (path is None or c["path"] == path)
         ]
-
-    @app.get("/_sandbox/charges")
-    async def get_charges(batch_no: str | None = None) -> list[dict[str, Any]]:
-        """NXCLOUD charge ledger: one entry per number per charged submit."""
-        return [c for c in state.charges if batch_no is None or c["batch_no"] == batch_no]
 
     @app.get("/_sandbox/pushes")
     async def get_pushes(

@@ -15,6 +15,10 @@ A rule is ``{"target", "kind", ...}``:
       answers ``accuauth_status`` (``KEY_EXPIRED``, ``NO_PERMISSION``, ``OUT_OF_QUOTA`` ...)
       with its documented HTTP status.
     - ``slow``: wait ``delay_s`` real seconds, then answer normally (stacks with the others).
+    - ``lost`` (AccuAuth submit): the call is processed (charged, the task created, its
+      callback will come) and then its answer is lost: HTTP ``status`` with an ``INTERNAL_ERROR``
+      body when ``status`` is given; else the connection is dropped mid-answer, after holding it
+      ``delay_s`` seconds (a client with a shorter read timeout sees a timeout).
     - ``drop`` (pushes): the push is never sent. ``duplicate`` (pushes): sent twice.
     - ``disconnect`` (``nxcloud.check``): the connection closes before the answer is complete.
     On ``nxcloud.check`` the strict profile applies ``error``, ``slow`` and ``disconnect``
@@ -32,7 +36,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("rate_limit", "error", "code", "slow", "drop", "duplicate", "disconnect")
+KINDS = ("rate_limit", "error", "code", "slow", "lost", "drop", "duplicate", "disconnect")
 
 
 @dataclass

@@ -99,11 +99,13 @@ class SandboxState:
         self.pushes: deque[dict[str, Any]] = deque(maxlen=self.config.log_limit)
         self._seq = itertools.count(1)
         self.results: list[StoredResult] = []
-        #: NXCLOUD charge ledger: one entry per number per accepted (charged) submit.
-        self.charges: list[dict[str, Any]] = []
         #: NXCLOUD batchNo -> the submit answer the vendor gave for it (a resubmit, default profile).
         self.batches: dict[tuple[str, str], dict[str, Any]] = {}
         self.tasks: dict[str, AccuAuthTask] = {}
+        #: The bill: one entry per number per paid call the vendor processed, answered or not
+        #: (``vendor`` nxcloud: one per accepted submit; accuauth: one per created check).
+        self.charges: list[dict[str, Any]] = []
+        self.accuauth_polls_seen = 0
         self.last_query_at: dict[str, float] = {}
         self.rng = random.Random()
         self.push_slots = asyncio.Semaphore(self.config.push_concurrency)
@@ -210,7 +212,7 @@ class SandboxState:
         self.pushes.append(entry)
 
     # ---- AccuAuth tasks ----------------------------------------------------------------------
-    def finish_task(self, task: AccuAuthTask, phone_status: str) -> None:
+    def finish_task(self, task: AccuAuthTask, phone_status: str, echoed_phone: str | None = None) -> None:
         """Mark a pending task done and, if it has one, call its callback once (HTTP GET)."""
         if task.finished:
             return
@@ -218,7 +220,7 @@ class SandboxState:
         if task.callback:
             params = {
                 "request_id": task.request_id,
-                "phone_number": task.phone,
+                "phone_number": echoed_phone or task.phone,
                 "phone_status": phone_status,
                 "task_id": task.task_id,
             }

@@ -1,4 +1,4 @@
-"""AccuAuth hook (connection type ``accuauth``). Behaviour: issue #5."""
+"""AccuAuth hook (connection type ``accuauth``). Vendor behaviour: docs/vendors/accuauth.md."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ class AccuAuthHook(BaseHook):
     the request headers, never in logs or exception messages.
 
     :param accuauth_conn_id: connection of type ``accuauth``: host = base URL, login = API id,
-        password = API secret.
-    :param timeout_s: connect/read timeout of one HTTP attempt.
+        password = API secret; extras ``allowed_country_codes`` (default ``52``: numbers with
+        another calling code are never sent) and ``timeout_s``.
+    :param timeout_s: connect/read timeout of one HTTP attempt (the connection's ``timeout_s``
+        extra wins when set).
     :param retry: retry policy for rate limits, 5xx and network errors (default: 6 attempts,
         full jitter, at most 30 s between attempts).
     """
@@ -47,6 +49,27 @@ class AccuAuthHook(BaseHook):
         self._client: AccuAuthClient | None = None
 
     @staticmethod
+    def _extra(conn: Any, name: str) -> Any:
+        """Connection-form fields may be stored plain or as ``extra__accuauth__<name>``."""
+        extras = conn.extra_dejson or {}
+        value = extras.get(name)
+        if value in (None, ""):
+            value = extras.get(f"extra__accuauth__{name}")
+        return None if value in (None, "") else value
+
+    def _timeout(self, conn: Any) -> float:
+        value = self._extra(conn, "timeout_s")
+        return float(value) if value is not None else self.timeout_s
+
+    def allowed_country_codes(self) -> tuple[str, ...]:
+        """The calling codes this connection's endpoint accepts (extra, default ``52``)."""
+        from phonecheck.accuauth.submit import parse_country_codes
+
+        return parse_country_codes(
+            self._extra(self.get_connection(self.accuauth_conn_id), "allowed_country_codes")
+        )
+
+    @staticmethod
     def _base_url(conn: Any) -> str:
         host = (conn.host or "").strip()
         if not host:
@@ -66,7 +89,7 @@ class AccuAuthHook(BaseHook):
                 self._base_url(conn),
                 conn.login or "",
                 conn.password or "",
-                timeout_s=self.timeout_s,
+                timeout_s=self._timeout(conn),
                 retry=self.retry,
                 pool_size=pool_size,
             )
@@ -81,7 +104,7 @@ class AccuAuthHook(BaseHook):
             self._base_url(conn),
             conn.login or "",
             conn.password or "",
-            timeout_s=self.timeout_s,
+            timeout_s=self._timeout(conn),
             retry=self.retry,
             max_connections=max_connections,
         )

@@ -1,22 +1,30 @@
 """The steps of ``accuauth_phone_check`` (the DAG file only wires them).
 
 Each step reads the warehouse through the ``warehouse`` connection and the vendor through
-``accuauth_default``; the plain logic lives in :mod:`phonecheck.accuauth`.
+``accuauth_default``; the plain logic lives in :mod:`phonecheck.accuauth`. What travels between
+steps (XCom) is keys and counts only: a selector of the run's tasks, never the numbers' results.
+Logs are short ``SUMMARY`` lines, one fact each, with masked numbers.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 ACCUAUTH_CONN_ID = "accuauth_default"
 WAREHOUSE_CONN_ID = "warehouse"
 
 
+def _mask(e164: str) -> str:
+    """``+5255****5678``: enough to tell numbers apart in a log, not enough to call one."""
+    return e164[:5] + "*" * max(0, len(e164) - 9) + e164[-4:] if len(e164) > 9 else "*" * len(e164)
+
+
 def prepare(params: dict[str, Any], dag_id: str, run_id: str) -> dict:
     """Offline normalisation + freshness skip (shared with NXCLOUD: phonecheck.intake); the
     numbers stay in ``ops.run_number``, the run key and counts travel on."""
-    import logging
-
     from phonecheck.intake import ACCUAUTH
     from phonecheck_airflow.number_input import log_intake, prepare_run
 
@@ -24,7 +32,7 @@ def prepare(params: dict[str, Any], dag_id: str, run_id: str) -> dict:
         vendor=ACCUAUTH, params=params, dag_id=dag_id, run_id=run_id, warehouse_conn_id=WAREHOUSE_CONN_ID
     )
     if intake is None:
-        logging.getLogger(__name__).info("SUMMARY accuauth prepare: no numbers given: re-poll open tasks")
+        log.info("SUMMARY accuauth prepare: no numbers given: re-poll open tasks")
         return {"mode": "repoll", "run_key": None, "summary": {"to_check": 0}}
     log_intake(intake, "accuauth")
     return {"mode": "check", "run_key": intake.run_key, "summary": intake.summary()}
@@ -37,16 +45,31 @@ def _numbers(prepared: dict, conn) -> list:
     return list(prepared_numbers(conn, prepared["run_key"]))
 
 
+def _split_allowed(numbers: list, hook: Any) -> tuple[list, list]:
+    from phonecheck.accuauth.submit import split_by_country
+
+    return split_by_country(numbers, hook.allowed_country_codes())
+
+
 def budget_guard(prepared: dict, params: dict[str, Any]) -> dict:
-    """State the cost before spending; stop over budget; stop here on a dry run."""
+    """State the cost before spending; stop over budget; stop here on a dry run. Numbers the
+    connection does not accept (country code) are not counted: they will never be sent."""
     from decimal import Decimal
 
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    count = int(prepared["summary"].get("to_check", 0))
+    from phonecheck.warehouse import connect
+    from phonecheck_airflow.hooks.accuauth import AccuAuthHook
+    from phonecheck_airflow.warehouse import warehouse_dsn
+
+    count = 0
+    if prepared["mode"] != "repoll":
+        with connect(warehouse_dsn(WAREHOUSE_CONN_ID)) as conn:
+            numbers = _numbers(prepared, conn)
+        count = len(_split_allowed(numbers, AccuAuthHook(ACCUAUTH_CONN_ID))[0])
     cost = Decimal(str(params["unit_price"])) * count
     message = f"{count} paid AccuAuth check(s), estimated cost {cost} {params['currency']} (budget {params['max_checks']} checks)"
-    print(message)
+    log.info("SUMMARY budget: %s", message)
     if count > int(params["max_checks"]):
         raise AirflowFailException(f"over budget: {message}; raise max_checks or send fewer numbers")
     if params["dry_run"]:
@@ -56,6 +79,7 @@ def budget_guard(prepared: dict, params: dict[str, Any]) -> dict:
 
 def submit(prepared: dict, budget: dict, params: dict[str, Any], dag_id: str, run_id: str) -> dict:
     """Paid submits (bounded concurrency; at most once per number and run). Returns what to wait for."""
+    from datetime import timedelta
     from decimal import Decimal
 
     from airflow.sdk.exceptions import AirflowFailException
@@ -63,6 +87,7 @@ def submit(prepared: dict, budget: dict, params: dict[str, Any], dag_id: str, ru
     from phonecheck.accuauth.api import FATAL_ERRORS
     from phonecheck.accuauth.store import WaitSelector, max_submission_id
     from phonecheck.accuauth.submit import submit_numbers
+    from phonecheck.intake import ACCUAUTH, RunContext, record_rejected
     from phonecheck.warehouse import connect
     from phonecheck.webhook_urls import ACCUAUTH_PHONE_NUMBER, redact
     from phonecheck_airflow.hooks.accuauth import AccuAuthHook
@@ -71,12 +96,18 @@ def submit(prepared: dict, budget: dict, params: dict[str, Any], dag_id: str, ru
 
     with connect(warehouse_dsn(WAREHOUSE_CONN_ID)) as conn:
         if prepared["mode"] == "repoll":
+            log.info("SUMMARY submit: re-poll mode, nothing submitted")
             return WaitSelector(None, max_submission_id(conn)).to_dict()
-        numbers = _numbers(prepared, conn)
+        hook = AccuAuthHook(ACCUAUTH_CONN_ID)
+        numbers, refused_offline = _split_allowed(_numbers(prepared, conn), hook)
+        record_rejected(conn, ACCUAUTH, refused_offline, params["default_region"], RunContext(dag_id, run_id))
+        conn.commit()
+        for rejected in refused_offline[:20]:
+            log.info("rejected offline: %s", rejected.reason)
         callback = receiver_url(ACCUAUTH_PHONE_NUMBER)
-        print(f"callback: {redact(callback) or 'none configured (polling only)'}")
+        log.info("SUMMARY submit: callback %s", redact(callback) or "none configured (polling only)")
         concurrency = int(params["submit_concurrency"])
-        with AccuAuthHook(ACCUAUTH_CONN_ID).get_client(pool_size=concurrency) as client:
+        with hook.get_client(pool_size=concurrency) as client:
             try:
                 report = submit_numbers(
                     conn,
@@ -89,65 +120,96 @@ def submit(prepared: dict, budget: dict, params: dict[str, Any], dag_id: str, ru
                     max_concurrency=concurrency,
                     params={
                         k: params[k]
-                        for k in (
-                            "default_region",
-                            "freshness_days",
-                            "max_checks",
-                            "unit_price",
-                            "currency",
-                        )
+                        for k in ("default_region", "freshness_days", "max_checks", "unit_price", "currency")
                     },
                     unit_price=Decimal(str(params["unit_price"])),
                     currency=params["currency"],
+                    doubt_window=timedelta(seconds=float(params["in_doubt_window_s"])),
+                    doubt_lookback=timedelta(days=int(params["freshness_days"])),
                 )
             except FATAL_ERRORS as exc:
                 # bad credentials / quota / wrong URL: retrying cannot help, fail with the vendor's reason
                 raise AirflowFailException(str(exc)) from None
-    print(f"submit: {report.summary()}")
-    for e164, why in list(report.refused.items())[:50]:
-        print(f"refused by AccuAuth: {e164}: {why}")
+    log.info(
+        "SUMMARY submit: %d number(s) refused offline (country code; kept in ops.rejected_number)",
+        len(refused_offline),
+    )
+    log.info("SUMMARY submit: %d answered at once, %d pending", report.answered_at_once, report.pending)
+    log.info(
+        "SUMMARY submit: %d already submitted by an earlier attempt of this run", report.already_submitted
+    )
+    log.info(
+        "SUMMARY submit: %d refused by AccuAuth, %d vendor call(s)", len(report.refused), report.vendor_calls
+    )
+    log.info(
+        "SUMMARY submit: %d in doubt (answer lost after sending: never resent; ops.accuauth_in_doubt)",
+        len(report.in_doubt),
+    )
+    for e164, why in list(report.refused.items())[:20]:
+        log.info("refused by AccuAuth: %s: %s", _mask(e164), why)
+    for e164 in report.in_doubt[:20]:
+        log.info("in doubt: %s", _mask(e164))
     return WaitSelector(run_id, report.max_submission_id).to_dict()
 
 
-def load_results(event: dict, run_id: str) -> list[str]:
-    """Upsert what the wait learnt, load callbacks from the inbox, close submissions.
-    Returns the task ids whose rows this run wrote (for validation)."""
-    from phonecheck.accuauth.store import (
-        load_callbacks,
-        load_poll_results,
-        reconcile_submissions,
-        run_task_ids,
-    )
-    from phonecheck.accuauth.waiter import WaitOutcome
+def load_results(event: dict) -> dict:
+    """Load what the wait left in the warehouse (verbatim poll answers, callbacks, callbacks of
+    in-doubt submits), close submissions. Returns the selector and counts."""
+    from phonecheck.accuauth.store import WaitSelector, load_wait
     from phonecheck.warehouse import connect
     from phonecheck_airflow.warehouse import warehouse_dsn
 
-    results = WaitOutcome.results_from_payload(event)
+    selector = WaitSelector.from_dict(event["selector"])
     with connect(warehouse_dsn(WAREHOUSE_CONN_ID)) as conn:
-        polled = load_poll_results(conn, results)
-        callbacks = load_callbacks(conn)
-        closed = reconcile_submissions(conn)
-        submitted_here = run_task_ids(conn, run_id)
-    summary = {
-        "polled": {"received": polled.received, "inserted": polled.inserted, "updated": polled.updated},
-        "callbacks": {"received": callbacks.received, "updated": callbacks.updated},
-        "submissions_closed": closed,
-        "wait": event.get("stats", {}),
-    }
-    print(f"load: {summary}")
-    waited = [r["task_id"] for r in results] + list(event.get("finished_elsewhere", []))
-    return sorted(set(submitted_here) | set(waited) | set(event.get("expired", [])))
+        loaded = load_wait(conn, selector)
+    log.info(
+        "SUMMARY load: %d poll answer(s) loaded (%d new, %d updated)",
+        loaded.polled.received, loaded.polled.inserted, loaded.polled.updated,
+    )  # fmt: skip
+    log.info(
+        "SUMMARY load: %d callback(s) loaded (%d updated)",
+        loaded.callbacks.received,
+        loaded.callbacks.updated,
+    )
+    log.info("SUMMARY load: %d in-doubt submit(s) settled by their callback", loaded.adopted)
+    log.info("SUMMARY load: submissions closed %s", ", ".join(f"{k} {v}" for k, v in loaded.closed.items()))
+    return {"selector": selector.to_dict(), "adopted": loaded.adopted}
 
 
-def expire_stale_tasks(loaded: list[str]) -> list[str]:
-    """Tasks past their 24 h validity end as EXPIRED: never polled forever. Returns the
-    task ids written by this run (loaded + expired) for validation."""
+def expire_stale_tasks(loaded: dict) -> dict:
+    """Tasks past their 24 h validity end as EXPIRED: never polled forever."""
     from phonecheck.accuauth.store import expire_stale, reconcile_submissions
     from phonecheck.warehouse import connect
     from phonecheck_airflow.warehouse import warehouse_dsn
 
     with connect(warehouse_dsn(WAREHOUSE_CONN_ID)) as conn:
         expired = expire_stale(conn)
-        closed = reconcile_submissions(conn)
-    print(f"expired {len(expired)} task(s); submissions closed: {closed}")
-    return sorted(set(loaded) | set(expired))
+        reconcile_submissions(conn)
+    log.info("SUMMARY expire: %d task(s) past their 24 h validity marked EXPIRED", len(expired))
+    return {"selector": loaded["selector"], "expired": len(expired)}
+
+
+def validate(expired: dict, params: dict[str, Any], run_id: str, context: Any) -> dict:
+    """Validate the rows of the run's tasks (ids read from the warehouse, not from XCom), then
+    state the run's outcome."""
+    from phonecheck.accuauth.store import WaitSelector, in_doubt_numbers, run_summary, written_task_ids
+    from phonecheck.warehouse import connect
+    from phonecheck_airflow.operators.quality import validate_loaded_rows
+    from phonecheck_airflow.warehouse import warehouse_dsn
+
+    selector = WaitSelector.from_dict(expired["selector"])
+    dag_run = context.get("dag_run")
+    started = getattr(dag_run, "start_date", None)
+    with connect(warehouse_dsn(WAREHOUSE_CONN_ID)) as conn:
+        keys = written_task_ids(conn, selector, started)
+        summary = run_summary(conn, selector)
+        doubts = in_doubt_numbers(conn, selector.run_id) if selector.run_id else []
+    result = validate_loaded_rows("telco.accuauth_phone_check", "task_id", keys, context=context)
+    log.info(
+        "SUMMARY run: %d task(s) of this run: %d OK, %d pending, %d ended by the vendor, %d expired",
+        summary["tasks"], summary["ok"], summary["pending"], summary["ended"], summary["expired"],
+    )  # fmt: skip
+    log.info("SUMMARY run: %d number(s) in doubt (charged maybe, no answer, not resent)", len(doubts))
+    for e164 in doubts[:20]:
+        log.info("in doubt: %s", _mask(e164))
+    return {"validated": len(keys), "in_doubt": len(doubts), "quality": result.get("success", result)}

@@ -1,4 +1,4 @@
-"""Deferrable sensor: wait for AccuAuth tasks without holding a worker slot (issue #5)."""
+"""Sensor: wait for AccuAuth tasks, deferred (no worker slot held) or poking."""
 
 from __future__ import annotations
 
@@ -9,25 +9,29 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from phonecheck_airflow.triggers.accuauth import AccuAuthTaskTrigger
-
 
 class AccuAuthTasksSensor(BaseSensorOperator):
-    """Pokes once, then defers to ONE :class:`AccuAuthTaskTrigger` for all open tasks.
+    """Waits until every AccuAuth task of a selection is finished, ended or expired, and every
+    in-doubt submit of the run is settled or out of its window.
 
-    The poke reads the warehouse only (no vendor call): if every task of the selection is
-    already finished (callbacks, an earlier wait), the sensor succeeds at once. Otherwise it
-    defers; the trigger polls the vendor and the sensor resumes in :meth:`execute_complete`
-    with the results, which it returns (XCom) for the load task. No worker slot is held while
-    the tasks are pending. Tasks live 24 h at the vendor, so the default deferral timeout is 25 h.
+    ``deferrable=True`` (default): pokes once (warehouse only, no vendor call), then defers to ONE
+    :class:`~phonecheck_airflow.triggers.accuauth.AccuAuthTaskTrigger` for all open tasks, imported
+    only then; ``timeout`` bounds the deferral. ``deferrable=False``: a classic sensor honouring
+    ``mode`` (``poke`` / ``reschedule``), ``poke_interval`` and ``timeout``; each poke polls the tasks
+    that are due once and loads what came back.
+
+    Either way the vendor's answers land verbatim in ``raw.vendor_answer`` and the sensor returns
+    only the selector and counts (XCom stays small whatever the number of tasks); the load task
+    reads the answers from the warehouse. Tasks live 24 h at the vendor, so the default timeout
+    is 25 h.
 
     :param selector: ``{"run_id": str | None, "max_submission_id": int}`` (what the submit task
         returns): the run whose tasks to wait for, ``run_id`` None = every open task.
     :param accuauth_conn_id: the ``accuauth`` connection.
     :param warehouse_conn_id: the warehouse connection.
-    :param wait_settings: passed to the trigger: ``poll_interval_s``, ``max_poll_interval_s``,
-        ``backoff_factor``, ``max_requests_per_second``, ``max_in_flight``,
-        ``warehouse_check_interval_s``.
+    :param wait_settings: ``poll_interval_s``, ``max_poll_interval_s``, ``backoff_factor``,
+        ``max_requests_per_second``, ``max_in_flight``, ``warehouse_check_interval_s``.
+    :param deferrable: wait in the triggerer (default) or by poking.
     """
 
     template_fields: Sequence[str] = ("selector", "wait_settings")
@@ -39,41 +43,83 @@ class AccuAuthTasksSensor(BaseSensorOperator):
         accuauth_conn_id: str = "accuauth_default",
         warehouse_conn_id: str = "warehouse",
         wait_settings: dict[str, Any] | None = None,
+        deferrable: bool = True,
         timeout: float = timedelta(hours=25).total_seconds(),
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("retries", 1)  # airflow-notes §2: defer races need retries >= 1
+        kwargs.setdefault("retries", 1)  # the deferral race in docs/airflow.md needs retries >= 1
         super().__init__(timeout=timeout, **kwargs)
         self.selector = selector
         self.accuauth_conn_id = accuauth_conn_id
         self.warehouse_conn_id = warehouse_conn_id
         self.wait_settings = wait_settings or {}
+        self.deferrable = deferrable
 
     def _selector(self):
         from phonecheck.accuauth.store import WaitSelector
 
         return WaitSelector.from_dict(self.selector)
 
-    def poke(self, context: Any) -> bool:
-        """True when no task of the selection is still open (warehouse only)."""
-        from phonecheck.accuauth.store import open_tasks
+    def _settings(self):
+        from phonecheck.accuauth.waiter import WaitSettings
+
+        return WaitSettings(
+            **{k: float(v) if k != "max_in_flight" else int(v) for k, v in self.wait_settings.items()}
+        )
+
+    def _still_open(self) -> tuple[int, int]:
+        from phonecheck.accuauth.store import open_doubts, open_tasks
         from phonecheck.warehouse import connect
         from phonecheck_airflow.warehouse import warehouse_dsn
 
+        selector = self._selector()
         with connect(warehouse_dsn(self.warehouse_conn_id)) as conn:
-            still_open = open_tasks(conn, self._selector())
-        self.log.info("%d AccuAuth task(s) still open", len(still_open))
-        return not still_open
+            return len(open_tasks(conn, selector)), len(open_doubts(conn, selector))
+
+    def _poll_once(self, context: Any) -> None:
+        """One pass over the due tasks (sensor without trigger), then load what came back."""
+        import asyncio
+
+        from phonecheck.accuauth.api import FATAL_ERRORS
+        from phonecheck.accuauth.store import load_wait
+        from phonecheck.accuauth.waiter import run_wait
+        from phonecheck.warehouse import connect
+        from phonecheck_airflow.hooks.accuauth import AccuAuthHook
+        from phonecheck_airflow.warehouse import warehouse_dsn
+
+        dsn = warehouse_dsn(self.warehouse_conn_id)
+        hook = AccuAuthHook(self.accuauth_conn_id)
+
+        async def one_pass() -> None:
+            async with await hook.aget_async_client() as client:
+                await run_wait(client, dsn, self._selector(), self._settings(), dag_id=self.dag_id, once=True)
+
+        try:
+            asyncio.run(one_pass())
+        except FATAL_ERRORS as exc:
+            raise AirflowFailException(f"AccuAuth wait failed: {exc}") from None
+        with connect(dsn) as conn:
+            load_wait(conn, self._selector())
+
+    def poke(self, context: Any) -> bool:
+        """True when nothing of the selection is still open. Without a trigger, polls first."""
+        if not self.deferrable:
+            self._poll_once(context)
+        tasks, doubts = self._still_open()
+        self.log.info("SUMMARY poke: %d AccuAuth task(s) open, %d in-doubt submit(s) watched", tasks, doubts)
+        return not tasks and not doubts
+
+    def _done(self, stats: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"status": "done", "selector": self._selector().to_dict(), "stats": stats or {}}
 
     def execute(self, context: Any) -> dict[str, Any]:
+        if not self.deferrable:
+            super().execute(context)  # poke / reschedule, poke_interval, timeout: the standard loop
+            return self._done()
         if self.poke(context):
-            return {
-                "status": "done",
-                "result_fields": [],
-                "results": [],
-                "finished_elsewhere": [],
-                "expired": [],
-            }
+            return self._done()
+        from phonecheck_airflow.triggers.accuauth import AccuAuthTaskTrigger
+
         selector = self._selector()
         self.defer(
             trigger=AccuAuthTaskTrigger(
@@ -81,6 +127,7 @@ class AccuAuthTasksSensor(BaseSensorOperator):
                 max_submission_id=selector.max_submission_id,
                 accuauth_conn_id=self.accuauth_conn_id,
                 warehouse_conn_id=self.warehouse_conn_id,
+                dag_id=self.dag_id,
                 **self.wait_settings,
             ),
             method_name="execute_complete",
@@ -88,7 +135,8 @@ class AccuAuthTasksSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Resume after the trigger fired: fail on a fatal vendor error, else hand the results on."""
+        """Resume after the trigger fired: fail on an account-wide vendor error, else hand the
+        selector and counts on (the answers are in the warehouse)."""
         if not event:
             raise AirflowException("AccuAuth wait resumed without an event")
         if event.get("status") == "error":
@@ -96,10 +144,17 @@ class AccuAuthTasksSensor(BaseSensorOperator):
             raise AirflowFailException(f"AccuAuth wait failed: {event.get('message')}")
         stats = event.get("stats", {})
         self.log.info(
-            "AccuAuth wait: %d finished by polling, %d by callback, %d expired; %s",
-            len(event.get("results", [])),
-            len(event.get("finished_elsewhere", [])),
-            len(event.get("expired", [])),
-            stats,
-        )
-        return event
+            "SUMMARY wait: %s task(s) finished by poll, %s ended by the vendor, %s by callback, %s expired",
+            stats.get("finished_by_poll", 0), stats.get("ended_by_vendor", 0),
+            stats.get("finished_elsewhere", 0), stats.get("expired", 0),
+        )  # fmt: skip
+        self.log.info(
+            "SUMMARY wait: %s in-doubt submit(s) settled by callback, %s still in doubt; %s poll(s), %s vendor call(s)",
+            stats.get("doubts_settled", 0), stats.get("doubts_unsettled", 0),
+            stats.get("polls", 0), stats.get("vendor_calls", 0),
+        )  # fmt: skip
+        return {
+            "status": "done",
+            "selector": event.get("selector") or self._selector().to_dict(),
+            "stats": stats,
+        }
