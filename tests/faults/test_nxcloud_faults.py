@@ -49,7 +49,7 @@ def vendor_accepted(call: dict) -> bool:
 
 @pytest.mark.slow
 def test_20_percent_5xx_429_and_slow_answers_still_load_5000_numbers_as_predicted(
-    nxcloud_pipeline, run_dag, vendor_profile
+    nxcloud_pipeline, run_dag, vendor_profile, inputs_dir
 ):
     """Under the strict profile a 5xx or slow answer to a submit comes after the vendor charged:
     those batches are settled by their pushes, never sent again (the charge ledger says so)."""
@@ -62,8 +62,10 @@ def test_20_percent_5xx_429_and_slow_answers_still_load_5000_numbers_as_predicte
         {"target": "nxcloud", "kind": "slow", "delay_s": 0.5, "fraction": 0.2, "seed": 93},
     )
     numbers = mx(5000, start=40_000)
+    listing = inputs_dir / "faults.txt"  # 5,000 lines: more than the form's field takes
+    listing.write_text("\n".join("+" + n for n in numbers) + "\n")
     conf = {
-        "numbers": "\n".join("+" + n for n in numbers),
+        "numbers_uri": f"file://{listing}",
         "check_level": "basic",
         "batch_label": "faults",
         "budget": 100,

@@ -38,14 +38,6 @@ def _write_csv(path, numbers: list[str]) -> None:
         handle.write(b"999999,\xff\xfe52 55,x\n")
 
 
-@pytest.fixture
-def inputs_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "inputs"
-    folder.mkdir()
-    monkeypatch.setenv("PHONECHECK_NUMBERS_URI_PREFIXES", str(folder))
-    return folder
-
-
 def test_a_200000_number_csv_runs_with_constant_size_xcoms(nxcloud_wired, inputs_dir, run_dag):
     """200,000 numbers from a file:// CSV (dry run: prepared, chunked and priced, nothing bought);
     every XCom is as small as a 20-number run's."""
