@@ -1,4 +1,4 @@
-"""The vendor documents' example payloads, verbatim (../shared/vendor-docs, SEED 000-004).
+"""The vendor documents' example payloads, verbatim (../shared/vendor-docs, the vendor documents (docs/vendors/)).
 
 Copied into the repo so tests do not depend on files outside it. The sandbox must reproduce
 these shapes field for field, and the receiver and parsers must map every field of them.
@@ -6,7 +6,7 @@ these shapes field for field, and the receiver and parsers must map every field 
 
 # ruff: noqa: E501
 
-# SEED 000: number check result pushes (JSON POST to drUrl)
+# NXCLOUD result-push doc: number check result pushes (JSON POST to drUrl)
 NUMBER_CHECK_PUSH_BASIC = {
     "messageId": "83ac9512-3c47-495d-a3c4-6d77a9f1149c",
     "code": 0,
@@ -77,7 +77,7 @@ NUMBER_CHECK_PUSH_FAILURE = {
     "phone": "18617",
 }
 
-# SEED 001: number check query API
+# NXCLOUD query-API doc: number check query API
 NUMBER_CHECK_QUERY_REQUEST = {"batchNo": "101713775788", "page": 1, "date": "2023-08-12", "pageSize": 100}
 
 NUMBER_CHECK_QUERY_RESPONSE = {
@@ -137,7 +137,7 @@ NUMBER_CHECK_QUERY_RESPONSE_EMPTY = {
 
 NUMBER_CHECK_QUERY_RESPONSE_FAILED = {"msg": "Incorrect date format [yyyy-MM-dd]", "code": 88, "data": {}}
 
-# SEED 002: AccuAuth task_result/o1 answers
+# AccuAuth task-result doc: AccuAuth task_result/o1 answers
 ACCUAUTH_TASK_PENDING = {
     "status": "PENDING",
     "reason": "check in progress",
@@ -158,7 +158,7 @@ ACCUAUTH_ERROR_INVALID_ARGUMENT = {
     "request_id": "TID0bb59f6aa6454717b870b16202ccf36f",
 }
 
-# SEED 003: voice receipt, the vendor's example is a URL query string (note the spaces)
+# NXCLOUD voice-receipt doc: voice receipt, the vendor's example is a URL query string (note the spaces)
 VOICE_RECEIPT_QUERY_STRING = "phone=8615088888888&countryCode=86&duration=10&voice_type=0&messageid=74078a0090f17e011505297261994&basic_price=0.005&second=10&cycle=60&size=1&customer_price=0.036&start_time=2020-12-01 00:00:00&end_time=2020-12-01 00:00:10&result=Successful connection&hangup_cause=NORMAL_CLEARING&hangup_disposition=send_bye&ivr_result="
 
 VOICE_RECEIPT_FIELDS = {
@@ -180,7 +180,7 @@ VOICE_RECEIPT_FIELDS = {
     "ivr_result": "",
 }
 
-# SEED 004: privacy-number call record push (JSON POST)
+# NXCLOUD call-record doc: privacy-number call record push (JSON POST)
 CALL_RECORD_PUSH = {
     "id": 45,
     "businessId": "test_busi",

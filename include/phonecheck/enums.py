@@ -5,7 +5,7 @@ as the vendor sends them (int codes as ``int``, flags as ``str``); columns store
 received and the quality suites check them against these sets, so drift is reported, never
 silently coerced away.
 
-Sources: SEED 000-004 in ``../shared/vendor-docs`` and ``../shared/api-facts.md`` (section in
+Sources: the vendor documents summarised in ``docs/vendors/`` (section in
 each :class:`CodeSet`'s ``source``).
 """
 
@@ -58,7 +58,7 @@ NXCLOUD_RECEIPT_CODE = CodeSet(
         122: "Information not detected",
         266: "subBalance failed (balance deduction; 2024 callback shape)",
     },
-    "SEED 000 receipt error codes; 266 from api-facts.md §2.3/§3.1",
+    "NXCLOUD result-push doc receipt error codes; 266 from docs/vendors/nxcloud.md",
     columns=((NUMBER_CHECK, "code"),),
 )
 
@@ -74,7 +74,7 @@ NXCLOUD_QUERY_CODE = CodeSet(
         202: "Application not available or incorrect appkey",
         210: "Customer of the auth mechanism differs from the appkey's customer",
     },
-    "SEED 001 error codes",
+    "NXCLOUD query-API doc error codes",
 )
 
 NXCLOUD_SUBMIT_CODE = CodeSet(
@@ -94,7 +94,7 @@ NXCLOUD_SUBMIT_CODE = CodeSet(
         288: "request failed",
         299: "system error",
     },
-    "api-facts.md §2.3",
+    "docs/vendors/nxcloud.md",
 )
 
 NXCLOUD_AUTH_CODE = CodeSet(
@@ -106,18 +106,18 @@ NXCLOUD_AUTH_CODE = CodeSet(
         1004: "ts outside the ±60 s window (or not in ms)",
         1005: "wrong accessKey or account lacks permission for this business",
     },
-    "api-facts.md §1.4",
+    "docs/vendors/nxcloud.md",
 )
 
 NXCLOUD_CHECK_LEVEL = CodeSet(
     "nxcloud_check_level",
     {
         1: "basic",
-        2: "undocumented; seen in SEED 001 example rows, kept as received (see README: probably HLR-era code)",
+        2: "undocumented; seen in NXCLOUD query-API doc example rows, kept as received (see README: probably HLR-era code)",
         4: "call check",
         5: "HLR",
     },
-    "SEED 001 checkLevel; api-facts.md §0.2",
+    "NXCLOUD query-API doc checkLevel; docs/vendors/nxcloud.md",
     columns=((NUMBER_CHECK, "check_level"),),
 )
 
@@ -140,21 +140,26 @@ NXCLOUD_NUMBER_TYPE = CodeSet(
         "others": "Other types (2024 shape)",
         "invalid": "Invalid number (2024 shape)",
     },
-    "SEED 000 basic.numberType (int, stored as text); api-facts.md §3.1 (2024 strings)",
+    "NXCLOUD result-push doc basic.numberType (int, stored as text); docs/vendors/nxcloud.md (2024 strings)",
     columns=((NUMBER_CHECK, "number_type"),),
 )
 
 NXCLOUD_YES_NO = CodeSet(
     "nxcloud_pre_check",
     {"YES": "passed", "NO": "not passed"},
-    "SEED 000 basic.preCheck",
+    "NXCLOUD result-push doc basic.preCheck",
     columns=((NUMBER_CHECK, "pre_check"),),
 )
 
 NXCLOUD_TRISTATE = CodeSet(
     "nxcloud_yes_no_unknown",
-    {"YES": "yes", "NO": "no", "UNKNOWN": "unknown", "": "empty string (seen in SEED 001 query rows)"},
-    "SEED 000 live.* and dial.early/answered; SEED 001 example rows; 2024 ported/active (case normalised)",
+    {
+        "YES": "yes",
+        "NO": "no",
+        "UNKNOWN": "unknown",
+        "": "empty string (seen in NXCLOUD query-API doc query rows)",
+    },
+    "NXCLOUD result-push doc live.* and dial.early/answered; NXCLOUD query-API doc example rows; 2024 ported/active (case normalised)",
     columns=(
         (NUMBER_CHECK, "validity"),
         (NUMBER_CHECK, "reachable"),
@@ -180,9 +185,9 @@ NXCLOUD_DIAL_RESPONSE = CodeSet(
         "power_off_or_out_of_service": "Power off or out of service area",
         "voicemail": "Voicemail",
         "others": "Temporarily unable to connect",
-        "": "empty string: query rows of call checks that produced no dial result (as SEED 001 shows for live.*)",
+        "": "empty string: query rows of call checks that produced no dial result (as NXCLOUD query-API doc shows for live.*)",
     },
-    "SEED 000 dial.response; empty string by analogy with SEED 001 query rows",
+    "NXCLOUD result-push doc dial.response; empty string by analogy with NXCLOUD query-API doc query rows",
     columns=((NUMBER_CHECK, "response"),),
 )
 
@@ -200,11 +205,11 @@ ACCUAUTH_PHONE_STATUS = CodeSet(
         "line_abnormal": "Line abnormality, try again later",
         "temp_unavailable": "Temporarily unreachable, try again later",
     },
-    "SEED 002 phone_status",
+    "AccuAuth task-result doc phone_status",
     columns=((ACCUAUTH, "phone_status"),),
 )
 
-#: HTTP status the vendor pairs with each ``status`` value (SEED 002 error table).
+#: HTTP status the vendor pairs with each ``status`` value (AccuAuth task-result doc error table).
 ACCUAUTH_STATUS_HTTP = {
     "OK": 200,
     "PENDING": 400,
@@ -233,17 +238,17 @@ ACCUAUTH_STATUS = CodeSet(
         "INTERNAL_ERROR": "internal server error",
         "EXPIRED": "ours: the task id passed its 24 h validity without a result",
     },
-    "SEED 002 error codes; EXPIRED is this project's own status",
+    "AccuAuth task-result doc error codes; EXPIRED is this project's own status",
     columns=((ACCUAUTH, "status"),),
     nullable=False,
 )
 
-# --- NXCLOUD voice receipts (SEED 003) ---------------------------------------------------------
+# --- NXCLOUD voice receipts (NXCLOUD voice-receipt doc) ---------------------------------------------------------
 
 VOICE_TYPE = CodeSet(
     "nxcloud_voice_type",
     {"0": "group call", "1": "verification/notification"},
-    "SEED 003 voice_type (DR numbering; the record query API numbers differently, api-facts.md §0.6)",
+    "NXCLOUD voice-receipt doc voice_type (DR numbering; the record query API numbers differently, docs/vendors/nxcloud.md)",
     columns=((VOICE, "voice_type"),),
 )
 
@@ -255,7 +260,7 @@ VOICE_RESULT = CodeSet(
         "成功接通": "the call connected (Chinese accounts)",
         "未接通": "the call did not connect (Chinese accounts)",
     },
-    "SEED 003 result; api-facts.md §0.5",
+    "NXCLOUD voice-receipt doc result; docs/vendors/nxcloud.md",
     columns=((VOICE, "result"),),
 )
 
@@ -270,11 +275,11 @@ VOICE_HANGUP_DISPOSITION = CodeSet(
         "recv_cancel": "FreeSWITCH value, not in the vendor doc",
         "send_refuse": "FreeSWITCH value, not in the vendor doc",
     },
-    "SEED 003 hangup_disposition; api-facts.md §4.2",
+    "NXCLOUD voice-receipt doc hangup_disposition; docs/vendors/nxcloud.md",
     columns=((VOICE, "hangup_disposition"),),
 )
 
-#: Hang-up causes: Q.850 code -> FreeSWITCH name (api-facts.md §5).
+#: Hang-up causes: Q.850 code -> FreeSWITCH name (docs/vendors/nxcloud.md).
 HANGUP_CAUSE_BY_CODE: dict[int, str] = {
     0: "UNSPECIFIED",
     1: "UNALLOCATED_NUMBER",
@@ -347,30 +352,30 @@ HANGUP_CAUSE = CodeSet(
     "hangup_cause",
     {name: f"Q.850/FreeSWITCH cause {code}" for code, name in HANGUP_CAUSE_BY_CODE.items() if name}
     | {"": "empty (normal call in the PNS example)"},
-    "api-facts.md §5",
+    "docs/vendors/nxcloud.md",
     columns=((VOICE, "hangup_cause"), (CALL, "hangup_cause")),
 )
 
 HANGUP_CODE = CodeSet(
     "hangup_code",
     {code: (name or "resource unavailable, unspecified") for code, name in HANGUP_CAUSE_BY_CODE.items()},
-    "api-facts.md §5 (0 = none, as in the PNS example)",
+    "docs/vendors/nxcloud.md (0 = none, as in the PNS example)",
     columns=((CALL, "hangup_code"),),
 )
 
-# --- NXCLOUD PNS call records (SEED 004) -------------------------------------------------------
+# --- NXCLOUD PNS call records (NXCLOUD call-record doc) -------------------------------------------------------
 
 PNS_CALL_STATUS = CodeSet(
     "pns_call_status",
     {"0": "Unknown", "1": "Normal end", "2": "Abnormal end"},
-    "SEED 004 callStatus (int in the seed, string in the 2024 shape; stored as text)",
+    "NXCLOUD call-record doc callStatus (int in the seed, string in the 2024 shape; stored as text)",
     columns=((CALL, "call_status"),),
 )
 
 PNS_HANGUP_PARTY = CodeSet(
     "pns_hangup",
     {0: "Caller hung up", 1: "Callee hung up"},
-    "SEED 004 hangup (2024 legList hangupType assumed to mirror it, api-facts.md §6)",
+    "NXCLOUD call-record doc hangup (2024 legList hangupType assumed to mirror it, docs/vendors/nxcloud.md)",
     columns=((CALL, "hangup"),),
 )
 
@@ -386,7 +391,7 @@ ROW_SOURCE = CodeSet(
         "callback": "AccuAuth callback",
         "expiry": "our 24 h expiry",
     },
-    "architecture.md §4",
+    "this project's own values",
     columns=((NUMBER_CHECK, "source"), (ACCUAUTH, "source"), (VOICE, "source"), (CALL, "source")),
     nullable=False,
 )

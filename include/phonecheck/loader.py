@@ -2,7 +2,7 @@
 the same transaction, one ``UPDATE ... FROM stage`` for the keys already present and one
 ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` for the rest.
 
-Why this shape: COPY is 5-7x faster than row inserts (anchors.md §3.1), and set-based statements
+Why this shape: COPY is 5-7x faster than row inserts (docs/development.md), and set-based statements
 keep the load atomic. The UPDATE joins the staged rows to the table once (hash or merge join)
 instead of taking the speculative-insertion path row by row; after it, the existing keys are
 already merged, so the INSERT's ``ON CONFLICT`` finds them unchanged and writes nothing for them

@@ -1,4 +1,4 @@
-"""NXCLOUD request signing (api-facts.md §1).
+"""NXCLOUD request signing (docs/vendors/nxcloud.md).
 
 The signed string is ``accessKey=..&action=..&bizType=..&ts=..`` (the signing headers sorted
 by name, ``sign`` and ``algorithm`` excluded), then ``&body=<the exact body string sent>`` when

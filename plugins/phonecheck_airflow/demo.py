@@ -40,7 +40,7 @@ from pathlib import Path
 
 from phonecheck import warehouse
 
-DEMO_EXT = "make-demo"  # marks the demo's voice receipts (SEED 003 ``ext``)
+DEMO_EXT = "make-demo"  # marks the demo's voice receipts (NXCLOUD voice-receipt doc ``ext``)
 T0 = time.monotonic()
 
 

@@ -1,4 +1,4 @@
-"""Fixtures of the fault suite (issue #9): a standalone receiver on a warehouse it can lose, and
+"""Fixtures of the fault suite: a standalone receiver on a warehouse it can lose, and
 the NXCLOUD pipeline wired to the sandbox with the receiver as drUrl target.
 
 The shared fixtures (``sandbox``, ``vendor_connections``, ``live_receiver``,

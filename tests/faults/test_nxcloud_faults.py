@@ -1,4 +1,4 @@
-"""NXCLOUD under vendor faults (issue #9): injected 5xx / 429 / slow answers during a
+"""NXCLOUD under vendor faults: injected 5xx / 429 / slow answers during a
 5,000-number ``nxcloud_number_check`` run, and a skewed clock.
 
 The sandbox decides every outcome from the number (``phonecheck.sandbox.outcomes``), so every

@@ -1,4 +1,4 @@
-"""No secret in any log line (issue #9): the pipelines run with distinctive credentials and every
+"""No secret in any log line: the pipelines run with distinctive credentials and every
 log they produce is searched for them.
 
 The sandbox is told fresh random credentials for this run (``/_sandbox/settings``) and the

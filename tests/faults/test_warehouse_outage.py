@@ -34,7 +34,7 @@ from tests.fixtures.receiver import ACCUAUTH, CALL, NUMBER_CHECK, VOICE
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
-OUTAGE_S = 30.0  # issue #9: "warehouse stopped for 30 s"
+OUTAGE_S = 30.0  # "warehouse stopped for 30 s"
 DELIVERIES = 10_000
 UNIQUE = {"number_check": 3600, "voice": 2250, "call": 1800, "accuauth": 1350}  # 9,000 pushes
 DUPLICATES = {"number_check": 400, "voice": 250, "call": 200, "accuauth": 150}  # + 1,000 again

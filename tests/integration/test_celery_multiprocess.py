@@ -4,7 +4,7 @@ What the docker-compose deployment runs, without Docker: PostgreSQL metadata (a 
 database on the warehouse server), Redis as the Celery broker (127.0.0.1:6379), and
 ``airflow api-server``, ``scheduler``, ``dag-processor``, ``triggerer`` and ``celery worker``
 as separate processes sharing one environment (the same JWT secret, fernet key and
-Execution API URL, as airflow-notes.md §8 requires). A DAG is triggered through the REST API
+Execution API URL, as docs/airflow.md requires). A DAG is triggered through the REST API
 the way the UI's params form does it and must finish with success, its tasks executed by the
 Celery worker.
 

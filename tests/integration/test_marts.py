@@ -46,7 +46,7 @@ def loaded(wh):
     """A: basic, HLR, call, later HLR (no submissions: levels inferred from the fields).
     B: HLR and C: a failure, in batch b2 submitted as HLR (level from the submission).
     D: a Mexican number checked by NXCLOUD (basic) and AccuAuth (OK, then a re-check still
-    pending). E: AccuAuth only (submission in MX). Plus SEED 001's two masked query rows
+    pending). E: AccuAuth only (submission in MX). Plus NXCLOUD query-API doc's two masked query rows
     (no E.164, level 2, VND) and voice receipts / call records."""
     b2 = _submission(wh, vendor="nxcloud", batch_no="b2", check_level=5, region_code="CN")
     t3 = _submission(wh, vendor="accuauth", task_id="T3", region_code="MX")

@@ -1,4 +1,4 @@
-"""NXCLOUD number check end to end (issue #4): the sandbox over real HTTP, the webhook receiver
+"""NXCLOUD number check end to end: the sandbox over real HTTP, the webhook receiver
 storing pushes in a real PostgreSQL warehouse, and the DAGs through ``dag.test()``.
 
 The sandbox decides every outcome from the number (``phonecheck.sandbox.outcomes``), so every

@@ -1,4 +1,4 @@
-"""The webhook receiver over real HTTP on a real warehouse (issue #6, architecture.md §5).
+"""The webhook receiver over real HTTP on a real warehouse.
 
 Every seed push lands once in ``raw.webhook_event`` and, after processing, in its typed table
 with every field mapped; retries store one row; wrong token → 404, > 1 MiB → 413, non-JSON →

@@ -1,5 +1,5 @@
 """No request ever answers 500: hypothesis throws malformed bodies, paths, query strings and
-content types at the real app over real HTTP (issue #6).
+content types at the real app over real HTTP.
 
 With the warehouse up, a delivery with the right token is always kept (200) or too big (413);
 anything else is 404/405. Afterwards every stored row is either parsed or carries its error.

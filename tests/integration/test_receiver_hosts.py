@@ -1,5 +1,5 @@
 """The same contract through both real hosts: ``python -m phonecheck.receiver`` (``make
-receiver``) and the Airflow api-server with the ``telco_webhooks`` plugin (issue #6).
+receiver``) and the Airflow api-server with the ``telco_webhooks`` plugin.
 
 Each host gets the seed pushes three times, a wrong token, a 2 MiB body and a non-JSON body;
 the warehouse must hold exactly one row per push, and the host's output must never print the

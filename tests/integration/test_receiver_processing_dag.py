@@ -1,5 +1,5 @@
 """Push processing driven by Airflow: the inbox trigger fires on new rows (read-only), and the
-``telco_push_processing`` DAG turns inbox rows into typed rows (issue #6)."""
+``telco_push_processing`` DAG turns inbox rows into typed rows."""
 
 from __future__ import annotations
 

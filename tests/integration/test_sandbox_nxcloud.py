@@ -22,7 +22,7 @@ VENDOR_VECTORS = [
 
 
 def own_sign(headers: dict[str, str], body: str, secret: str, algorithm: str = "md5") -> str:
-    """An independent minimal NXCLOUD signer, written from api-facts §1.2."""
+    """An independent minimal NXCLOUD signer, written from docs/vendors/nxcloud.md."""
     text = "&".join(f"{k}={headers[k]}" for k in sorted(["accessKey", "action", "bizType", "ts"]))
     if body:
         text += "&body=" + body

@@ -15,7 +15,7 @@ from tests.integration.test_sandbox_nxcloud import NxClient
 
 pytestmark = pytest.mark.integration
 
-# Seed fields documented as JSON "number" (int and float both valid), e.g. SEED 001's price 0.
+# Seed fields documented as JSON "number" (int and float both valid), e.g. NXCLOUD query-API doc's price 0.
 NUMBER_FIELDS = {"price"}
 
 

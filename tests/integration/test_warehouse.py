@@ -19,7 +19,7 @@ CONTRACT_TABLES = {
     "dq.validation_result",
 }
 
-# Every field of SEED 000-004 must have a column (snake_case) in its typed table.
+# Every field of the vendor documents (docs/vendors/) must have a column (snake_case) in its typed table.
 SEED_FIELDS = {
     "telco.nxcloud_number_check": [
         "message_id",

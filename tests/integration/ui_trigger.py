@@ -123,7 +123,7 @@ def assert_number_check_done(run: UiRun, warehouse_dsn: str, context: str = "") 
 
     # The wait went through the triggerer: a try of wait_for_results deferred, and the trigger
     # (its lines are merged into the task log) fired with every result counted. A second try
-    # happens when Airflow 3.3's defer race strikes (airflow-notes.md §2): the retry then finds
+    # happens when Airflow 3.3's defer race strikes (docs/airflow.md): the retry then finds
     # the results in its first poke; the deferral still happened in the first try.
     print(f"[{WAIT_TASK}] states seen: {sorted(run.seen.get(WAIT_TASK, ()))}; tries: {sorted(run.wait_logs)}")
     deferred_tries = []

@@ -21,7 +21,7 @@ from phonecheck.nxcloud.errors import (
 from phonecheck.signing import canonical_json, string_to_sign
 from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
-# api-facts.md §1.3, "own vectors": accessKey testAccessKey01, action numbercheck, bizType 1.
+# docs/vendors/nxcloud.md, "own vectors": accessKey testAccessKey01, action numbercheck, bizType 1.
 TS = "1700000000000"
 SECRET = "testSecret123"
 SUBMIT_BODY = (

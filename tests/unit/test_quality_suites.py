@@ -16,60 +16,81 @@ from tests import seed_payloads as seed
 
 NC, AA, VOICE, CALL = enums.NUMBER_CHECK, enums.ACCUAUTH, enums.VOICE, enums.CALL
 
-#: Every enumerated field the vendor documents (SEED 000-004) name, the column it lands in, its
+#: Every enumerated field the vendor documents (the vendor documents (docs/vendors/)) name, the column it lands in, its
 #: code set, and the value the seed example shows (stored form). Written out by hand from the
 #: documents on purpose: a new field in a vendor document must be added here consciously.
 SEED_ENUM_FIELDS = [
-    # SEED 000: number check result push
-    ("SEED 000", "code", NC, "code", enums.NXCLOUD_RECEIPT_CODE, 114),
-    ("SEED 000", "data.basic.preCheck", NC, "pre_check", enums.NXCLOUD_YES_NO, "YES"),
-    ("SEED 000", "data.basic.numberType", NC, "number_type", enums.NXCLOUD_NUMBER_TYPE, "2"),
-    ("SEED 000", "data.live.validity", NC, "validity", enums.NXCLOUD_TRISTATE, "YES"),
-    ("SEED 000", "data.live.reachable", NC, "reachable", enums.NXCLOUD_TRISTATE, "UNKNOWN"),
-    ("SEED 000", "data.live.roaming", NC, "roaming", enums.NXCLOUD_TRISTATE, "UNKNOWN"),
-    ("SEED 000", "data.dial.early", NC, "early", enums.NXCLOUD_TRISTATE, "NO"),
-    ("SEED 000", "data.dial.answered", NC, "answered", enums.NXCLOUD_TRISTATE, "NO"),
-    ("SEED 000", "data.dial.response", NC, "response", enums.NXCLOUD_DIAL_RESPONSE, "invalid_number"),
-    # SEED 001: query API rows
-    ("SEED 001", "result[].checkLevel", NC, "check_level", enums.NXCLOUD_CHECK_LEVEL, 2),
-    ("SEED 001", "result[].numberType", NC, "number_type", enums.NXCLOUD_NUMBER_TYPE, "2"),
-    ("SEED 001", "result[].preCheck", NC, "pre_check", enums.NXCLOUD_YES_NO, "YES"),
-    ("SEED 001", "result[].validity", NC, "validity", enums.NXCLOUD_TRISTATE, ""),
-    ("SEED 001", "result[].reachable", NC, "reachable", enums.NXCLOUD_TRISTATE, ""),
-    ("SEED 001", "result[].roaming", NC, "roaming", enums.NXCLOUD_TRISTATE, ""),
-    # SEED 002: AccuAuth task result
-    ("SEED 002", "status", AA, "status", enums.ACCUAUTH_STATUS, "PENDING"),
-    ("SEED 002", "result.phone_status", AA, "phone_status", enums.ACCUAUTH_PHONE_STATUS, "ring"),
-    # SEED 003: voice receipt
-    ("SEED 003", "voice_type", VOICE, "voice_type", enums.VOICE_TYPE, "0"),
-    ("SEED 003", "result", VOICE, "result", enums.VOICE_RESULT, "Successful connection"),
-    ("SEED 003", "hangup_cause", VOICE, "hangup_cause", enums.HANGUP_CAUSE, "NORMAL_CLEARING"),
+    # NXCLOUD result-push doc: number check result push
+    ("NXCLOUD result-push doc", "code", NC, "code", enums.NXCLOUD_RECEIPT_CODE, 114),
+    ("NXCLOUD result-push doc", "data.basic.preCheck", NC, "pre_check", enums.NXCLOUD_YES_NO, "YES"),
+    ("NXCLOUD result-push doc", "data.basic.numberType", NC, "number_type", enums.NXCLOUD_NUMBER_TYPE, "2"),
+    ("NXCLOUD result-push doc", "data.live.validity", NC, "validity", enums.NXCLOUD_TRISTATE, "YES"),
+    ("NXCLOUD result-push doc", "data.live.reachable", NC, "reachable", enums.NXCLOUD_TRISTATE, "UNKNOWN"),
+    ("NXCLOUD result-push doc", "data.live.roaming", NC, "roaming", enums.NXCLOUD_TRISTATE, "UNKNOWN"),
+    ("NXCLOUD result-push doc", "data.dial.early", NC, "early", enums.NXCLOUD_TRISTATE, "NO"),
+    ("NXCLOUD result-push doc", "data.dial.answered", NC, "answered", enums.NXCLOUD_TRISTATE, "NO"),
     (
-        "SEED 003",
+        "NXCLOUD result-push doc",
+        "data.dial.response",
+        NC,
+        "response",
+        enums.NXCLOUD_DIAL_RESPONSE,
+        "invalid_number",
+    ),
+    # NXCLOUD query-API doc: query API rows
+    ("NXCLOUD query-API doc", "result[].checkLevel", NC, "check_level", enums.NXCLOUD_CHECK_LEVEL, 2),
+    ("NXCLOUD query-API doc", "result[].numberType", NC, "number_type", enums.NXCLOUD_NUMBER_TYPE, "2"),
+    ("NXCLOUD query-API doc", "result[].preCheck", NC, "pre_check", enums.NXCLOUD_YES_NO, "YES"),
+    ("NXCLOUD query-API doc", "result[].validity", NC, "validity", enums.NXCLOUD_TRISTATE, ""),
+    ("NXCLOUD query-API doc", "result[].reachable", NC, "reachable", enums.NXCLOUD_TRISTATE, ""),
+    ("NXCLOUD query-API doc", "result[].roaming", NC, "roaming", enums.NXCLOUD_TRISTATE, ""),
+    # AccuAuth task-result doc: AccuAuth task result
+    ("AccuAuth task-result doc", "status", AA, "status", enums.ACCUAUTH_STATUS, "PENDING"),
+    (
+        "AccuAuth task-result doc",
+        "result.phone_status",
+        AA,
+        "phone_status",
+        enums.ACCUAUTH_PHONE_STATUS,
+        "ring",
+    ),
+    # NXCLOUD voice-receipt doc: voice receipt
+    ("NXCLOUD voice-receipt doc", "voice_type", VOICE, "voice_type", enums.VOICE_TYPE, "0"),
+    ("NXCLOUD voice-receipt doc", "result", VOICE, "result", enums.VOICE_RESULT, "Successful connection"),
+    (
+        "NXCLOUD voice-receipt doc",
+        "hangup_cause",
+        VOICE,
+        "hangup_cause",
+        enums.HANGUP_CAUSE,
+        "NORMAL_CLEARING",
+    ),
+    (
+        "NXCLOUD voice-receipt doc",
         "hangup_disposition",
         VOICE,
         "hangup_disposition",
         enums.VOICE_HANGUP_DISPOSITION,
         "send_bye",
     ),
-    # SEED 004: PNS call record
-    ("SEED 004", "callStatus", CALL, "call_status", enums.PNS_CALL_STATUS, "1"),
-    ("SEED 004", "hangupCause", CALL, "hangup_cause", enums.HANGUP_CAUSE, ""),
-    ("SEED 004", "hangupCode", CALL, "hangup_code", enums.HANGUP_CODE, 0),
-    ("SEED 004", "hangup", CALL, "hangup", enums.PNS_HANGUP_PARTY, 0),
+    # NXCLOUD call-record doc: PNS call record
+    ("NXCLOUD call-record doc", "callStatus", CALL, "call_status", enums.PNS_CALL_STATUS, "1"),
+    ("NXCLOUD call-record doc", "hangupCause", CALL, "hangup_cause", enums.HANGUP_CAUSE, ""),
+    ("NXCLOUD call-record doc", "hangupCode", CALL, "hangup_code", enums.HANGUP_CODE, 0),
+    ("NXCLOUD call-record doc", "hangup", CALL, "hangup", enums.PNS_HANGUP_PARTY, 0),
 ]
 
 #: Enumerated fields of the vendor answers that never land in a typed column (the hooks read them).
 SEED_ANSWER_CODES = [
-    ("SEED 001", "code (query answer)", enums.NXCLOUD_QUERY_CODE, {0, 88, 202, 210}),
+    ("NXCLOUD query-API doc", "code (query answer)", enums.NXCLOUD_QUERY_CODE, {0, 88, 202, 210}),
     (
-        "SEED 000",
+        "NXCLOUD result-push doc",
         "code (receipt error codes)",
         enums.NXCLOUD_RECEIPT_CODE,
         {0, 103, 108, 112, 114, 120, 121, 122},
     ),
     (
-        "SEED 002",
+        "AccuAuth task-result doc",
         "status (error codes)",
         enums.ACCUAUTH_STATUS,
         {

@@ -1,4 +1,4 @@
-"""NXCLOUD signing against the vendor's published vectors (api-facts.md §1.3)."""
+"""NXCLOUD signing against the vendor's published vectors (docs/vendors/nxcloud.md)."""
 
 from __future__ import annotations
 

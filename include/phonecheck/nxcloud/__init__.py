@@ -1,4 +1,4 @@
-"""NXCLOUD number check logic that does not need Airflow (issue #4).
+"""NXCLOUD number check logic that does not need Airflow.
 
 * :mod:`.errors`: vendor codes mapped to exceptions whose messages never carry secrets.
 * :mod:`.ratelimit`: the query API's "one call every N s", shared across threads.

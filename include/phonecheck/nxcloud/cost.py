@@ -7,12 +7,12 @@ Price per number, per region and check level, in this order:
    guards a budget and should not under-shoot;
 2. *price list*: ``ops.nxcloud_price_list`` for that region and level (operators keep their
    contract prices there);
-3. *default*: the price list's ``'*'`` row for that level (seeded with SEED 000's example
+3. *default*: the price list's ``'*'`` row for that level (seeded with NXCLOUD result-push doc's example
    prices, the highest the documents show).
 
-Every number is counted as charged, although failed checks (SEED 000 failure pushes) carry no
+Every number is counted as charged, although failed checks (NXCLOUD result-push doc failure pushes) carry no
 cost: the estimate is an upper bound. Amounts stay in the vendor's currency (VND for Vietnam in
-SEED 001); the budget is in one currency, and an estimate in another currency is refused with a
+NXCLOUD query-API doc); the budget is in one currency, and an estimate in another currency is refused with a
 message instead of being compared with a made-up exchange rate.
 """
 

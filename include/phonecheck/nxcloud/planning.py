@@ -1,6 +1,6 @@
 """Chunks within the vendor's submit limits, with deterministic ``batchNo`` values.
 
-Vendor limits (api-facts.md §2.1): at most 5,000 numbers per submit, ``batchNo`` at most 64
+Vendor limits (docs/vendors/nxcloud.md): at most 5,000 numbers per submit, ``batchNo`` at most 64
 characters, and in the seed-era protocol every number of a batch must be of ONE country. We
 always split by country (it is also what the cost estimate and the query API reconcile use).
 

@@ -1,5 +1,5 @@
-"""NXCLOUD payloads: number check pushes (SEED 000 + 2024 shape), query rows (SEED 001),
-voice receipts (SEED 003) and PNS call records (SEED 004 flat + 2024 ``legList`` shape)."""
+"""NXCLOUD payloads: number check pushes (NXCLOUD result-push doc + 2024 shape), query rows (NXCLOUD query-API doc),
+voice receipts (NXCLOUD voice-receipt doc) and PNS call records (NXCLOUD call-record doc flat + 2024 ``legList`` shape)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def parse_number_check_push(payload: Mapping[str, Any]) -> dict[str, Any]:
 
     Seed: ``messageId, code, msg, batchNo, phone, data{basic, live, dial}, cost``.
     2024: ``requestId, code, message, batchNo, phone, data{numberType, operator, country, mcc,
-    mnc, ported, active} | null, cost`` (api-facts.md §3.1). ``checkLevel`` is not pushed.
+    mnc, ported, active} | null, cost`` (docs/vendors/nxcloud.md). ``checkLevel`` is not pushed.
     """
     row = _number_check_common(payload)
     code = opt_int(payload.get("code"), "code")
@@ -176,7 +176,7 @@ def parse_local_time(value: str | None, tz: ZoneInfo, field: str) -> datetime | 
 
 
 def parse_voice_receipt(fields: Mapping[str, str], tz: ZoneInfo | None = None) -> dict[str, Any]:
-    """A voice DR (SEED 003), from form or query-string fields, as a table row."""
+    """A voice DR (NXCLOUD voice-receipt doc), from form or query-string fields, as a table row."""
     tz = tz or voice_timezone()
     start_local = opt_str(fields.get("start_time"))
     end_local = opt_str(fields.get("end_time"))
@@ -227,7 +227,7 @@ def _legs(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def parse_call_record(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """A PNS call record, flat (SEED 004) or with ``legList`` (2024), as a table row.
+    """A PNS call record, flat (NXCLOUD call-record doc) or with ``legList`` (2024), as a table row.
 
     For the legList shape: start = earliest leg ``callStartAt``, answer = latest non-zero
     ``callAnswerAt``, hang-up = latest ``callFinishAt``; cause, code and hang-up party
@@ -302,7 +302,7 @@ def parse_call_record(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def call_record_dedupe_key(payload: Mapping[str, Any]) -> str:
-    """The record ``id`` (SEED 004), or ``callId`` for the legList shape that has no id."""
+    """The record ``id`` (NXCLOUD call-record doc), or ``callId`` for the legList shape that has no id."""
     if not isinstance(payload, Mapping):
         raise PayloadError(f"expected a JSON object, got {type(payload).__name__}")
     record_id = opt_str(payload.get("id"))

@@ -198,7 +198,7 @@ def _money(*columns: str) -> list[Check]:
             Check(
                 "expect_column_values_to_match_regex",
                 {"column": column + TEXT_SUFFIX, "regex": MONEY_TEXT_REGEX},
-                "prices are accurate to four decimal places (SEED 000 cost.price) and fit numeric(12,4)",
+                "prices are accurate to four decimal places (NXCLOUD result-push doc cost.price) and fit numeric(12,4)",
             )
         )
     return checks

@@ -23,7 +23,7 @@ from datetime import datetime
 from enum import Enum
 from urllib.parse import parse_qsl
 
-MAX_BODY_BYTES = 1024 * 1024  # architecture.md §5: bodies over 1 MiB answer 413
+MAX_BODY_BYTES = 1024 * 1024  # docs/receiver.md: bodies over 1 MiB answer 413
 MAX_FORM_FIELDS = 1000  # a voice receipt has ~17; bounds the work a hostile body can cause
 # Longer vendor keys are stored as a hash (the original stays derivable from ``payload``): a
 # btree index entry must stay well under PostgreSQL's ~2.7 KB limit, whatever the vendor sends.

@@ -1,4 +1,4 @@
-"""Vendor sandbox: a faithful local NXCLOUD + AccuAuth over real HTTP (issue #3).
+"""Vendor sandbox: a faithful local NXCLOUD + AccuAuth over real HTTP.
 
 Used by the tests (``tests/fixtures/sandbox.py``), by ``make demo`` and on its own by
 ``make sandbox`` (= ``python -m phonecheck.sandbox [--host 127.0.0.1] [--port 8089]
@@ -24,7 +24,7 @@ NXCLOUD, connection host ``http://HOST:PORT/nxcloud`` (hooks append the vendor p
   Submit: JSON ``phone`` (comma list, <= 5000), ``batchNo`` (<= 64, else 212; 12 random digits
   if omitted), ``checkLevel`` 1/4/5 (else 207), ``drUrl``, ``appkey`` (202/210); 201 for a
   missing or malformed field. Answer ``{"code":0,"msg":"success","data":{"messageId","batchNo"}}``.
-  Each number gets ONE result push to ``drUrl`` (SEED 000 shape, JSON POST), retried on any
+  Each number gets ONE result push to ``drUrl`` (NXCLOUD result-push doc shape, JSON POST), retried on any
   non-200 every vendor minute for 60 vendor minutes (61 attempts), then given up; one vendor
   minute = ``vendor_minute_s`` real seconds (1 s by default, 0.05 s in tests). Pushes run as
   asyncio tasks with at most ``push_concurrency`` in flight. Header ``X-Sandbox-Push-Shape:
@@ -33,8 +33,8 @@ NXCLOUD, connection host ``http://HOST:PORT/nxcloud`` (hooks append the vendor p
   Query: ``page``, ``pageSize`` 1..100, ``date`` yyyy-MM-dd 0..14 days before the sandbox's UTC
   date (15 refused), ``batchNo`` or ``messageId`` (alias ``requestId``; a submit's request id
   matches all its numbers) required, optional ``phone``/``appkey``; refusals are code 88 with the
-  reason in ``msg`` (bad date: ``Incorrect date format [yyyy-MM-dd]`` as in SEED 001), 202, 210.
-  Rows (SEED 001 fields, plus early/answered/response for checkLevel 4) come in submit order
+  reason in ``msg`` (bad date: ``Incorrect date format [yyyy-MM-dd]`` as in NXCLOUD query-API doc), 202, 210.
+  Rows (NXCLOUD query-API doc fields, plus early/answered/response for checkLevel 4) come in submit order
   and carry the same values as the pushes, including for pushes that were dropped or given up.
   Rate limit (``query_min_interval_s``, default 0 = off; the newer docs say 3 s): a query too
   soon after the previous one of the same accessKey is answered HTTP 200 code 88 ``Request too
@@ -49,7 +49,7 @@ NXCLOUD, connection host ``http://HOST:PORT/nxcloud`` (hooks append the vendor p
   Voice: ``POST /nxcloud/api/voiceSms/{gpsend,notsend,versend}`` form-encoded ``appkey`` +
   ``secretkey`` (code "1" when wrong), ``phone``, ``country_code``, ``url`` (gpsend) or
   ``content``; answers ``{"result":"Success","messageid","code":"0"}`` and pushes ONE
-  form-encoded receipt per phone (SEED 003 fields) to ``voice_dr_url`` (setting, CLI flag, or
+  form-encoded receipt per phone (NXCLOUD voice-receipt doc fields) to ``voice_dr_url`` (setting, CLI flag, or
   header ``X-Sandbox-Dr-Url``), never retried; ``success`` in the answer body counts as taken.
 
 AccuAuth, connection host ``http://HOST:PORT/accuauth``:
@@ -80,6 +80,6 @@ Control, under ``/_sandbox`` (tests assert on the wire through these):
   answer, attempt, outcome accepted/retry/gave_up/refused/dropped/duplicate, batch_no, phone;
   filters ``kind``, ``url``, ``batch_no``, ``since``) · ``POST pns/call`` (place a simulated
   privacy-number call: ``caller``, ``callee``, ``did``, ``url`` or setting ``pns_push_url``,
-  ``shape: "legList"`` for the 2024 shape; its SEED 004 call record is pushed and retried like
+  ``shape: "legList"`` for the 2024 shape; its NXCLOUD call-record doc call record is pushed and retried like
   number-check results).
 """

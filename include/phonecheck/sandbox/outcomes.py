@@ -5,7 +5,7 @@ PREDICT every row the sandbox pushes or returns. The sandbox itself calls exactl
 
 Numbers are digits with the country code and no ``+`` (``5215512345670``). A number is
 *well-formed* when it is 8-15 digits and starts with a country code of :data:`COUNTRIES`;
-anything else gets NXCLOUD failure ``114 Invalid number format`` (like SEED 000's ``18617``).
+anything else gets NXCLOUD failure ``114 Invalid number format`` (like NXCLOUD result-push doc's ``18617``).
 
 NXCLOUD number check, by the LAST digit of a well-formed number
 (``live`` = HLR, checkLevel 5; ``dial`` = call version, checkLevel 4)::
@@ -27,19 +27,19 @@ checkLevels 4 and 5 fail with ``120 Non-mobile number check not supported`` for 
 The carrier is ``COUNTRIES[cc].carriers[second-to-last digit % len(carriers)]``.
 
 Prices (:func:`nxcloud_price`) are per country and check level, in the country's billing
-currency (USD everywhere except Vietnam in VND, like SEED 001). Failures carry no ``cost`` in the
-2023 shape (SEED 000) and price 0 in query rows and in the 2024 shape.
+currency (USD everywhere except Vietnam in VND, like NXCLOUD query-API doc). Failures carry no ``cost`` in the
+2023 shape (NXCLOUD result-push doc) and price 0 in query rows and in the 2024 shape.
 
 Message ids: one submit gets a 32-hex request id; a single-number batch's push reuses it, in a
 multi-number batch number *i* (1-based, in submit order) gets ``<request id>-<i as 6 digits>``
-(the submit document's rule, api-facts §2.2).
+(the submit document's rule, docs/vendors/nxcloud.md).
 
 AccuAuth phone_status, by the last digit: 0 ring, 1 connected, 2 busy, 3 turned_off, 4 empty,
 5 outside_service_area, 6 line_abnormal, 7 temp_unavailable, 8 ring, 9 connected.
 AccuAuth pending polls, by the second-to-last digit d: ``0`` if d < 5 (the submit answers the
 result at once), else ``d - 4`` (1..5 polls answered ``PENDING`` before ``OK``).
 
-Voice receipts (SEED 003), by the last digit: 0, 1, 2, 5, 7, 8 are answered ("Successful
+Voice receipts (NXCLOUD voice-receipt doc), by the last digit: 0, 1, 2, 5, 7, 8 are answered ("Successful
 connection", NORMAL_CLEARING, send_bye, duration = 10 + last digit seconds); 3 -> USER_BUSY /
 recv_refuse, 4 -> UNALLOCATED_NUMBER / send_bye, 6 -> NO_ANSWER / send_cancel, 9 -> CALL_REJECTED
 / recv_refuse, all "Unsuccessful connection" with duration 0.
@@ -65,7 +65,7 @@ ACCUAUTH_PHONE_STATUSES: tuple[str, ...] = (
     "temp_unavailable",
 )
 
-# SEED 000 receipt error codes used by the sandbox.
+# NXCLOUD result-push doc receipt error codes used by the sandbox.
 FAILURE_MESSAGES: dict[int, str] = {
     114: "Invalid number format",
     120: "Non-mobile number check not supported",
@@ -180,7 +180,7 @@ def country_of(phone: str) -> Country | None:
 
 
 def nxcloud_failure_code(phone: str, check_level: int) -> int | None:
-    """The SEED 000 failure code NXCLOUD pushes for this number, or None when it succeeds."""
+    """The NXCLOUD result-push doc failure code NXCLOUD pushes for this number, or None when it succeeds."""
     if country_of(phone) is None:
         return 114
     last = int(phone[-1])
@@ -223,7 +223,7 @@ def _price_number(price: Decimal) -> float:
 def nxcloud_result(
     phone: str, check_level: int, *, batch_no: str = "", message_id: str = ""
 ) -> dict[str, Any]:
-    """The SEED 000 (2023 shape) result push for one number, field for field.
+    """The NXCLOUD result-push doc (2023 shape) result push for one number, field for field.
 
     Success: ``messageId, code 0, msg "success", batchNo, phone, data{basic[, live | dial]},
     cost{price, currency}``. Failure: ``messageId, code, msg, batchNo, phone`` only.
@@ -250,7 +250,7 @@ def nxcloud_result(
 def nxcloud_result_2024(
     phone: str, check_level: int, *, batch_no: str = "", request_id: str = ""
 ) -> dict[str, Any]:
-    """The 2024 result push (api-facts §0.1, §3.1): ``requestId``/``message``, flat ``data``.
+    """The 2024 result push (docs/vendors/nxcloud.md): ``requestId``/``message``, flat ``data``.
 
     Success ``data`` = ``{numberType: mobile|others|invalid, operator, country}`` (+ ``mcc``,
     ``mnc``, ``ported``, ``active`` for HLR). Failure: ``data`` null, ``cost`` price 0.
@@ -288,7 +288,7 @@ def nxcloud_result_2024(
 def nxcloud_query_row(
     phone: str, check_level: int, *, batch_no: str = "", message_id: str = ""
 ) -> dict[str, Any]:
-    """The SEED 001 query row for one number (same field names and types as the seed rows).
+    """The NXCLOUD query-API doc query row for one number (same field names and types as the seed rows).
 
     Every row has the seed's 16 fields (``validity``/``reachable``/``roaming`` are ``""`` unless
     the check was HLR); call-version rows add ``early``/``answered``/``response``. A failed
@@ -337,7 +337,7 @@ def nxcloud_query_row(
 
 
 def message_id_for(request_id: str, index: int, batch_size: int) -> str:
-    """The messageId of the ``index``-th (1-based) number of a batch (api-facts §2.2)."""
+    """The messageId of the ``index``-th (1-based) number of a batch (docs/vendors/nxcloud.md)."""
     return request_id if batch_size == 1 else f"{request_id}-{index:06d}"
 
 
@@ -353,7 +353,7 @@ def accuauth_pending_polls(phone: str) -> int:
 
 
 def voice_outcome(phone: str) -> dict[str, str]:
-    """The outcome fields of a voice receipt (SEED 003) for a number."""
+    """The outcome fields of a voice receipt (NXCLOUD voice-receipt doc) for a number."""
     last = int(phone[-1])
     answered, cause, disposition = _VOICE_TABLE[last]
     duration = 10 + last if answered else 0
@@ -381,7 +381,7 @@ _HANGUP_CODES = {
 
 
 def pns_outcome(callee: str) -> dict[str, Any]:
-    """The outcome part of a privacy-number call record (SEED 004) for a callee number.
+    """The outcome part of a privacy-number call record (NXCLOUD call-record doc) for a callee number.
 
     Answered callees (voice table above) end normally: ``callStatus`` 1, ``hangupCause`` "" and
     ``hangupCode`` 0 like the seed, duration 6 s, the callee hangs up when the digit is odd.

@@ -1,6 +1,6 @@
 """``WebhookInboxTrigger``: an event trigger that fires when the webhook inbox has new work.
 
-Used through an ``AssetWatcher`` (airflow-notes.md §5) to schedule ``telco_push_processing`` as
+Used through an ``AssetWatcher`` (docs/airflow.md) to schedule ``telco_push_processing`` as
 soon as the receiver stores a push. It only READS: a trigger may run twice (triggerer restart,
 HA triggerers), so it never claims or marks rows; the DAG's task does that, under
 ``FOR UPDATE SKIP LOCKED``.

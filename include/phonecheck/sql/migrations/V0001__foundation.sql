@@ -1,4 +1,4 @@
--- V0001 foundation: schemas and every contract table of architecture.md §4.
+-- V0001 foundation: schemas and every contract table (docs/data-dictionary.md).
 -- Re-runnable on its own (IF NOT EXISTS); the runner also records it in ops.schema_migration.
 -- Every column carries a COMMENT: the catalogue is the data dictionary (docs/data-dictionary.md
 -- is generated from it).
@@ -163,7 +163,7 @@ COMMENT ON COLUMN ops.query_sync_report.run_id IS 'Airflow run of the sync.';
 COMMENT ON COLUMN ops.query_sync_report.synced_at IS 'When the sync ran.';
 
 ------------------------------------------------------------------------------------------------
--- telco.nxcloud_number_check: SEED 000 pushes + SEED 001 query rows, (batch_no, phone)
+-- telco.nxcloud_number_check: NXCLOUD result-push doc pushes + NXCLOUD query-API doc query rows, (batch_no, phone)
 ------------------------------------------------------------------------------------------------
 CREATE TABLE IF NOT EXISTS telco.nxcloud_number_check (
     batch_no        text        NOT NULL,
@@ -203,11 +203,11 @@ CREATE TABLE IF NOT EXISTS telco.nxcloud_number_check (
 );
 CREATE INDEX IF NOT EXISTS nxcloud_number_check_e164_idx ON telco.nxcloud_number_check (e164, check_level, updated_at);
 
-COMMENT ON TABLE telco.nxcloud_number_check IS 'NXCLOUD number check results, one row per (batchNo, phone); result pushes (SEED 000) and query API rows (SEED 001) merge into the same row.';
+COMMENT ON TABLE telco.nxcloud_number_check IS 'NXCLOUD number check results, one row per (batchNo, phone); result pushes (NXCLOUD result-push doc) and query API rows (NXCLOUD query-API doc) merge into the same row.';
 COMMENT ON COLUMN telco.nxcloud_number_check.batch_no IS 'batchNo.';
 COMMENT ON COLUMN telco.nxcloud_number_check.phone IS 'phone as the vendor reports it (digits with country code, no +).';
 COMMENT ON COLUMN telco.nxcloud_number_check.message_id IS 'messageId (seed shape) or requestId (2024 shape); not unique per number in practice.';
-COMMENT ON COLUMN telco.nxcloud_number_check.check_level IS 'checkLevel: 1 basic, 4 call, 5 HLR; 2 appears in SEED 001 example rows and is kept as received. Pushes do not carry it: filled from our submission or the query API.';
+COMMENT ON COLUMN telco.nxcloud_number_check.check_level IS 'checkLevel: 1 basic, 4 call, 5 HLR; 2 appears in NXCLOUD query-API doc example rows and is kept as received. Pushes do not carry it: filled from our submission or the query API.';
 COMMENT ON COLUMN telco.nxcloud_number_check.code IS 'Receipt code: 0 success, else an error code (103, 108, 112, 114, 120, 121, 122; 266 in the 2024 shape). Query rows carry no code and are successes.';
 COMMENT ON COLUMN telco.nxcloud_number_check.msg IS 'msg (seed) or message (2024): result description.';
 COMMENT ON COLUMN telco.nxcloud_number_check.pre_check IS 'basic.preCheck: YES format check passed, NO not passed.';
@@ -217,9 +217,9 @@ COMMENT ON COLUMN telco.nxcloud_number_check.national_number IS 'basic.nationalN
 COMMENT ON COLUMN telco.nxcloud_number_check.stand_number IS 'basic.standNumber: standard format (digits with country code).';
 COMMENT ON COLUMN telco.nxcloud_number_check.number_type IS 'basic.numberType as received: 0-8 in the seed shape (2 = mobile), mobile/others/invalid in the 2024 shape.';
 COMMENT ON COLUMN telco.nxcloud_number_check.carrier IS 'basic.carrier (seed) or data.operator (2024).';
-COMMENT ON COLUMN telco.nxcloud_number_check.validity IS 'live.validity (HLR): YES, NO, UNKNOWN; empty string seen in SEED 001.';
-COMMENT ON COLUMN telco.nxcloud_number_check.reachable IS 'live.reachable (HLR): YES, NO, UNKNOWN; empty string seen in SEED 001.';
-COMMENT ON COLUMN telco.nxcloud_number_check.roaming IS 'live.roaming (HLR): YES, NO, UNKNOWN; empty string seen in SEED 001.';
+COMMENT ON COLUMN telco.nxcloud_number_check.validity IS 'live.validity (HLR): YES, NO, UNKNOWN; empty string seen in NXCLOUD query-API doc.';
+COMMENT ON COLUMN telco.nxcloud_number_check.reachable IS 'live.reachable (HLR): YES, NO, UNKNOWN; empty string seen in NXCLOUD query-API doc.';
+COMMENT ON COLUMN telco.nxcloud_number_check.roaming IS 'live.roaming (HLR): YES, NO, UNKNOWN; empty string seen in NXCLOUD query-API doc.';
 COMMENT ON COLUMN telco.nxcloud_number_check.early IS 'dial.early (call check): rang, YES/NO/UNKNOWN.';
 COMMENT ON COLUMN telco.nxcloud_number_check.answered IS 'dial.answered (call check): YES/NO/UNKNOWN.';
 COMMENT ON COLUMN telco.nxcloud_number_check.response IS 'dial.response (call check): bell, music, busy, no_response, invalid_number, not_available, number_paused, power_off, power_off_or_out_of_service, voicemail, others.';
@@ -239,7 +239,7 @@ COMMENT ON COLUMN telco.nxcloud_number_check.first_seen_at IS 'When we first sto
 COMMENT ON COLUMN telco.nxcloud_number_check.updated_at IS 'When this row last changed.';
 
 ------------------------------------------------------------------------------------------------
--- telco.accuauth_phone_check: SEED 002, task_id
+-- telco.accuauth_phone_check: AccuAuth task-result doc, task_id
 ------------------------------------------------------------------------------------------------
 CREATE TABLE IF NOT EXISTS telco.accuauth_phone_check (
     task_id         text        PRIMARY KEY,
@@ -281,7 +281,7 @@ COMMENT ON COLUMN telco.accuauth_phone_check.first_seen_at IS 'When we first sto
 COMMENT ON COLUMN telco.accuauth_phone_check.updated_at IS 'When this row last changed.';
 
 ------------------------------------------------------------------------------------------------
--- telco.nxcloud_voice_receipt: SEED 003, (message_id, phone)
+-- telco.nxcloud_voice_receipt: NXCLOUD voice-receipt doc, (message_id, phone)
 ------------------------------------------------------------------------------------------------
 CREATE TABLE IF NOT EXISTS telco.nxcloud_voice_receipt (
     message_id          text        NOT NULL,
@@ -311,7 +311,7 @@ CREATE TABLE IF NOT EXISTS telco.nxcloud_voice_receipt (
     updated_at          timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (message_id, phone)
 );
-COMMENT ON TABLE telco.nxcloud_voice_receipt IS 'NXCLOUD voice receipts (DR, SEED 003), one row per (messageid, phone). Pushed once by the vendor.';
+COMMENT ON TABLE telco.nxcloud_voice_receipt IS 'NXCLOUD voice receipts (DR, NXCLOUD voice-receipt doc), one row per (messageid, phone). Pushed once by the vendor.';
 COMMENT ON COLUMN telco.nxcloud_voice_receipt.message_id IS 'messageid: voice id from the voice submission.';
 COMMENT ON COLUMN telco.nxcloud_voice_receipt.phone IS 'phone.';
 COMMENT ON COLUMN telco.nxcloud_voice_receipt.country_code IS 'countryCode: calling code.';
@@ -339,7 +339,7 @@ COMMENT ON COLUMN telco.nxcloud_voice_receipt.first_seen_at IS 'When we first st
 COMMENT ON COLUMN telco.nxcloud_voice_receipt.updated_at IS 'When this row last changed.';
 
 ------------------------------------------------------------------------------------------------
--- telco.nxcloud_call_record: SEED 004 (+ legList shape), record id
+-- telco.nxcloud_call_record: NXCLOUD call-record doc (+ legList shape), record id
 ------------------------------------------------------------------------------------------------
 CREATE TABLE IF NOT EXISTS telco.nxcloud_call_record (
     record_id         text        PRIMARY KEY,
@@ -377,7 +377,7 @@ CREATE TABLE IF NOT EXISTS telco.nxcloud_call_record (
     updated_at        timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT nxcloud_call_record_call_id_uq UNIQUE (call_id)
 );
-COMMENT ON TABLE telco.nxcloud_call_record IS 'NXCLOUD privacy-number (PNS) call records (SEED 004 flat shape and the 2024 legList shape), one row per record.';
+COMMENT ON TABLE telco.nxcloud_call_record IS 'NXCLOUD privacy-number (PNS) call records (NXCLOUD call-record doc flat shape and the 2024 legList shape), one row per record.';
 COMMENT ON COLUMN telco.nxcloud_call_record.record_id IS 'id (call detail record id) as text; the 2024 legList shape has no id, there the callId.';
 COMMENT ON COLUMN telco.nxcloud_call_record.call_id IS 'callId: unique per call.';
 COMMENT ON COLUMN telco.nxcloud_call_record.business_id IS 'businessId.';
@@ -401,7 +401,7 @@ COMMENT ON COLUMN telco.nxcloud_call_record.hangup_at_epoch IS 'hangupAt as rece
 COMMENT ON COLUMN telco.nxcloud_call_record.start_at IS 'startAt as timestamptz.';
 COMMENT ON COLUMN telco.nxcloud_call_record.answer_at IS 'answerAt as timestamptz (NULL when 0 = not answered).';
 COMMENT ON COLUMN telco.nxcloud_call_record.hangup_at IS 'hangupAt as timestamptz.';
-COMMENT ON COLUMN telco.nxcloud_call_record.hangup_cause IS 'hangupCause: cause name (see api-facts.md §5); empty for a normal call.';
+COMMENT ON COLUMN telco.nxcloud_call_record.hangup_cause IS 'hangupCause: cause name (see docs/vendors/nxcloud.md); empty for a normal call.';
 COMMENT ON COLUMN telco.nxcloud_call_record.hangup_code IS 'hangupCode: Q.850 cause code (0 = none).';
 COMMENT ON COLUMN telco.nxcloud_call_record.hangup IS 'hangup: who hung up, 0 caller, 1 callee (hangupType of the last leg in the 2024 shape).';
 COMMENT ON COLUMN telco.nxcloud_call_record.record_file IS 'recordFile: recording URL.';

@@ -1,4 +1,4 @@
--- V0100 NXCLOUD number check (issue #4): fallback price list for the cost estimate, and an
+-- V0100 NXCLOUD number check: fallback price list for the cost estimate, and an
 -- index so the deferrable wait and the loads find a batch's pushes in the inbox quickly.
 -- Re-runnable.
 
@@ -19,12 +19,12 @@ COMMENT ON COLUMN ops.nxcloud_price_list.currency IS 'ISO 4217 currency of price
 COMMENT ON COLUMN ops.nxcloud_price_list.note IS 'Where the price comes from (contract, vendor example...).';
 COMMENT ON COLUMN ops.nxcloud_price_list.updated_at IS 'When the price was last set.';
 
--- Conservative defaults: the SEED 000 example prices (the highest the vendor documents show),
+-- Conservative defaults: the NXCLOUD result-push doc example prices (the highest the vendor documents show),
 -- so an unknown region is over- rather than under-estimated against a budget.
 INSERT INTO ops.nxcloud_price_list (region_code, check_level, price, currency, note) VALUES
-    ('*', 1, 0.1912, 'USD', 'default: SEED 000 basic example price'),
-    ('*', 4, 1.0231, 'USD', 'default: SEED 000 call version example price'),
-    ('*', 5, 0.9230, 'USD', 'default: SEED 000 HLR example price')
+    ('*', 1, 0.1912, 'USD', 'default: NXCLOUD result-push doc basic example price'),
+    ('*', 4, 1.0231, 'USD', 'default: NXCLOUD result-push doc call version example price'),
+    ('*', 5, 0.9230, 'USD', 'default: NXCLOUD result-push doc HLR example price')
 ON CONFLICT (region_code, check_level) DO NOTHING;
 
 CREATE INDEX IF NOT EXISTS webhook_event_nxcloud_batch_idx

@@ -1,5 +1,5 @@
 -- AccuAuth: a paid submit is claimed before the vendor call and settled after it, so a retried
--- submit task never pays twice for the same number in the same run (issue #5).
+-- submit task never pays twice for the same number in the same run.
 CREATE TABLE IF NOT EXISTS ops.accuauth_submit_claim (
     run_key         text        NOT NULL,
     e164            text        NOT NULL,

@@ -1,4 +1,4 @@
--- V0300 receiver: ledger of replayed voice-receipt spool files (issue #6).
+-- V0300 receiver: ledger of replayed voice-receipt spool files.
 -- A spool file's events and its ledger row commit in one transaction; the file is deleted
 -- afterwards. A crash between the commit and the delete leaves a file whose name is already
 -- here, and the next replay just deletes it: replay is exactly-once per file.

@@ -1,4 +1,4 @@
--- V0400 analysts' layer (issue #7): mart views over the typed tables, and the read-only
+-- V0400 analysts' layer: mart views over the typed tables, and the read-only
 -- `analyst` role. Re-runnable: CREATE OR REPLACE VIEW, the role guarded by a DO block.
 --
 -- Conventions of every view below:
@@ -6,7 +6,7 @@
 --   row (queried_at), else when the row was stored (first_seen_at). The vendor sends no check time.
 -- * a NXCLOUD result's check level is checkLevel as stored, else the level of our submission,
 --   else inferred from the fields it carries (live = HLR 5, dial = call 4, a success with only
---   basic fields = basic 1). checkLevel 2 (SEED 001 examples, undocumented) stays 2.
+--   basic fields = basic 1). checkLevel 2 (NXCLOUD query-API doc examples, undocumented) stays 2.
 -- * days are UTC dates.
 -- * rows whose number could not be turned into E.164 (masked vendor examples) have no e164 and
 --   are left out of mart.latest_phone_status only.
@@ -75,7 +75,7 @@ LEFT JOIN ops.number_check_submission s ON s.submission_id = a.submission_id;
 
 COMMENT ON VIEW mart.phone_check_result IS 'Every number check result of both vendors in one shape: one row per NXCLOUD (batch, phone) result and per AccuAuth task. The other mart views are built on it.';
 COMMENT ON COLUMN mart.phone_check_result.vendor IS 'nxcloud or accuauth.';
-COMMENT ON COLUMN mart.phone_check_result.check_kind IS 'basic, call, hlr (NXCLOUD levels 1, 4, 5), level_2 (undocumented NXCLOUD level seen in SEED 001), unknown (a NXCLOUD failure whose level is not known), phone_status (AccuAuth).';
+COMMENT ON COLUMN mart.phone_check_result.check_kind IS 'basic, call, hlr (NXCLOUD levels 1, 4, 5), level_2 (undocumented NXCLOUD level seen in NXCLOUD query-API doc), unknown (a NXCLOUD failure whose level is not known), phone_status (AccuAuth).';
 COMMENT ON COLUMN mart.phone_check_result.check_level IS 'NXCLOUD checkLevel as stored, else our submission''s, else inferred from the fields present (live = 5, dial = 4, success with basic fields only = 1). NULL for AccuAuth.';
 COMMENT ON COLUMN mart.phone_check_result.e164 IS 'The number in E.164 (derived by us); NULL when the vendor''s number is not one (masked examples).';
 COMMENT ON COLUMN mart.phone_check_result.phone_as_received IS 'The number exactly as the vendor reported it.';
@@ -300,7 +300,7 @@ SELECT
 FROM telco.nxcloud_call_record
 GROUP BY 1, 2, 3, 4, 5, 6, 7;
 
-COMMENT ON VIEW mart.voice_call_outcomes IS 'Voice receipts (SEED 003) and privacy-number call records (SEED 004) per UTC day and hang-up cause: how many calls, how many connected, how long.';
+COMMENT ON VIEW mart.voice_call_outcomes IS 'Voice receipts (NXCLOUD voice-receipt doc) and privacy-number call records (NXCLOUD call-record doc) per UTC day and hang-up cause: how many calls, how many connected, how long.';
 COMMENT ON COLUMN mart.voice_call_outcomes.day IS 'UTC day the call started (storage day when the vendor gave no start).';
 COMMENT ON COLUMN mart.voice_call_outcomes.record_kind IS 'voice_receipt (telco.nxcloud_voice_receipt) or pns_call (telco.nxcloud_call_record).';
 COMMENT ON COLUMN mart.voice_call_outcomes.country_code IS 'Calling code of the called number (voice receipts only).';
