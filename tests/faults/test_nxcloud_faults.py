@@ -47,6 +47,17 @@ def vendor_accepted(call: dict) -> bool:
     return call["status"] == 200 and isinstance(call["answer"], dict) and call["answer"].get("code") == 0
 
 
+def vendor_answered(call: dict) -> bool:
+    """Accepted, or a final answer for a query date the vendor does not serve: between 16:00
+    and 24:00 UTC a batch's candidate dates include tomorrow (China time), which a UTC vendor
+    refuses as out of range. That is an answer, not a call given up."""
+    answer = call["answer"] if isinstance(call["answer"], dict) else {}
+    out_of_range = answer.get("code") == 88 and any(
+        t in str(answer.get("msg")) for t in ("out of range", "超出范围")
+    )
+    return vendor_accepted(call) or (call["event"] == "nxcloud.query" and out_of_range)
+
+
 @pytest.mark.slow
 def test_20_percent_5xx_429_and_slow_answers_still_load_5000_numbers_as_predicted(
     nxcloud_pipeline, run_dag, vendor_profile, inputs_dir
@@ -97,7 +108,7 @@ def test_20_percent_5xx_429_and_slow_answers_still_load_5000_numbers_as_predicte
         assert len({c["headers"]["sign"] for c in attempts}) == len(attempts)
     for attempts in by_body.values():  # nothing given up: the last attempt of each call succeeded
         lost_after_charging = vendor_profile == "strict" and attempts[-1]["status"] == 503
-        assert vendor_accepted(attempts[-1]) or lost_after_charging, attempts[-1]["answer"]
+        assert vendor_answered(attempts[-1]) or lost_after_charging, attempts[-1]["answer"]
 
     # every batch paid exactly once, every number exactly once (the sandbox's charge ledger)
     ledger = sandbox.control.charges()
