@@ -79,7 +79,9 @@ def test_a_200000_number_csv_runs_with_constant_size_xcoms(nxcloud_wired, inputs
     assert any("not valid UTF-8" in r for r in reasons)
 
     big_sizes, small_sizes = _xcom_sizes(runs["big"].run_id), _xcom_sizes(runs["small"].run_id)
-    assert set(big_sizes) == {"prepare", "estimate"} == set(small_sizes)
+    # every task that hands something on (prepare, estimate and the spend-control steps) does
+    # so in a few keys and counts, whatever the number of numbers
+    assert {"prepare", "estimate"} <= set(big_sizes) == set(small_sizes), (big_sizes, small_sizes)
     for task_id, size in big_sizes.items():
         # the same keys, only the digits of the counts and amounts differ
         assert size < 2048 and abs(size - small_sizes[task_id]) < 64, (task_id, big_sizes, small_sizes)
