@@ -41,6 +41,9 @@ ROW_EXPIRY: tuple[tuple[str, str, str, str], ...] = (
     ("ops", "ops.accuauth_submit_claim", "updated_at", ""),
     ("ops", "ops.query_sync_report", "synced_at", ""),
     ("ops", "ops.receiver_spool_replay", "replayed_at", ""),
+    ("ops", "ops.receiver_spool_record", "replayed_at", ""),
+    ("ops", "ops.run_number", "prepared_at", ""),  # the numbers a run was asked to check
+    ("ops", "ops.run_intake", "prepared_at", ""),
     (
         "ops",
         "ops.number_check_submission",
