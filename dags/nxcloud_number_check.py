@@ -11,8 +11,8 @@ a trigger counts the pushes in the warehouse) → reconcile (every page of the q
 settle_spend (the ledger keeps the charges instead of the estimate; docs/operations.md).
 
 Results land in ``telco.nxcloud_number_check`` (one row per batch_no, phone); submissions in
-``ops.number_check_submission``; rejected inputs in ``ops.rejected_number``. See README
-"NXCLOUD number check".
+``ops.number_check_submission``; rejected inputs in ``ops.rejected_number``. See
+docs/pipelines.md, "NXCLOUD number check".
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ NXCLOUD_CHECK_LEVEL = CodeSet(
     "nxcloud_check_level",
     {
         1: "basic",
-        2: "undocumented; seen in NXCLOUD query-API doc example rows, kept as received (see README: probably HLR-era code)",
+        2: "undocumented; seen in NXCLOUD query-API doc example rows, kept as received (docs/vendors/nxcloud.md: the merge rule)",
         4: "call check",
         5: "HLR",
     },
