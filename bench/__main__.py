@@ -35,6 +35,11 @@ BENCHMARKS: list[tuple[str, str, str]] = [
     ),
     ("quality", "bench.quality_bench", "validating 100,000 rows vs loading them"),
     ("e2e", "bench.e2e_bench", "numbers checked per minute through nxcloud_number_check"),
+    (
+        "scale",
+        "bench.scale_bench",
+        "wall time, worker RSS, largest XCom and trigger event per run size (NXCLOUD, AccuAuth)",
+    ),
 ]
 
 
