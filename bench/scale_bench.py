@@ -1,0 +1,358 @@
+"""Scale: wall time, peak worker RSS, the largest XCom and the largest trigger kwargs / event of
+runs of N numbers through ``nxcloud_number_check`` and of N tasks through ``accuauth_phone_check``.
+
+Every size runs in a fresh child interpreter (so ``ru_maxrss`` is that run's worker alone:
+``dag.test()`` runs every task, and every trigger inline, in-process) with a fresh
+``AIRFLOW_HOME`` (SQLite metadata), a throw-away warehouse database on the embedded PostgreSQL
+(or ``WAREHOUSE_DSN``'s server) and the vendor sandbox as a subprocess. The numbers come from a
+file by ``numbers_uri`` (``file://`` under the folder named in ``PHONECHECK_NUMBERS_URI_PREFIXES``).
+
+- NXCLOUD: basic level, chunks of 5,000, the standalone receiver stores the pushes, one vendor
+  minute = 0.05 s, no query rate limit, poll every 0.5 s.
+- AccuAuth: no callback URL (polls only; the sandbox decides from each number how many polls
+  answer PENDING first), poll intervals 0.1-0.5 s, 500 requests/s.
+
+Measured per run: wall time of ``dag.test()``; peak RSS of the worker process
+(``getrusage(RUSAGE_SELF).ru_maxrss``, setup included); the largest XCom (length of the stored
+value in the metadata DB's ``xcom`` table for that run); the largest trigger kwargs and event
+(what each trigger the sensors deferred to serialises and yields, measured as JSON around
+dag.test's inline trigger runner, and the longest ``kwargs`` in the metadata DB's ``trigger``
+table, fresh per run, which also holds the inbox AssetWatcher's trigger; the event dag.test()
+puts in ``task_instance.next_kwargs`` is cleared when the task resumes, so it is measured in
+flight). Targets: XCom and events < 64 KB and flat across sizes, RSS < 1 GB.
+
+``python -m bench.scale_bench [--sizes 10000,100000] [--accuauth-sizes 1000,10000]``
+(``--sizes 10000,100000,1000000`` adds the 1M run; ``--accuauth-sizes ''`` skips AccuAuth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from phonecheck_airflow.local import free_port, wait_for_http
+
+ROOT = Path(__file__).resolve().parents[1]
+NXCLOUD_SIZES = (10_000, 100_000)
+ACCUAUTH_SIZES = (1_000, 10_000)
+ONE_MILLION = 1_000_000
+PER_BATCH = 5_000
+KB64 = 64 * 1024
+RSS_LIMIT_MB = 1024
+CHILD_TIMEOUT_S = 3600
+BENCH_BUDGET_S = 3600  # bench/__main__.py TIMEOUT_S["scale"]
+NX_KEY, NX_SECRET, NX_APPKEY = "sandbox-access-key", "sandbox-access-secret", "sandbox-appkey"
+AA_ID, AA_SECRET = "sandbox-api-id", "sandbox-api-secret"
+
+
+# ---- child: one run of one size ----------------------------------------------------------------
+def _airflow_env() -> Path:
+    """A fresh AIRFLOW_HOME, set before anything imports Airflow (it reads config at import)."""
+    home = Path(tempfile.mkdtemp(prefix="bench-scale-airflow-"))
+    for sub in ("plugins", "inputs"):
+        (home / sub).mkdir()
+    (home / "runtime").mkdir(mode=0o700)
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "PHONECHECK_NUMBERS_URI_PREFIXES": str(home / "inputs") + "/",
+        }
+    )
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(home / "runtime"))
+    return home
+
+
+def _record_triggers(seen: list[dict]) -> None:
+    """Wrap dag.test()'s inline trigger runner: note what each trigger serialises and yields."""
+    import airflow.sdk.definitions.dag as dag_module
+
+    original = dag_module._run_inline_trigger
+
+    def measured(trigger, task_sdk_ti):
+        classpath, kwargs = trigger.serialize()
+        event = original(trigger, task_sdk_ti)
+        payload = getattr(event, "payload", None)
+        seen.append(
+            {
+                "classpath": classpath,
+                "kwargs_bytes": len(json.dumps(kwargs, default=str)),
+                "event_bytes": len(json.dumps(payload, default=str)) if event is not None else 0,
+            }
+        )
+        return event
+
+    dag_module._run_inline_trigger = measured
+
+
+def _metadata_sizes(dag_id: str, run_id: str) -> dict:
+    """The largest XCom and the longest next_kwargs (the trigger event) of the run, as stored."""
+    from airflow.utils.session import create_session
+    from sqlalchemy import text
+
+    with create_session() as session:
+        xcoms = session.execute(
+            text(
+                "SELECT task_id, key, length(value) FROM xcom WHERE dag_id = :d AND run_id = :r "
+                "ORDER BY 3 DESC"
+            ),
+            {"d": dag_id, "r": run_id},
+        ).all()
+        trigger_rows = session.execute(
+            text("SELECT classpath, length(kwargs) FROM trigger ORDER BY 2 DESC")
+        ).all()
+    top = xcoms[0] if xcoms else (None, None, 0)
+    return {
+        "xcom_max_bytes": int(top[2] or 0),
+        "xcom_max_at": f"{top[0]}/{top[1]}" if top[0] else None,
+        "xcoms": len(xcoms),
+        "trigger_table_kwargs_max_bytes": int(trigger_rows[0][1] or 0) if trigger_rows else 0,
+        "trigger_table_kwargs_max_at": trigger_rows[0][0].rsplit(".", 1)[-1] if trigger_rows else None,
+    }
+
+
+def _start(cmd: list[str], env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def child(vendor: str, size: int) -> dict:
+    home = _airflow_env()
+
+    import psycopg
+
+    from phonecheck import warehouse
+
+    procs: list[subprocess.Popen] = []
+    seen: list[dict] = []
+    try:
+        with warehouse.throwaway_database(warehouse.resolve_dsn(), prefix="phonecheck_bench_scale") as dsn:
+            warehouse.migrate(dsn)
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            procs.append(
+                _start(
+                    [sys.executable, "-m", "phonecheck.sandbox", "--port", str(port),
+                     "--vendor-minute-seconds", "0.05", "--accuauth-seconds-per-poll", "3600"]
+                )
+            )  # fmt: skip
+            wait_for_http(f"{base}/_sandbox/health", 60, procs[0], "sandbox")
+            env = {"WAREHOUSE_DSN": dsn, "AIRFLOW_CONN_WAREHOUSE": warehouse.airflow_connection_json(dsn)}
+            numbers_file = home / "inputs" / "numbers.txt"
+            if vendor == "nxcloud":
+                dag_id = "nxcloud_number_check"
+                with psycopg.connect(dsn) as conn:
+                    conn.execute(
+                        "INSERT INTO ops.nxcloud_price_list (region_code, check_level, price, currency, note) "
+                        "VALUES ('MX', 1, 0.0040, 'USD', 'bench')"
+                    )
+                receiver_port = free_port()
+                token = "bench-" + secrets.token_urlsafe(16)
+                receiver_env = {
+                    **os.environ,
+                    **env,
+                    "TELCO_WEBHOOK_TOKEN": token,
+                    "RECEIVER_PORT": str(receiver_port),
+                    "RECEIVER_SPOOL_DIR": str(home / "spool"),
+                    "RECEIVER_ACCESS_LOG": "0",
+                }
+                procs.append(_start([sys.executable, "-m", "phonecheck.receiver"], env=receiver_env))
+                receiver_base = f"http://127.0.0.1:{receiver_port}/telco-webhooks"
+                wait_for_http(f"{receiver_base}/healthz", 60, procs[1], "receiver")
+                extra = {"appkey": NX_APPKEY, "query_min_interval_s": 0}
+                conn_nx = {"conn_type": "nxcloud", "host": f"{base}/nxcloud", "login": NX_KEY,
+                           "password": NX_SECRET, "extra": extra}  # fmt: skip
+                env |= {
+                    "AIRFLOW_CONN_NXCLOUD_DEFAULT": json.dumps(conn_nx),
+                    "TELCO_WEBHOOK_BASE_URL": receiver_base,
+                    "TELCO_WEBHOOK_TOKEN": token,
+                }
+                # 10 digits after the country code: 52 55 + 8 digits holds up to 100,000,000 numbers
+                numbers = (f"+5255{10_000_000 + i:08d}" for i in range(size))
+                conf = {"check_level": "basic", "batch_label": "scale", "budget": None, "approval_threshold": 10**9, "freshness_days": 0,
+                        "wait_poll_seconds": 0.5, "wait_timeout_minutes": 30, "max_per_chunk": PER_BATCH}  # fmt: skip
+                loaded_sql = "SELECT count(DISTINCT phone) FROM telco.nxcloud_number_check"
+            else:
+                dag_id = "accuauth_phone_check"
+                os.environ.pop("TELCO_WEBHOOK_BASE_URL", None)  # no callback: every task is polled
+                conn_aa = {"conn_type": "accuauth", "host": f"{base}/accuauth", "login": AA_ID,
+                           "password": AA_SECRET}  # fmt: skip
+                env["AIRFLOW_CONN_ACCUAUTH_DEFAULT"] = json.dumps(conn_aa)
+                numbers = (f"+525512{i:06d}" for i in range(size))
+                conf = {"freshness_days": 0, "max_checks": size, "submit_concurrency": 16,
+                        "poll_interval_s": 0.1, "max_poll_interval_s": 0.5, "max_requests_per_second": 500.0,
+                        "warehouse_check_interval_s": 0.5}  # fmt: skip
+                loaded_sql = (
+                    "SELECT count(DISTINCT phone_number) FROM telco.accuauth_phone_check WHERE status = 'OK'"
+                )
+            with open(numbers_file, "w", encoding="utf-8") as handle:
+                for number in numbers:
+                    handle.write(number + "\n")
+            conf["numbers_uri"] = f"file://{numbers_file}"
+            os.environ.update(env)
+
+            from airflow.dag_processing.dagbag import DagBag
+            from airflow.utils import db
+
+            db.initdb()
+            dag = DagBag(dag_folder=str(ROOT / "dags")).dags[dag_id]
+            _record_triggers(seen)
+            t0 = time.perf_counter()
+            run = dag.test(run_conf=conf)
+            wall_s = time.perf_counter() - t0
+            state = str(getattr(run.state, "value", run.state))
+            failed = [
+                ti.task_id
+                for ti in run.get_task_instances()
+                if str(getattr(ti.state, "value", ti.state)) in ("failed", "upstream_failed")
+            ]
+            sizes = _metadata_sizes(dag_id, run.run_id)
+            with psycopg.connect(dsn) as conn:
+                loaded = conn.execute(loaded_sql).fetchone()[0]
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        warehouse.stop_embedded()  # only if this process started it
+    return {
+        "vendor": vendor,
+        "size": size,
+        "state": state,
+        "failed_tasks": failed,
+        "loaded": loaded,
+        "wall_s": wall_s,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "triggers": seen,
+        "trigger_kwargs_max_bytes": max((t["kwargs_bytes"] for t in seen), default=0),
+        "trigger_event_max_bytes": max((t["event_bytes"] for t in seen), default=0),
+        **sizes,
+    }
+
+
+# ---- parent ---------------------------------------------------------------------------------------
+def _run_child(vendor: str, size: int) -> dict | None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.scale_bench", "--child", vendor, str(size)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+    )
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        print(
+            f"{vendor} {size:,}: child exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        )
+        return None
+    return json.loads(line[len("RESULT ") :])
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:.1f} KB" if n >= 1024 else f"{n} B"
+
+
+def _verdicts(label: str, results: list[dict]) -> list[str]:
+    """One verdict line per figure: size limit on every run, flatness across the sizes run."""
+    lines = []
+    for key, name in (
+        ("xcom_max_bytes", "largest XCom"),
+        ("trigger_kwargs_max_bytes", "largest trigger kwargs"),
+        ("trigger_event_max_bytes", "largest trigger event"),
+        ("trigger_table_kwargs_max_bytes", "largest kwargs in the trigger table"),
+    ):
+        values = [r[key] for r in results]
+        under = all(v < KB64 for v in values)
+        # flat: the largest is within 1 KB (or 10 %) of the smallest, i.e. only digits of counts differ
+        flat = max(values) - min(values) <= max(1024, min(values) // 10)
+        shown = ", ".join(f"{r['size']:,}: {_kb(r[key])}" for r in results)
+        flat_note = ("flat" if flat else "NOT flat") if len(results) > 1 else "flatness needs two sizes"
+        verdict = "PASS" if under and (flat or len(results) == 1) else "FAIL"
+        lines.append(
+            f"VERDICT {label} {name}: {verdict} (< 64 KB: {'yes' if under else 'NO'}; {flat_note}) [{shown}]"
+        )
+    rss = [r["peak_rss_mb"] for r in results]
+    shown = ", ".join(f"{r['size']:,}: {r['peak_rss_mb']:.0f} MB" for r in results)
+    ok = all(v < RSS_LIMIT_MB for v in rss)
+    lines.append(f"VERDICT {label} peak worker RSS: {'PASS' if ok else 'FAIL'} (< 1 GB) [{shown}]")
+    return lines
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--child"]:
+        print("RESULT " + json.dumps(child(argv[1], int(argv[2]))), flush=True)
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m bench.scale_bench")
+    parser.add_argument("--sizes", default=",".join(map(str, NXCLOUD_SIZES)), help="NXCLOUD numbers per run")
+    parser.add_argument("--accuauth-sizes", default=",".join(map(str, ACCUAUTH_SIZES)), help="AccuAuth tasks")
+    args = parser.parse_args(argv)
+    plan = [("nxcloud", n) for n in _sizes(args.sizes)] + [
+        ("accuauth", n) for n in _sizes(args.accuauth_sizes)
+    ]
+    failures = 0
+    by_vendor: dict[str, list[dict]] = {"nxcloud": [], "accuauth": []}
+    for vendor, size in plan:
+        t0 = time.perf_counter()
+        result = _run_child(vendor, size)
+        if result is None:
+            failures += 1
+            continue
+        ok = result["state"] == "success" and result["loaded"] == size
+        failures += not ok
+        by_vendor[vendor].append(result)
+        dag_id = "nxcloud_number_check" if vendor == "nxcloud" else "accuauth_phone_check"
+        unit = "numbers" if vendor == "nxcloud" else "tasks"
+        print(
+            f"FIGURE scale {vendor} {size:,} {unit}: {dag_id} {result['state']} "
+            f"({result['loaded']:,} loaded{'' if ok else ', INCOMPLETE ' + str(result['failed_tasks'])}) "
+            f"in {result['wall_s']:.1f} s (child {time.perf_counter() - t0:.0f} s with setup); "
+            f"peak worker RSS {result['peak_rss_mb']:.0f} MB; largest XCom {_kb(result['xcom_max_bytes'])} "
+            f"({result['xcom_max_at']}, {result['xcoms']} XComs); largest trigger kwargs "
+            f"{_kb(result['trigger_kwargs_max_bytes'])}, largest trigger event {_kb(result['trigger_event_max_bytes'])} "
+            f"({len(result['triggers'])} deferred); largest kwargs in the trigger table "
+            f"{_kb(result['trigger_table_kwargs_max_bytes'])} ({result['trigger_table_kwargs_max_at']})",
+            flush=True,
+        )
+    if ONE_MILLION not in _sizes(args.sizes):
+        largest = max(by_vendor["nxcloud"], key=lambda r: r["size"], default=None)
+        where = f"the {BENCH_BUDGET_S:,} s make bench gives this bench on this {os.cpu_count()}-core machine"
+        if largest is None:
+            why = f"it is left out to stay within {where}"
+        else:
+            estimate_s = ONE_MILLION / largest["size"] * largest["wall_s"]
+            why = (
+                f"at the {largest['size'] / largest['wall_s']:,.0f} numbers/s of the {largest['size']:,} run it "
+                f"would take about {estimate_s / 60:.0f} min, "
+                + (f"beyond {where}" if estimate_s > BENCH_BUDGET_S else f"left out to keep within {where}")
+            )
+        print(
+            f"NOTE the {ONE_MILLION:,}-number NXCLOUD run is not run by default: {why}; flatness is judged "
+            "on the sizes run. Add it with --sizes 10000,100000,1000000."
+        )
+    for vendor, results in by_vendor.items():
+        for line in _verdicts(vendor, results) if results else []:
+            print(line)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
