@@ -23,36 +23,16 @@ import os
 import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from bench.airflow_home import fresh_airflow_home
 from phonecheck_airflow.local import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBERS = 10_000
 PER_BATCH = 5_000
 ACCESS_KEY, ACCESS_SECRET, APPKEY = "sandbox-access-key", "sandbox-access-secret", "sandbox-appkey"
-
-
-def _airflow_env() -> Path:
-    """A fresh AIRFLOW_HOME, set before anything imports Airflow (it reads config at import)."""
-    home = Path(tempfile.mkdtemp(prefix="bench-e2e-airflow-"))
-    (home / "plugins").mkdir()
-    (home / "runtime").mkdir(mode=0o700)
-    os.environ.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",  # the task logs of 10,000 numbers are not the figure
-        }
-    )
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(home / "runtime"))
-    return home
 
 
 def _count_pushes(dsn: str, prefix: str) -> int:
@@ -95,7 +75,7 @@ def baseline(base: str, dr_url: str, dsn: str, phones: list[str]) -> float:
 
 def main(argv: list[str]) -> int:
     numbers = int(argv[0]) if argv else NUMBERS
-    home = _airflow_env()
+    home = fresh_airflow_home("bench-e2e-airflow-")
 
     import psycopg
 

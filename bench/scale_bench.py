@@ -34,10 +34,10 @@ import resource
 import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from bench.airflow_home import fresh_airflow_home
 from phonecheck_airflow.local import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,24 +55,10 @@ AA_ID, AA_SECRET = "sandbox-api-id", "sandbox-api-secret"
 
 # ---- child: one run of one size ----------------------------------------------------------------
 def _airflow_env() -> Path:
-    """A fresh AIRFLOW_HOME, set before anything imports Airflow (it reads config at import)."""
-    home = Path(tempfile.mkdtemp(prefix="bench-scale-airflow-"))
-    for sub in ("plugins", "inputs"):
-        (home / sub).mkdir()
-    (home / "runtime").mkdir(mode=0o700)
-    os.environ.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-            "PHONECHECK_NUMBERS_URI_PREFIXES": str(home / "inputs") + "/",
-        }
-    )
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(home / "runtime"))
+    """A fresh AIRFLOW_HOME (bench.airflow_home) with an inputs folder numbers_uri may read."""
+    home = fresh_airflow_home("bench-scale-airflow-")
+    (home / "inputs").mkdir()
+    os.environ["PHONECHECK_NUMBERS_URI_PREFIXES"] = str(home / "inputs") + "/"
     return home
 
 
