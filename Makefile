@@ -41,7 +41,7 @@ faults: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check --diff dags plugins include tests bench || (echo "run: $(BIN)/ruff format ." && false)
+	$(BIN)/ruff format --check --diff dags plugins include tools tests bench || (echo "run: $(BIN)/ruff format ." && false)
 
 # The dev lock is constrained by the runtime lock (-c requirements.txt in requirements-dev.in), so
 # the runtime one is compiled first and both agree on every package they share.
@@ -52,7 +52,7 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile requirements-dev.in $(LOCK_ARGS) -o requirements-dev.txt
 
 demo: $(STAMP)
-	$(BIN)/python -m phonecheck_airflow.demo $(ARGS)
+	$(BIN)/python -m phonecheck_dev.demo $(ARGS)
 
 migrate: $(STAMP)
 	$(BIN)/python -m phonecheck.cli migrate
@@ -64,10 +64,10 @@ receiver: $(STAMP)
 	$(BIN)/python -m phonecheck.receiver
 
 airflow: $(STAMP)
-	$(BIN)/python -m phonecheck_airflow.local standalone
+	$(BIN)/python -m phonecheck_dev.local standalone
 
 env: $(STAMP)
-	@$(BIN)/python -m phonecheck_airflow.local env
+	@$(BIN)/python -m phonecheck_dev.local env
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

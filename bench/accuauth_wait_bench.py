@@ -29,7 +29,7 @@ import httpx
 import psycopg
 from psycopg.types.json import Jsonb
 
-from phonecheck_airflow.local import free_port
+from phonecheck_dev.local import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = 10_000

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from bench.airflow_home import fresh_airflow_home
-from phonecheck_airflow.local import free_port, wait_for_http
+from phonecheck_dev.local import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBERS = 10_000

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from phonecheck_airflow.local import free_port
+from phonecheck_dev.local import free_port
 
 NUMBERS = 10_000
 PER_BATCH = 5_000

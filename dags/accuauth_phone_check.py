@@ -23,9 +23,9 @@ from airflow.sdk import Param, dag, task
 
 from phonecheck_airflow.notifiers import alert_notifiers
 from phonecheck_airflow.number_params import numbers_file_params, numbers_params
-from phonecheck_airflow.operators.accuauth import ACCUAUTH_CONN_ID, WAREHOUSE_CONN_ID
 from phonecheck_airflow.operators.spend import SpendApprovalOperator
 from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
+from phonecheck_airflow.tasks.accuauth import ACCUAUTH_CONN_ID, WAREHOUSE_CONN_ID
 
 
 @dag(
@@ -101,21 +101,21 @@ def accuauth_phone_check():
     @task
     def prepare_numbers(params=None, dag=None, run_id=None) -> dict:
         """Offline normalisation + freshness skip (shared with NXCLOUD: phonecheck.intake)."""
-        from phonecheck_airflow.operators import accuauth
+        from phonecheck_airflow.tasks import accuauth
 
         return accuauth.prepare(params, dag.dag_id, run_id)
 
     @task
     def budget_guard(prepared: dict, params=None) -> dict:
         """State the cost before spending; stop over budget; stop here on a dry run."""
-        from phonecheck_airflow.operators import accuauth
+        from phonecheck_airflow.tasks import accuauth
 
         return accuauth.budget_guard(prepared, params)
 
     @task
     def submit(prepared: dict, budget: dict, params=None, dag=None, run_id=None) -> dict:
         """Paid submits (bounded concurrency; at most once per number and run)."""
-        from phonecheck_airflow.operators import accuauth
+        from phonecheck_airflow.tasks import accuauth
 
         # the task context has no "dag_id": the DAG object carries it
         return accuauth.submit(prepared, budget, params, dag.dag_id, run_id)
@@ -123,14 +123,14 @@ def accuauth_phone_check():
     @task
     def reserve_budget(budget: dict, params=None, **context) -> dict:
         """Hold the estimate against the month's budget (shared by concurrent runs)."""
-        from phonecheck_airflow.operators import spend
+        from phonecheck_airflow.tasks import spend
 
         return spend.reserve_spend("accuauth", budget, params, context)
 
     @task(trigger_rule="all_done")
     def settle_spend(**context) -> dict:
         """Replace the reservation by what the run was charged."""
-        from phonecheck_airflow.operators import spend
+        from phonecheck_airflow.tasks import spend
 
         return spend.settle_accuauth(context)
 
@@ -162,21 +162,21 @@ def accuauth_phone_check():
     @task
     def load_results(event: dict) -> dict:
         """Load what the wait left in the warehouse, callbacks included; close submissions."""
-        from phonecheck_airflow.operators import accuauth
+        from phonecheck_airflow.tasks import accuauth
 
         return accuauth.load_results(event)
 
     @task
     def expire_stale_tasks(loaded: dict) -> dict:
         """Tasks past their 24 h validity end as EXPIRED: never polled forever."""
-        from phonecheck_airflow.operators import accuauth
+        from phonecheck_airflow.tasks import accuauth
 
         return accuauth.expire_stale_tasks(loaded)
 
     @task(on_failure_callback=alert_notifiers("dq_failed"))
     def validate(expired: dict, params=None, run_id=None, **context) -> dict:
         """Validate the run's rows (keys read from the warehouse) and state the run's outcome."""
-        from phonecheck_airflow.operators import accuauth
+        from phonecheck_airflow.tasks import accuauth
 
         return accuauth.validate(expired, params, run_id, context)
 

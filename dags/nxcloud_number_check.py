@@ -117,43 +117,43 @@ ADVANCED = "Advanced"
 def nxcloud_number_check():
     @task
     def prepare(params=None, **context) -> dict:
-        from phonecheck_airflow.operators import nxcloud
+        from phonecheck_airflow.tasks import nxcloud
 
         return nxcloud.prepare(params, context)
 
     @task
     def estimate(prepared: dict, params=None, **context) -> dict:
-        from phonecheck_airflow.operators import nxcloud
+        from phonecheck_airflow.tasks import nxcloud
 
         return nxcloud.estimate(prepared, params, context)
 
     @task
     def submit(prepared: dict, cost: dict, params=None, **context) -> dict:
-        from phonecheck_airflow.operators import nxcloud
+        from phonecheck_airflow.tasks import nxcloud
 
         return nxcloud.submit(prepared, cost, params, context)
 
     @task
     def reconcile(submitted: dict, waited: dict, **context) -> dict:
-        from phonecheck_airflow.operators import nxcloud
+        from phonecheck_airflow.tasks import nxcloud
 
         return nxcloud.reconcile(submitted, context)
 
     @task
     def load(prepared: dict, submitted: dict, reconciled: dict, **context) -> list[str]:
-        from phonecheck_airflow.operators import nxcloud
+        from phonecheck_airflow.tasks import nxcloud
 
         return nxcloud.load(prepared, submitted, reconciled, context)
 
     @task
     def reserve_budget(cost: dict, params=None, **context) -> dict:
-        from phonecheck_airflow.operators import spend
+        from phonecheck_airflow.tasks import spend
 
         return spend.reserve_spend("nxcloud", cost, params, context)
 
     @task(trigger_rule="all_done")
     def settle_spend(**context) -> dict:
-        from phonecheck_airflow.operators import spend
+        from phonecheck_airflow.tasks import spend
 
         return spend.settle_nxcloud(context)
 

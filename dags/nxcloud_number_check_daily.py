@@ -83,13 +83,13 @@ from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
 def nxcloud_number_check_daily():
     @task
     def plan(params=None, **context) -> dict:
-        from phonecheck_airflow.operators import nxcloud
+        from phonecheck_airflow.tasks import nxcloud
 
         return nxcloud.plan_day(params, context)
 
     @task
     def sync(day: dict, **context) -> list[str]:
-        from phonecheck_airflow.operators import nxcloud
+        from phonecheck_airflow.tasks import nxcloud
 
         return nxcloud.sync_day(day, context)
 

@@ -43,7 +43,7 @@ def test_dag_files_do_not_import_heavy_modules_at_top_level():
 @pytest.mark.slow
 def test_parse_time_is_measured_and_printed(capsys):
     """Printed, not asserted: the 50 ms target belongs to ``make bench``."""
-    from phonecheck_airflow.devtools import dag_folder_parse_ms
+    from phonecheck_dev.devtools import dag_folder_parse_ms
 
     times = dag_folder_parse_ms(DAGS)
     assert set(times) == {p.name for p in DAGS.glob("*.py") if not p.name.startswith("_")}

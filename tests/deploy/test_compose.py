@@ -153,7 +153,7 @@ def test_python_modules_the_services_run_exist_in_the_repo():
                     f"{name}: python -m {argv[2]}: no such module in include/ or plugins/"
                 )
                 checked.append(argv[2])
-    assert {"phonecheck.receiver", "phonecheck.cli", "phonecheck_airflow.local"} <= set(checked)
+    assert {"phonecheck.receiver", "phonecheck.cli", "phonecheck_airflow.auth_setup"} <= set(checked)
     cli = (REPO / "include" / "phonecheck" / "cli.py").read_text()
     assert '"migrate"' in cli  # python -m phonecheck.cli migrate
 
@@ -267,7 +267,7 @@ def test_init_migrates_both_databases():
 
 
 def test_init_writes_the_admin_login_the_api_server_reads(tmp_path):
-    """airflow-init's ``python -m phonecheck_airflow.local write-passwords-file``, run here with
+    """airflow-init's ``python -m phonecheck_airflow.auth_setup write-passwords-file``, run here with
     the environment compose gives it: the file SimpleAuthManager reads, private, secret unprinted."""
     init_env = environment(services()["airflow-init"])
     assert "write-passwords-file" in as_argv(services()["airflow-init"]["command"])[-1]
@@ -282,7 +282,7 @@ def test_init_writes_the_admin_login_the_api_server_reads(tmp_path):
         "AIRFLOW_ADMIN_PASSWORD": 'pw-"quoted"',
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(path),
     }
-    argv = [sys.executable, "-m", "phonecheck_airflow.local", "write-passwords-file"]
+    argv = [sys.executable, "-m", "phonecheck_airflow.auth_setup", "write-passwords-file"]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(path.read_text()) == {"ops-admin": 'pw-"quoted"'}
@@ -392,10 +392,10 @@ def test_the_image_gets_the_runtime_lock_only_and_the_two_locks_agree():
 
 
 #: Development code the image must not ship (.dockerignore), and what shipped code may not import.
-DEV_ONLY_PATHS = ("include/phonecheck/sandbox", "plugins/phonecheck_airflow/demo.py")
+DEV_ONLY_PATHS = ("include/phonecheck/sandbox", "tools")
 DEV_ONLY_MODULES = (
     "phonecheck.sandbox",
-    "phonecheck_airflow.demo",
+    "phonecheck_dev",
     "pytest",
     "hypothesis",
     "pgserver",

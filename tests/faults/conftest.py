@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from phonecheck_airflow.local import free_port
+from phonecheck_dev.local import free_port
 from tests.fixtures.receiver import PREFIX, LiveReceiver, _subprocess_server
 
 

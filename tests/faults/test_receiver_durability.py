@@ -34,7 +34,7 @@ from phonecheck import warehouse
 from phonecheck.receiver.intake import Endpoint, build_event
 from phonecheck.receiver.processing import process_inbox
 from phonecheck.receiver.spool import Spool, encode_record
-from phonecheck_airflow.local import free_port
+from phonecheck_dev.local import free_port
 from tests import seed_payloads as seed
 from tests.fixtures.receiver import CALL, PREFIX, VOICE, LiveReceiver, receiver_env
 

@@ -22,7 +22,7 @@ import time
 import httpx
 import pytest
 
-from phonecheck_airflow.local import free_port
+from phonecheck_dev.local import free_port
 from tests import seed_payloads as seed
 from tests.fixtures.receiver import CALL, PREFIX, LiveReceiver, _subprocess_server, receiver_env
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from phonecheck_airflow import local
+from phonecheck_dev import local
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -106,7 +106,7 @@ def test_the_documented_cli_commands_work_in_a_fresh_shell(user_settings, fresh_
     env.update(user_settings)
     with open(log_path, "wb") as log:
         launcher = subprocess.Popen(
-            [sys.executable, "-m", "phonecheck_airflow.local", "standalone"],
+            [sys.executable, "-m", "phonecheck_dev.local", "standalone"],
             env=env, cwd=local.REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import pytest
 
 from phonecheck import warehouse
-from phonecheck_airflow import local
+from phonecheck_dev import local
 from tests.integration.ui_trigger import (
     Phases,
     assert_number_check_done,

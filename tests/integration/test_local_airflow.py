@@ -1,6 +1,6 @@
 """``make airflow`` end to end: the launcher as a user runs it, then a scripted UI-style trigger.
 
-``python -m phonecheck_airflow.local standalone`` is started as a subprocess (own session, a
+``python -m phonecheck_dev.local standalone`` is started as a subprocess (own session, a
 throw-away ``PHONECHECK_LOCAL_DIR``, ``WAREHOUSE_DSN`` = a fresh warehouse, free ports); the
 test reads the UI URL and the admin login from what it prints, triggers
 ``nxcloud_number_check`` through the REST API with the params form's values, waits for
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from phonecheck_airflow import local
+from phonecheck_dev import local
 from tests.integration.ui_trigger import (
     Phases,
     assert_number_check_done,
@@ -87,7 +87,7 @@ def make_airflow(fresh_warehouse_dsn: str) -> Iterator[tuple[Launcher, int, Phas
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "TELCO_"))}
     env.update({"PHONECHECK_LOCAL_DIR": str(local_dir), "WAREHOUSE_DSN": fresh_warehouse_dsn})
     log_path = local_dir / "launcher.log"
-    cmd = [sys.executable, "-m", "phonecheck_airflow.local", "standalone"]
+    cmd = [sys.executable, "-m", "phonecheck_dev.local", "standalone"]
     cmd += ["--port", str(api_port), "--sandbox-port", str(sandbox_port)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(

@@ -128,7 +128,7 @@ def test_query_rows_never_change_a_pushed_value_and_every_page_is_kept_verbatim(
     import json
 
     from phonecheck.nxcloud.results import load_pushes
-    from phonecheck_airflow.operators.nxcloud import reconcile
+    from phonecheck_airflow.tasks.nxcloud import reconcile
 
     chunk = Chunk("merge-MX-0000", "MX", 5, 0, tuple(mx(150, start=13_000)))  # HLR: live flags pushed
     from phonecheck_airflow.hooks.nxcloud import NxCloudHook
@@ -194,7 +194,7 @@ def test_chinese_refusals_and_two_concurrent_runs_on_one_access_key_complete_wit
     import json
 
     from phonecheck_airflow.hooks.nxcloud import NxCloudHook
-    from phonecheck_airflow.operators.nxcloud import reconcile
+    from phonecheck_airflow.tasks.nxcloud import reconcile
 
     batches = {}
     with psycopg.connect(nx.dsn) as conn:
@@ -276,7 +276,7 @@ def test_a_batch_submitted_at_2330_utc_is_reconciled_under_either_vendor_timezon
     UTC. Reconcile and the daily sync find the batch either way; away from the boundary (the
     default profile) reconcile looks at one date only."""
     from phonecheck_airflow.hooks.nxcloud import NxCloudHook
-    from phonecheck_airflow.operators.nxcloud import plan_day, reconcile, sync_day
+    from phonecheck_airflow.tasks.nxcloud import plan_day, reconcile, sync_day
 
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     at = datetime(yesterday.year, yesterday.month, yesterday.day, 23, 30, tzinfo=UTC)

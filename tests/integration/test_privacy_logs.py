@@ -53,7 +53,7 @@ def test_make_demo_logs_no_full_number(tmp_path, warehouse_server_dsn):
         # the test can read what the demo handled after the run
         dsn = env["WAREHOUSE_DSN"] = stack.enter_context(warehouse.throwaway_database(warehouse_server_dsn))
         proc = subprocess.run(
-            [sys.executable, "-m", "phonecheck_airflow.demo"],
+            [sys.executable, "-m", "phonecheck_dev.demo"],
             env=env,
             capture_output=True,
             text=True,

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from phonecheck_airflow.local import free_port
+from phonecheck_dev.local import free_port
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration

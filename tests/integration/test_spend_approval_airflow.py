@@ -27,7 +27,7 @@ import pytest
 
 from phonecheck.nxcloud.cost import quote_prices
 from phonecheck.spend.ledger import month_position, set_budget
-from phonecheck_airflow import local
+from phonecheck_dev import local
 from tests.integration.browser import chromium_binary, headless_chromium
 from tests.integration.test_local_airflow import LOGIN_RE, URL_RE, make_airflow  # noqa: F401 - fixture
 

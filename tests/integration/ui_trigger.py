@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from phonecheck_airflow.local import AirflowApi
+from phonecheck_dev.local import AirflowApi
 
 TARGET_DAG = "nxcloud_number_check"
 WAIT_TASK = "wait_for_results"

@@ -1,4 +1,4 @@
-"""Local Airflow runtime: ``make airflow`` (= ``python -m phonecheck_airflow.local standalone``).
+"""Local Airflow runtime: ``make airflow`` (= ``python -m phonecheck_dev.local standalone``).
 
 Starts, in order, everything ``airflow standalone`` needs to run the project's DAGs on one
 machine, and stops what it started on Ctrl-C / SIGTERM:
@@ -590,39 +590,9 @@ def print_shell_env(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_passwords_file(args: argparse.Namespace) -> int:
-    """Write SimpleAuthManager's passwords file from the environment (docker-compose init).
-
-    ``AIRFLOW_ADMIN_USERNAME`` / ``AIRFLOW_ADMIN_PASSWORD`` -> ``{"<user>": "<password>"}`` at
-    ``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE``, mode 0600, replaced atomically. The
-    password is never printed.
-    """
-    username = os.environ.get("AIRFLOW_ADMIN_USERNAME", "")
-    password = os.environ.get("AIRFLOW_ADMIN_PASSWORD", "")
-    target = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", "")
-    if not (username and password and target):
-        print(
-            "write-passwords-file needs AIRFLOW_ADMIN_USERNAME, AIRFLOW_ADMIN_PASSWORD and "
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
-            file=sys.stderr,
-        )
-        return 2
-    path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({username: password}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    print(f"login for {username!r} written to {path}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m phonecheck_airflow.local", description=__doc__.split("\n")[0]
+        prog="python -m phonecheck_dev.local", description=__doc__.split("\n")[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
     standalone = sub.add_parser("standalone", help="airflow standalone with the project wired (make airflow)")
@@ -644,11 +614,6 @@ def main(argv: list[str] | None = None) -> int:
         "--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", DEFAULT_SANDBOX_PORT))
     )
     shell_env.set_defaults(func=print_shell_env)
-    passwords = sub.add_parser(
-        "write-passwords-file",
-        help="SimpleAuthManager passwords file from AIRFLOW_ADMIN_* (docker-compose init)",
-    )
-    passwords.set_defaults(func=write_passwords_file)
     args = parser.parse_args(argv)
     return args.func(args)
 

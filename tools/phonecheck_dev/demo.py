@@ -144,7 +144,7 @@ def run_dag(dagbag, dag_id: str, conf: dict, label: str = ""):
         / f"dag_id={dag_id}"
         / f"{label or 'run'}-{time.strftime('%Y%m%dT%H%M%S')}.log"
     )
-    from phonecheck_airflow.devtools import run_dag_test
+    from phonecheck_dev.devtools import run_dag_test
 
     with task_log_file(log_path):
         dag_run = run_dag_test(dagbag.dags[dag_id], run_conf=conf)
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         applied = warehouse.migrate(dsn)
         say(f"warehouse ready, {len(applied)} migration(s) applied now")
 
-        from phonecheck_airflow import local as local_runtime
+        from phonecheck_dev import local as local_runtime
 
         token = local_runtime.webhook_token(home)
         receiver_port, sandbox_port = local_runtime.free_port(), local_runtime.free_port()
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for proc in (sandbox, receiver):
             if proc is not None:
-                from phonecheck_airflow.local import stop_process_group
+                from phonecheck_dev.local import stop_process_group
 
                 stop_process_group(proc, signal.SIGTERM, grace_s=10)
         if embedded:
