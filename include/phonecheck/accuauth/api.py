@@ -330,13 +330,45 @@ class _Credentials:
         return f"<AccuAuth credentials id={self.api_id!r} secret=***>"
 
 
-# ---- sync client (tasks) ------------------------------------------------------------------------
-class AccuAuthClient:
-    """Blocking client (requests) for tasks: submit and task_result with retries.
+# ---- what both transports share ------------------------------------------------------------------
+class _ClientSettings:
+    """Endpoint, credentials, timeout and retry policy of a client; the two transports below
+    (requests for tasks, aiohttp for the trigger) differ only in how one call is sent.
 
     :param base_url: e.g. ``https://cloudapi.mexico.accuauth.com`` (paths are appended).
     :param timeout_s: connect/read timeout of one attempt.
     """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_id: str,
+        api_secret: str,
+        *,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._credentials = _Credentials(api_id, api_secret)
+        self.timeout_s = timeout_s
+        self.retry = retry or RetryPolicy()
+        self.calls = 0  # HTTP attempts made, retries included
+
+    def __repr__(self) -> str:  # the secret never appears (see _Credentials)
+        return f"{type(self).__name__}({self.base_url!r}, {self._credentials!r})"
+
+    @staticmethod
+    def _submit_fields(phone_number: str, callback: str | None) -> dict[str, str]:
+        fields = {"phone_number": phone_number}
+        if callback:
+            fields["callback"] = callback
+        return fields
+
+
+# ---- sync client (tasks) ------------------------------------------------------------------------
+class AccuAuthClient(_ClientSettings):
+    """Blocking client (requests) for tasks: submit and task_result with retries (the client
+    may be shared by threads)."""
 
     def __init__(
         self,
@@ -351,19 +383,12 @@ class AccuAuthClient:
         import requests
         from requests.adapters import HTTPAdapter
 
-        self.base_url = base_url.rstrip("/")
-        self._credentials = _Credentials(api_id, api_secret)
-        self.timeout_s = timeout_s
-        self.retry = retry or RetryPolicy()
-        self.calls = 0  # HTTP attempts made, retries included (the client is shared by threads)
+        super().__init__(base_url, api_id, api_secret, timeout_s=timeout_s, retry=retry)
         self._calls_lock = threading.Lock()
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
-
-    def __repr__(self) -> str:
-        return f"AccuAuthClient({self.base_url!r}, {self._credentials!r})"
 
     def close(self) -> None:
         self._session.close()
@@ -417,9 +442,7 @@ class AccuAuthClient:
     ) -> Answer:
         """Start a check (paid). ``phone_number``: digits with the country code (52...).
         Never retried once the request may have reached the vendor."""
-        fields = {"phone_number": phone_number}
-        if callback:
-            fields["callback"] = callback
+        fields = self._submit_fields(phone_number, callback)
         return self.post(SUBMIT_PATH, fields, idempotent=False, on_answer=on_answer)
 
     def task_result(self, task_id: str, *, on_answer: OnAnswer | None = None) -> Answer:
@@ -428,7 +451,7 @@ class AccuAuthClient:
 
 
 # ---- async client (trigger) -----------------------------------------------------------------------
-class AsyncAccuAuthClient:
+class AsyncAccuAuthClient(_ClientSettings):
     """Non-blocking client (aiohttp) for the trigger; same classification and retries.
 
     Use as ``async with AsyncAccuAuthClient(...) as client``.
@@ -444,17 +467,10 @@ class AsyncAccuAuthClient:
         retry: RetryPolicy | None = None,
         max_connections: int = 16,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._credentials = _Credentials(api_id, api_secret)
-        self.timeout_s = timeout_s
-        self.retry = retry or RetryPolicy()
+        super().__init__(base_url, api_id, api_secret, timeout_s=timeout_s, retry=retry)
         self.max_connections = max_connections
-        self.calls = 0
         self.retried = 0
         self._session = None
-
-    def __repr__(self) -> str:
-        return f"AsyncAccuAuthClient({self.base_url!r}, {self._credentials!r})"
 
     async def __aenter__(self) -> AsyncAccuAuthClient:
         import aiohttp
@@ -511,9 +527,7 @@ class AsyncAccuAuthClient:
     async def submit(
         self, phone_number: str, callback: str | None = None, *, on_answer: OnAnswer | None = None
     ) -> Answer:
-        fields = {"phone_number": phone_number}
-        if callback:
-            fields["callback"] = callback
+        fields = self._submit_fields(phone_number, callback)
         return await self.post(SUBMIT_PATH, fields, idempotent=False, on_answer=on_answer)
 
     async def task_result(self, task_id: str, *, on_answer: OnAnswer | None = None) -> Answer:
