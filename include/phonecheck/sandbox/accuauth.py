@@ -47,14 +47,23 @@ async def read_form(request: Request, body: bytes) -> dict[str, Any]:
     return dict(parse_qsl(body.decode("utf-8", "replace")))
 
 
-def error(state: SandboxState, status: str, reason: str | None = None) -> tuple[int, dict[str, Any]]:
+def error_answer(state: SandboxState, status: str, reason: str | None = None) -> tuple[int, dict[str, Any]]:
     """HTTP status and body of an AccuAuth error ``status`` (``INVALID_ARGUMENT``, ``PENDING`` ...)."""
     payload = {"status": status, "reason": reason or ACCUAUTH_REASONS.get(status, status)}
     payload["request_id"] = f"TID{state.new_hex_id()}"
     return ACCUAUTH_STATUS_HTTP.get(status, 400), payload
 
 
-async def gate(call: VendorCall) -> tuple[tuple[int, dict[str, Any]] | None, FaultRule | None]:
+async def admit(call: VendorCall) -> tuple[Response | None, FaultRule | None, dict[str, Any]]:
+    """Faults and credentials come before the body is looked at: the refusal answered instead
+    of processing, or None with the ``lost`` fault to apply after processing and the fields."""
+    refusal, lost = await _refusal(call)
+    if refusal is not None:
+        return call.answer(*refusal), None, {}
+    return None, lost, await read_form(call.request, call.body)
+
+
+async def _refusal(call: VendorCall) -> tuple[tuple[int, dict[str, Any]] | None, FaultRule | None]:
     """A refusal to answer instead of processing (fault or credentials), and a ``lost``
     fault to apply to the answer after processing."""
     state, headers = call.state, call.request.headers
@@ -64,19 +73,19 @@ async def gate(call: VendorCall) -> tuple[tuple[int, dict[str, Any]] | None, Fau
         if fault.kind == "lost":
             lost = fault
         elif fault.kind == "rate_limit":
-            return error(state, "RATE_LIMIT_EXCEEDED"), None
+            return error_answer(state, "RATE_LIMIT_EXCEEDED"), None
         elif fault.kind == "code":
-            return error(state, fault.accuauth_status or "INTERNAL_ERROR"), None
+            return error_answer(state, fault.accuauth_status or "INTERNAL_ERROR"), None
         else:
-            return ((fault.status or 500), error(state, "INTERNAL_ERROR")[1]), None
+            return ((fault.status or 500), error_answer(state, "INTERNAL_ERROR")[1]), None
     api_id = headers.get("x-df-api-id")
     if api_id and api_id == state.config.accuauth_expired_api_id:
-        return error(state, "KEY_EXPIRED"), None
+        return error_answer(state, "KEY_EXPIRED"), None
     secret = headers.get("x-df-api-secret") or ""
     if api_id != state.config.accuauth_api_id or not hmac.compare_digest(
         secret.encode(), state.config.accuauth_api_secret.encode()
     ):
-        return error(state, "UNAUTHORIZED"), None
+        return error_answer(state, "UNAUTHORIZED"), None
     return None, lost
 
 
@@ -103,7 +112,7 @@ def charge(state: SandboxState, phone: str, ref: str) -> None:
 async def lose_answer(call: VendorCall, fault: FaultRule, status: int, payload: dict[str, Any]) -> Response:
     """The call was processed (and charged); its answer never reaches the client intact."""
     if fault.status:
-        lost_status, lost_payload = fault.status, error(call.state, "INTERNAL_ERROR")[1]
+        lost_status, lost_payload = fault.status, error_answer(call.state, "INTERNAL_ERROR")[1]
         call.record(lost_status, lost_payload)
         return JSONResponse(lost_payload, status_code=lost_status)
     call.record(0, {"lost": True, "would_have_answered": payload})
@@ -118,17 +127,16 @@ async def lose_answer(call: VendorCall, fault: FaultRule, status: int, payload: 
 @router.post("/check/phone_number/o1")
 async def submit(request: Request, state: Sandbox) -> Response:
     call = VendorCall(state, request, "accuauth.submit", await request.body())
-    refused, lost = await gate(call)
-    if refused is not None:
-        return call.answer(*refused)
-    form = await read_form(request, call.body)
+    refusal, lost, form = await admit(call)
+    if refusal is not None:
+        return refusal
     phone, callback = form.get("phone_number"), form.get("callback") or None
     if not phone:
-        return call.answer(*error(state, "INVALID_ARGUMENT", "argument 'phone_number': not found"))
+        return call.answer(*error_answer(state, "INVALID_ARGUMENT", "argument 'phone_number': not found"))
     if not isinstance(phone, str) or not PHONE_RE.match(phone) or len(phone) < 8:
-        return call.answer(*error(state, "INVALID_ARGUMENT", "argument 'phone_number': invalid"))
+        return call.answer(*error_answer(state, "INVALID_ARGUMENT", "argument 'phone_number': invalid"))
     if callback is not None and not is_http_url(callback):
-        return call.answer(*error(state, "INVALID_ARGUMENT", "argument 'callback': invalid URL"))
+        return call.answer(*error_answer(state, "INVALID_ARGUMENT", "argument 'callback': invalid URL"))
     cfg = state.config
     request_id = f"TID{state.new_hex_id()}"
     polls = cfg.accuauth_pending_polls
@@ -171,16 +179,16 @@ async def submit(request: Request, state: Sandbox) -> Response:
 @router.post("/check/phone_number/task_result/o1")
 async def task_result(request: Request, state: Sandbox) -> Response:
     call = VendorCall(state, request, "accuauth.task_result", await request.body())
-    refused, _ = await gate(call)
-    if refused is not None:
-        return call.answer(*refused)
-    task_id = (await read_form(request, call.body)).get("task_id")
+    refusal, _, form = await admit(call)  # the ``lost`` fault is played on submits only
+    if refusal is not None:
+        return refusal
+    task_id = form.get("task_id")
     if not task_id:
-        return call.answer(*error(state, "INVALID_ARGUMENT", "argument 'task_id': not found"))
+        return call.answer(*error_answer(state, "INVALID_ARGUMENT", "argument 'task_id': not found"))
     state.accuauth_polls_seen += 1
     if state.strict and state.accuauth_polls_seen % 3 == 0:
         # the documents list 500 INTERNAL_ERROR without saying when: strict answers every third poll with it
-        return call.answer(500, error(state, "INTERNAL_ERROR")[1])
+        return call.answer(500, error_answer(state, "INTERNAL_ERROR")[1])
     task = state.tasks.get(task_id)
     now = state.clock.now()
     expired = task is not None and now - task.created_at > state.config.accuauth_task_ttl_s
@@ -188,13 +196,13 @@ async def task_result(request: Request, state: Sandbox) -> Response:
         # What an unknown or expired task id gets is undocumented: strict answers 404 NOT_FOUND,
         # the status the documents give to an unknown API.
         if state.strict:
-            return call.answer(*error(state, "NOT_FOUND", "task not found"))
+            return call.answer(*error_answer(state, "NOT_FOUND", "task not found"))
         reason = (
             "argument 'task_id': expired (a task id is valid for 24 hours)"
             if expired
             else "argument 'task_id': no such task"
         )
-        return call.answer(*error(state, "INVALID_ARGUMENT", reason))
+        return call.answer(*error_answer(state, "INVALID_ARGUMENT", reason))
     if not task.finished:
         time_done = task.ready_at is not None and now >= task.ready_at
         polls_done = task.polls_limit is not None and task.polls_answered >= task.polls_limit
@@ -202,7 +210,7 @@ async def task_result(request: Request, state: Sandbox) -> Response:
             finish_task(state, task)
         else:
             task.polls_answered += 1
-            return call.answer(*error(state, "PENDING", "check in progress"))
+            return call.answer(*error_answer(state, "PENDING", "check in progress"))
     payload = {
         "status": "OK",
         "result": check_result(state, task.phone),
@@ -215,4 +223,4 @@ async def task_result(request: Request, state: Sandbox) -> Response:
 @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
 async def unknown(path: str, request: Request, state: Sandbox) -> Response:
     call = VendorCall(state, request, "accuauth.unknown", await request.body())
-    return call.answer(*error(state, "NOT_FOUND"))
+    return call.answer(*error_answer(state, "NOT_FOUND"))

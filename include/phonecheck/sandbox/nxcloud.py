@@ -85,6 +85,13 @@ def verify_signature(
     return None
 
 
+def json_push(kind: str, url: str, document: dict[str, Any], **options: Any) -> PushJob:
+    """A push of a JSON document (number-check results, PNS call records), serialised the one
+    way we sign and send JSON (:func:`phonecheck.signing.canonical_json`)."""
+    body = signing.canonical_json(document).encode("utf-8")
+    return PushJob(kind=kind, url=url, body=body, content_type="application/json", **options)
+
+
 def appkey_problem(state: SandboxState, appkey: Any) -> dict[str, Any] | None:
     if appkey == state.config.nxcloud_foreign_appkey:
         return _nx(210, "appkey belongs to a different customer than the accessKey")
@@ -208,11 +215,10 @@ def submit_batch(
             push = outcomes.nxcloud_result_2024(phone, level, batch_no=batch_no, request_id=message_id)
         else:
             push = outcomes.nxcloud_result(phone, level, batch_no=batch_no, message_id=message_id)
-        job = PushJob(
-            kind="number_check",
-            url=dr_url,
-            body=signing.canonical_json(push).encode("utf-8"),
-            content_type="application/json",
+        job = json_push(
+            "number_check",
+            dr_url,
+            push,
             meta={"batch_no": batch_no, "phone": phone, "message_id": message_id},
         )
         state.schedule_push(job, cfg.push_delay_s)
@@ -427,11 +433,10 @@ def push_pns_call_record(
 ) -> dict:
     """Schedule the call record of a simulated privacy-number call to ``url``; returns the record."""
     record = pns_record(state, spec, caller, callee)
-    job = PushJob(
-        kind="pns_call_record",
-        url=url,
-        body=signing.canonical_json(record).encode("utf-8"),
-        content_type="application/json",
+    job = json_push(
+        "pns_call_record",
+        url,
+        record,
         # strict: the 2024 PNS revision's schedule, two retries 5 minutes apart
         # (docs/receiver.md); default: every vendor minute like the other pushes
         retries=PNS_STRICT_RETRIES if state.strict else None,
