@@ -127,6 +127,11 @@ class SandboxState:
         return task
 
     @property
+    def strict(self) -> bool:
+        """Whether this run plays the strict profile (docs/sandbox.md, "Strict profile")."""
+        return self.config.profile == "strict"
+
+    @property
     def in_flight(self) -> int:
         return len(self._tasks)
 
