@@ -9,15 +9,18 @@ about) and ``dag-processor``. Through the REST API the UI uses:
 * the three logins get a JWT at ``/auth/token``; the requester triggers ``nxcloud_number_check``
   over its approval threshold; the approver may not trigger;
 * ``approve_spend`` waits for input; the requester's answer (the UI's ``PATCH .../hitlDetails``)
-  is refused with 403 by the FAB permission check; the approver's is accepted and names the
-  approver (``responded_by``: FAB user id and name), and ``ops.spend_approval`` records the same.
+  is refused with 403 by the FAB permission check; the approver's (Reject: nothing is spent and
+  the run ends by itself) is accepted and names the approver (``responded_by``: FAB user id and
+  name), a second answer gets 409, and ``ops.spend_approval`` records the approver.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -135,15 +138,17 @@ def fab_stack(
             for name, password in passwords.items():
                 init_env[f"AIRFLOW_{name.upper()}_USERNAME"] = name
                 init_env[f"AIRFLOW_{name.upper()}_PASSWORD"] = password
+            # The scheduler and the dag-processor need no login: they start while auth_setup runs
+            # (compose starts them after airflow-init; only the api-server reads the users).
+            cluster.start("scheduler", ["scheduler"])
+            cluster.start("dag-processor", ["dag-processor"])
             init = subprocess.run(
                 [sys.executable, "-m", "phonecheck_airflow.auth_setup", "ensure-roles", "ensure-users"],
                 env=init_env, cwd=local.REPO_ROOT, capture_output=True, text=True, timeout=180,
             )  # fmt: skip
             assert init.returncode == 0, init.stdout[-3000:] + init.stderr[-3000:]
-            phases.mark("auth_setup ensure-roles ensure-users")
+            phases.mark("auth_setup ensure-roles ensure-users (scheduler, dag-processor starting)")
             cluster.start("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(api_port)])
-            cluster.start("scheduler", ["scheduler"])
-            cluster.start("dag-processor", ["dag-processor"])
             local.wait_for_http(
                 f"{settings.api_base_url}/api/v2/version",
                 120,
@@ -155,10 +160,21 @@ def fab_stack(
             yield FabStack(cluster, settings.api_base_url, passwords, init.stdout + init.stderr, phases)
         finally:
             try:
-                cluster.stop()
+                stop(cluster, phases)
             finally:
-                phases.mark("stopped every process")
                 print(f"[phases] {phases.report()}", flush=True)
+
+
+def stop(cluster: AirflowCluster, phases: Phases) -> None:
+    """``AirflowCluster.stop``, with the time each component took to stop in the phases report."""
+    for component in cluster.components.values():  # all signalled first: they stop in parallel
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(component.proc.pid, signal.SIGTERM)
+    for name, component in cluster.components.items():
+        local.stop_process_group(component.proc, grace_s=20)
+        phases.mark(f"{name} stopped")
+    leftovers = {n: local.group_members(c.proc.pid) for n, c in cluster.components.items()}
+    assert not any(leftovers.values()), f"processes left behind: {leftovers}"
 
 
 def hitl_path(run_id: str, task_id: str = "approve_spend") -> str:
@@ -197,7 +213,9 @@ def form(**extra) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-def test_only_the_approver_role_answers_the_spend_approval(fab_stack: FabStack, fresh_warehouse_dsn: str):
+def test_only_the_approver_role_answers_the_spend_approval(
+    fab_stack: FabStack, fresh_warehouse_dsn: str, sandbox
+):
     stack = fab_stack
     ids = dict(USER_LINE_RE.findall(stack.init_output))  # what ensure-users printed: name -> FAB id
     assert set(ids) == {"admin", "approver", "requester"}, stack.init_output
@@ -227,26 +245,30 @@ def test_only_the_approver_role_answers_the_spend_approval(fab_stack: FabStack, 
         assert detail.status_code == 200, detail.text
         assert detail.json()["assigned_users"] == [] and "Estimated cost" in detail.json()["body"]
         assert requester.get(hitl_path(run_id)).status_code == 200
-        not_allowed = requester.patch(hitl_path(run_id), json={"chosen_options": ["Approve"]})
-        assert not_allowed.status_code == 403, not_allowed.text
+        # The same call from both; the answer is Reject so that nothing is spent and the run ends
+        # on its own (an approved run would go on to submit; permissions do not depend on the option).
+        for answer in ("Approve", "Reject"):
+            not_allowed = requester.patch(hitl_path(run_id), json={"chosen_options": [answer]})
+            assert not_allowed.status_code == 403, not_allowed.text
         assert approver.get(hitl_path(run_id)).json()["response_received"] is False
-        answered = approver.patch(hitl_path(run_id), json={"chosen_options": ["Approve"]})
+        answered = approver.patch(hitl_path(run_id), json={"chosen_options": ["Reject"]})
         assert answered.status_code == 200, answered.text
         assert answered.json()["responded_by"] == {"id": ids["approver"], "name": "approver"}
-        answer = approver.get(hitl_path(run_id)).json()
-        assert answer["response_received"] is True and answer["chosen_options"] == ["Approve"]
-        assert answer["responded_by_user"] == {"id": ids["approver"], "name": "approver"}
-        again = admin.patch(hitl_path(run_id), json={"chosen_options": ["Reject"]})
+        detail = approver.get(hitl_path(run_id)).json()
+        assert detail["response_received"] is True and detail["chosen_options"] == ["Reject"]
+        assert detail["responded_by_user"] == {"id": ids["approver"], "name": "approver"}
+        again = admin.patch(hitl_path(run_id), json={"chosen_options": ["Approve"]})
         assert again.status_code == 409, again.text  # answered once, by the approver
 
-        wait_for_state(stack, admin, run_id, "approve_spend", "success", timeout=120)
-        stack.phases.mark("approval recorded, approve_spend succeeded")
+        wait_for_state(stack, admin, run_id, "submit", "skipped", timeout=120)
+        stack.phases.mark("answer recorded, the rest of the run skipped")
         with psycopg.connect(fresh_warehouse_dsn) as db:
             decision = db.execute(
                 "SELECT decision, decided_by, decided_by_name FROM ops.spend_approval WHERE run_id = %s",
                 (run_id,),
             ).fetchone()
-        assert decision == ("approved", ids["approver"], "approver")
+        assert decision == ("rejected", ids["approver"], "approver")
+        assert sandbox.control.calls(event="nxcloud.check") == []  # nothing was sent to the vendor
     finally:
         for http in (admin, approver, requester):
             http.close()
