@@ -11,7 +11,8 @@ about) and ``dag-processor``. Through the REST API the UI uses:
 * ``approve_spend`` waits for input; the requester's answer (the UI's ``PATCH .../hitlDetails``)
   is refused with 403 by the FAB permission check; the approver's (Reject: nothing is spent and
   the run ends by itself) is accepted and names the approver (``responded_by``: FAB user id and
-  name), a second answer gets 409, and ``ops.spend_approval`` records the approver.
+  name), a second answer gets 409, and ``ops.spend_approval`` records the approver;
+* the Phone checks page (a plugin app) accepts the FAB login and answers 401 without one.
 """
 
 from __future__ import annotations
@@ -269,6 +270,10 @@ def test_only_the_approver_role_answers_the_spend_approval(
             ).fetchone()
         assert decision == ("rejected", ids["approver"], "approver")
         assert sandbox.control.calls(event="nxcloud.check") == []  # nothing was sent to the vendor
+        # The project's page in the UI takes FAB's login like the REST API does (401 without one).
+        page = approver.get("/phone-checks/")
+        assert page.status_code == 200 and "Receiver health" in page.text, page.text[:500]
+        assert httpx.get(f"{stack.base_url}/phone-checks/", timeout=60).status_code == 401
     finally:
         for http in (admin, approver, requester):
             http.close()
