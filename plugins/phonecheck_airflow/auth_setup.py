@@ -1,14 +1,14 @@
 """Logins and roles of a deployment on Airflow's FAB auth manager (docs/deployment.md, "Logins and roles").
 
 ``python -m phonecheck_airflow.auth_setup ensure-roles ensure-users`` (one process, in that
-order): docker-compose's ``airflow-init`` runs it after ``airflow db migrate`` (which creates the FAB tables when
-``[core] auth_manager`` is the FAB auth manager). Both are idempotent: every start of the stack
+order): docker-compose's ``airflow-init`` runs it after ``airflow db migrate`` (which creates the
+FAB tables when ``[core] auth_manager`` is the FAB auth manager). Both are idempotent: every start of the stack
 brings the roles back to exactly the permissions below and the users to the passwords in ``.env``.
 
 Shipped in the image; the local launcher (``make airflow``, SimpleAuthManager) lives in the
 ``phonecheck_dev`` package, which the image does not ship.
 
-Who may approve spending (docs/operations.md, "Spend approval"): Airflow lets a user answer a
+Who may approve spending (docs/operations.md, "Approval before spending"): Airflow lets a user answer a
 HITL task (``PATCH .../taskInstances/{task}/{map}/hitlDetails``) when the FAB auth manager allows
 ``PUT`` on the DAG's ``HITL_DETAIL`` entity, i.e. the user's roles hold ``can_edit`` on
 ``HITL Detail`` AND ``can_edit`` on the DAG (``DAGs`` or ``DAG:<dag_id>``); when the task has

@@ -115,8 +115,15 @@ def fab_stack(
         # as in docker-compose, the Approver role decides (FAB user ids would be needed there).
         for name in ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "PHONECHECK_SPEND_APPROVERS"):
             env.pop(name, None)
+        # Only the DAG file this test runs, parsed once: the dag-processor re-parsing all of dags/
+        # every 30 s costs CPU the test does not need (test_the_approval_dags_... checks them all).
+        dags = tmp_path / "dags"
+        dags.mkdir()
+        (dags / f"{DAG_ID}.py").symlink_to(local.DAGS_FOLDER / f"{DAG_ID}.py")
         env.update(
             {
+                "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
                 "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_url(meta_dsn, "postgresql+psycopg2"),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "2",
