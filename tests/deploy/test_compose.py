@@ -266,28 +266,59 @@ def test_init_migrates_both_databases():
         assert depends["airflow-init"]["condition"] == "service_completed_successfully", name
 
 
-def test_init_writes_the_admin_login_the_api_server_reads(tmp_path):
-    """airflow-init's ``python -m phonecheck_airflow.auth_setup write-passwords-file``, run here with
-    the environment compose gives it: the file SimpleAuthManager reads, private, secret unprinted."""
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+
+
+def test_every_airflow_service_uses_the_fab_auth_manager_of_the_lock():
+    """Users and roles live in the metadata DB (FAB), not in SimpleAuthManager's file."""
+    import importlib
+
+    for name in AIRFLOW_SERVICES:
+        env = environment(services()[name])
+        assert env["AIRFLOW__CORE__AUTH_MANAGER"] == FAB_AUTH_MANAGER, name
+        assert not any(k.startswith("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER") for k in env), name
+    module, _, cls = FAB_AUTH_MANAGER.rpartition(".")
+    assert hasattr(importlib.import_module(module), cls)
+    assert re.search(
+        r"^apache-airflow-providers-fab==", (REPO / "requirements.txt").read_text(), re.MULTILINE
+    ), "the FAB provider must be in the runtime lock the image installs"
+
+
+def test_init_creates_the_roles_and_logins_after_migrating():
+    """airflow-init: ``airflow db migrate`` (FAB's tables too), then auth_setup's commands, which
+    must exist, get every login variable they read, and take them from .env."""
+    from phonecheck_airflow import auth_setup
+
+    script = as_argv(services()["airflow-init"]["command"])[-1]
+    lines = [shlex.split(line) for line in script.splitlines() if line.strip()]
+    setup = next(argv for argv in lines if argv[:3] == ["python", "-m", "phonecheck_airflow.auth_setup"])
+    assert setup[3:] == ["ensure-roles", "ensure-users"]
+    assert set(setup[3:]) <= set(auth_setup.COMMANDS)
+    assert script.index("airflow db migrate") < script.index("phonecheck_airflow.auth_setup")
     init_env = environment(services()["airflow-init"])
-    assert "write-passwords-file" in as_argv(services()["airflow-init"]["command"])[-1]
-    assert init_env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].endswith(":admin")
-    target = init_env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
-    mounted = {v.split(":")[1] for v in services()["airflow-apiserver"]["volumes"]}
-    assert str(Path(target).parent) in mounted, "the api-server must see the file airflow-init writes"
-    path = tmp_path / "auth" / "passwords.json"
+    for prefix, _role in auth_setup.LOGINS:
+        for suffix in ("USERNAME", "PASSWORD"):
+            key = f"AIRFLOW_{prefix}_{suffix}"
+            assert f"${{{key}" in init_env.get(key, ""), f"airflow-init: {key} not taken from .env"
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:  # login secrets stay in the init container
+        assert not any(k.endswith("_PASSWORD") for k in environment(services()[name])), name
+    assert "airflow-auth" not in (compose().get("volumes") or {}), "no passwords file any more"
+
+
+def test_auth_setup_refuses_another_auth_manager():
+    """Run as airflow-init runs it, but with SimpleAuthManager configured: it says why and stops
+    before touching any database (so a wrong AIRFLOW__CORE__AUTH_MANAGER cannot go unnoticed)."""
     env = {
         **os.environ,
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         "AIRFLOW_ADMIN_USERNAME": "ops-admin",
-        "AIRFLOW_ADMIN_PASSWORD": 'pw-"quoted"',
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(path),
+        "AIRFLOW_ADMIN_PASSWORD": "pw-secret-value",
     }
-    argv = [sys.executable, "-m", "phonecheck_airflow.auth_setup", "write-passwords-file"]
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(path.read_text()) == {"ops-admin": 'pw-"quoted"'}
-    assert path.stat().st_mode & 0o777 == 0o600
-    assert "quoted" not in out.stdout + out.stderr
+    argv = [sys.executable, "-m", "phonecheck_airflow.auth_setup", "ensure-roles", "ensure-users"]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "FabAuthManager" in out.stderr and "SimpleAuthManager" in out.stderr, out.stderr[-2000:]
+    assert "pw-secret-value" not in out.stdout + out.stderr
 
 
 def test_receiver_service_contract():
