@@ -300,7 +300,9 @@ def _vendor_push_with_an_undocumented_code(
                 "batchNo": batch_no,
                 "phone": phone,
             }
-            httpx.post(f"{receiver_base}/nxcloud/number-check/{token}", json=push, timeout=10).raise_for_status()
+            httpx.post(
+                f"{receiver_base}/nxcloud/number-check/{token}", json=push, timeout=10
+            ).raise_for_status()
             return
         stop.wait(0.2)
 
