@@ -30,7 +30,7 @@ def _listening(port: int) -> bool:
 def test_make_airflow_runs_nxcloud_number_check_triggered_like_the_ui(make_airflow: Launcher) -> None:
     launcher = make_airflow
     delay_sandbox_pushes(launcher.sandbox_url)
-    api = local.AirflowApi(launcher.base_url, "admin", launcher.passwords["admin"])
+    api = local.AirflowApi(launcher.base_url, "admin", launcher.passwords["admin"], timeout=120)
     try:
         run = trigger_like_the_ui(api, "local", timeout=150, log_dir=launcher.airflow_logs)
     finally:
