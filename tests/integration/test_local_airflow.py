@@ -32,7 +32,7 @@ def test_make_airflow_runs_nxcloud_number_check_triggered_like_the_ui(make_airfl
     delay_sandbox_pushes(launcher.sandbox_url)
     api = local.AirflowApi(launcher.base_url, "admin", launcher.passwords["admin"], timeout=120)
     try:
-        run = trigger_like_the_ui(api, "local", timeout=150, log_dir=launcher.airflow_logs)
+        run = trigger_like_the_ui(api, "local", timeout=400, log_dir=launcher.airflow_logs)
     finally:
         api.close()
         delay_sandbox_pushes(launcher.sandbox_url, 0.0)
