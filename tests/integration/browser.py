@@ -1,8 +1,8 @@
 """A headless Chromium driven over the DevTools protocol (websockets only, no driver package):
 log in to the Airflow UI, open pages, read their text, take screenshots.
 
-Debian's ``chromium`` package is enough (``apt-get install chromium``); tests that need it skip
-with the reason when no Chromium binary is found.
+Debian's ``chromium`` package is enough (``apt-get install chromium``; ``.ci/run`` installs it);
+tests that need it fail with that hint when no Chromium binary is found.
 """
 
 from __future__ import annotations
@@ -64,23 +64,46 @@ class Browser:
                 raise TimeoutError(f"not true after {timeout:.0f} s: {expression}")
             time.sleep(0.3)
 
+    def type_text(self, selector: str, text: str) -> None:
+        """Focus the element and type ``text`` as keyboard input (``Input.insertText``: the page
+        sees the input events a person's typing makes, so React forms take the value)."""
+        focused = self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return false; "
+            "e.focus(); return document.activeElement === e; })()"
+        )
+        if not focused:
+            raise RuntimeError(f"cannot focus {selector}")
+        self.send("Input.insertText", text=text)
+
+    def click(self, selector: str) -> None:
+        """A mouse click in the middle of the element, as a person clicks it."""
+        box = self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return null; "
+            "e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect(); "
+            "return {x: r.x + r.width / 2, y: r.y + r.height / 2}; })()"
+        )
+        if not box:
+            raise RuntimeError(f"nothing to click: {selector}")
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            self.send(
+                "Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"], button="left", clickCount=1
+            )
+
     def login(self, base_url: str, username: str, password: str) -> None:
-        """Log in like the UI's login page does: ``POST /auth/token`` with the user's password,
-        then the ``_token`` session cookie the page's script sets, then open the UI."""
-        answer = httpx.post(
-            f"{base_url}/auth/token", json={"username": username, "password": password}, timeout=120
-        )
-        answer.raise_for_status()
-        self.send("Network.enable")
-        self.send(
-            "Network.setCookie",
-            name="_token",
-            value=answer.json()["access_token"],
-            url=f"{base_url}/",
-            path="/",
-        )
+        """Log in as a person does: open the UI, which sends us to its login page; type the
+        username and password into the form; press "Sign in"; land back in the UI."""
         self.goto(f"{base_url}/")
-        self.wait_for("!location.pathname.startsWith('/auth/login') && document.body.innerText.length > 0")
+        self.wait_for("location.pathname.startsWith('/auth/login')", timeout=60)
+        self.wait_for("!!document.querySelector('input[name=username]')", timeout=60)
+        self.type_text("input[name=username]", username)
+        self.type_text("input[name=password]", password)
+        self.wait_for("!document.querySelector('button[type=submit]').disabled", timeout=10)
+        self.click("button[type=submit]")
+        self.wait_for(
+            "!location.pathname.startsWith('/auth/login') && document.readyState === 'complete' "
+            "&& document.body.innerText.length > 0",
+            timeout=60,
+        )
 
     def text(self, frame_selector: str | None = None) -> str:
         if frame_selector:

@@ -2,9 +2,10 @@
 
 In a fresh shell environment (``env -i``: only HOME, PATH and the user's own settings), the
 documented set-up ``eval "$(make -s env)"`` is applied and the documented commands are run as
-written: ``airflow dags list`` and a dry ``airflow dags test nxcloud_number_check``. Then
-``make airflow``'s launcher supplies the scheduler, and the documented backfill of three named
-days runs: exactly those three vendor days are synced, not the day before or after.
+written: ``airflow dags list`` and a dry ``airflow dags test nxcloud_number_check``. Then, with
+the session's ``make airflow`` (``tests/fixtures/airflow.py``) supplying the scheduler and the
+shell given the launcher's settings, the documented backfill of three named days runs: exactly
+those three vendor days are synced, not the day before or after.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -25,13 +24,12 @@ import psycopg
 import pytest
 
 from phonecheck_dev import local
+from tests.fixtures.airflow import Launcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 DOC = local.REPO_ROOT / "docs" / "getting-started.md"
 DAILY = "nxcloud_number_check_daily"
-LOGIN_RE = re.compile(r"login:\s+admin / (\S+)")
-URL_RE = re.compile(r"Airflow UI:\s+(http://\S+?)/?$", re.MULTILINE)
 
 
 def doc_commands(marker: str) -> list[str]:
@@ -87,8 +85,8 @@ def seed_submissions(dsn: str, days: list[date]) -> dict[date, str]:
     return batches
 
 
-def test_the_documented_cli_commands_work_in_a_fresh_shell(user_settings, fresh_warehouse_dsn):
-    # 1. set-up, dags list, a dry dags test: no launcher running
+def test_the_documented_cli_commands_work_in_a_fresh_shell(user_settings):
+    # set-up, dags list, a dry dags test: no launcher running (own local dir and warehouse)
     out = fresh_shell(doc_commands("cli-walkthrough"), user_settings, timeout=600)
     for dag_id in ("nxcloud_number_check", DAILY, "accuauth_phone_check"):
         assert dag_id in out, out[-3000:]
@@ -96,54 +94,36 @@ def test_the_documented_cli_commands_work_in_a_fresh_shell(user_settings, fresh_
     assert re.search(r"DagRun Finished: dag_id=nxcloud_number_check, .*state=success", out), out[-3000:]
     assert "Could not load provider" not in out and "isn't defined" not in out
 
-    # 2. the backfill, with make airflow's scheduler
+
+def test_the_documented_backfill_with_make_airflow(make_airflow: Launcher):
+    # the session's make airflow supplies the scheduler; the user's shell has its settings
+    launcher = make_airflow
+    assert "airflow dags unpause nxcloud_number_check_daily" in launcher.output()
     today = datetime.now(UTC).date()
     seeded = [today - timedelta(days=n) for n in (7, 6, 5, 4, 3)]
     first, last = seeded[1], seeded[3]
-    batches = seed_submissions(fresh_warehouse_dsn, seeded)
-    log_path = Path(user_settings["PHONECHECK_LOCAL_DIR"]) / "launcher.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "TELCO_"))}
-    env.update(user_settings)
-    with open(log_path, "wb") as log:
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "phonecheck_dev.local", "standalone"],
-            env=env, cwd=local.REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        password = _wait_for(log_path, launcher, LOGIN_RE, 240).group(1)
-        base_url = URL_RE.search(log_path.read_text()).group(1)
-        assert "airflow dags unpause nxcloud_number_check_daily" in log_path.read_text()
-
-        commands = [
-            'eval "$(make -s env)"',
-            *[
-                c.replace("2026-11-10", first.isoformat()).replace("2026-11-12", last.isoformat())
-                for c in doc_commands("backfill-walkthrough")
-            ],
-        ]
-        fresh_shell(commands, user_settings, timeout=600)
-        runs = _wait_for_backfill_runs(base_url, password, count=3, timeout=600)
-    finally:
-        local.stop_process_group(launcher, signal.SIGINT, grace_s=60, leader_only=True)
+    batches = seed_submissions(launcher.dsn, seeded)
+    commands = [
+        'eval "$(make -s env)"',
+        *[
+            c.replace("2026-11-10", first.isoformat()).replace("2026-11-12", last.isoformat())
+            for c in doc_commands("backfill-walkthrough")
+        ],
+    ]
+    fresh_shell(commands, launcher.settings, timeout=600)
+    runs = _wait_for_backfill_runs(launcher.base_url, launcher.passwords["admin"], count=3, timeout=600)
 
     assert sorted(r["logical_date"][:10] for r in runs) == [
         (first + timedelta(days=n)).isoformat() for n in range(3)
     ]
     assert {r["state"] for r in runs} == {"success"}, runs
-    with psycopg.connect(fresh_warehouse_dsn) as conn:
-        synced = conn.execute("SELECT vendor_date, batch_no FROM ops.query_sync_report ORDER BY 1").fetchall()
+    with psycopg.connect(launcher.dsn) as conn:  # the seeded days only (the warehouse has the demo's too)
+        synced = conn.execute(
+            "SELECT vendor_date, batch_no FROM ops.query_sync_report WHERE vendor_date BETWEEN %s AND %s "
+            "ORDER BY 1",
+            (seeded[0], seeded[-1]),
+        ).fetchall()
     assert synced == [(day, batches[day]) for day in seeded[1:4]]  # exactly the three named days
-
-
-def _wait_for(log_path: Path, proc: subprocess.Popen, pattern: re.Pattern, timeout: float) -> re.Match:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = pattern.search(log_path.read_text(errors="replace"))
-        if match:
-            return match
-        assert proc.poll() is None, log_path.read_text(errors="replace")[-5000:]
-        time.sleep(1)
-    raise AssertionError(f"no {pattern.pattern!r}:\n{log_path.read_text(errors='replace')[-5000:]}")
 
 
 def _wait_for_backfill_runs(base_url: str, password: str, count: int, timeout: float) -> list[dict]:

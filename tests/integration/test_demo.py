@@ -1,16 +1,18 @@
-"""``make demo`` end to end, twice, in its own local directory (own embedded PostgreSQL)."""
+"""``make demo`` end to end, twice: the session's run (``tests/fixtures/airflow.py``, shared with
+the privacy log check and ``make airflow``) and a second one here, on the same local directory and
+warehouse."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import subprocess
-from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from phonecheck import warehouse
+from tests.fixtures.airflow import DemoRun, clean_env, run_make_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,60 +36,71 @@ RUN_LINE = re.compile(
 NOISE = ("already registered", "empty cryptography key", "too short (<5 chars)")
 
 
-def _run_demo(env: dict[str, str]) -> tuple[dict[str, int], dict[str, dict[str, str]], str]:
-    """The ``make demo`` command as the README gives it; row counts and the per-run lines."""
-    proc = subprocess.run(
-        ["make", "-s", "demo"],
-        cwd=warehouse.PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+RUNS = {"nxcloud_number_check basic", "nxcloud_number_check hlr", "nxcloud_number_check call",
+        "accuauth_phone_check", "nxcloud_number_check late"}  # fmt: skip
+#: the slow, partly wrong vendor's batch: nothing priced yet when the run ends (docs/getting-started.md)
+UNPRICED = {"nxcloud_number_check late"}
+
+
+def _read_output(stdout: str, stderr: str) -> tuple[dict[str, int], dict[str, dict[str, str]]]:
+    """Row counts and the per-run lines of one ``make demo`` output."""
+    output = stdout + stderr
     counts = {
         m.group(2): int(m.group(3))
-        for m in re.finditer(r"^\s+(table|view)\s+(\S+)\s+(\d+) rows", proc.stdout, re.M)
+        for m in re.finditer(r"^\s+(table|view)\s+(\S+)\s+(\d+) rows", stdout, re.M)
     }
-    runs = {m.group("run"): m.groupdict() for m in RUN_LINE.finditer(proc.stdout)}
-    assert set(runs) == {"nxcloud_number_check basic", "nxcloud_number_check hlr", "nxcloud_number_check call",
-                         "accuauth_phone_check"}, proc.stdout[-3000:]  # fmt: skip
-    assert "rejected offline" in proc.stdout and "Data Docs" in proc.stdout
+    runs = {m.group("run"): m.groupdict() for m in RUN_LINE.finditer(stdout)}
+    assert set(runs) == RUNS, stdout[-3000:]
+    assert "rejected offline" in stdout and "Data Docs" in stdout
     for noise in NOISE:
         assert noise not in output, f"Airflow noise {noise!r} in the demo's output:\n{output[-3000:]}"
-    return counts, runs, proc.stdout
+    return counts, runs
 
 
-def test_demo_lands_rows_everywhere_and_a_second_run_adds_no_duplicates(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "WAREHOUSE_DSN", "TELCO_"))}
-    env["PHONECHECK_LOCAL_DIR"] = str(tmp_path / "local")
-    with contextlib.ExitStack() as stack:
-        if os.environ.get("WAREHOUSE_DSN"):  # the user's server: a throw-away database on it
-            env["WAREHOUSE_DSN"] = stack.enter_context(
-                warehouse.throwaway_database(os.environ["WAREHOUSE_DSN"])
-            )
-        # else: the demo starts its own embedded PostgreSQL under tmp_path, as on a fresh machine
-        first, first_runs, first_out = _run_demo(env)
-        for name in TYPED + MARTS:
-            assert first.get(name, 0) > 0, f"{name} is empty after make demo"
-        second, second_runs, _ = _run_demo(env)
-    for name in TYPED + ["raw.webhook_event", "ops.number_check_submission"]:
-        assert second[name] == first[name], (
-            f"{name}: {first[name]} rows after the first run, {second[name]} after the second"
+def _table_counts(dsn: str, names: list[str]) -> dict[str, int]:
+    with psycopg.connect(dsn) as conn:
+        return {
+            name: conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*name.split(".")))
+            ).fetchone()[0]
+            for name in names
+        }
+
+
+def test_demo_lands_rows_everywhere_and_a_second_run_adds_no_duplicates(demo_run: DemoRun):
+    # the session's make demo (tests/fixtures/airflow.py) was the first run on its warehouse
+    first, first_runs = _read_output(demo_run.stdout, demo_run.stderr)
+    for name in TYPED + MARTS:
+        assert first.get(name, 0) > 0, f"{name} is empty after make demo"
+    for run, line in first_runs.items():  # the first run bought (the late batch: nothing priced yet)
+        assert int(line["submitted"]) > 0, (run, line)
+        assert (line["cost"] == "0") == (run in UNPRICED), (run, line)
+    assert "still waiting for the vendor: 2 number(s)" in demo_run.stdout
+    assert "failed expectation: expect_column_values_to_be_in_set on code (1 row(s))" in demo_run.stdout
+
+    # again, on the same warehouse; other tests may have used it in between (make airflow):
+    # the comparison is with the counts right before this run
+    compared = TYPED + ["raw.webhook_event", "ops.number_check_submission"]
+    before = _table_counts(demo_run.dsn, compared)
+    env = clean_env(PHONECHECK_LOCAL_DIR=str(demo_run.local_dir), WAREHOUSE_DSN=demo_run.dsn)
+    proc = run_make_demo(env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    second, second_runs = _read_output(proc.stdout, proc.stderr)
+    for name in compared:
+        assert second[name] == before[name], (
+            f"{name}: {before[name]} rows before the second run, {second[name]} after it"
         )
-    # per run, the truth: the first run bought, the second bought nothing and rejected the same
+    # per run, the truth: the second bought nothing and rejected the same
     for run, line in first_runs.items():
-        assert int(line["submitted"]) > 0 and line["cost"] != "0", (run, line)
         again = second_runs[run]
         assert (again["submitted"], again["cost"]) == ("0", "0"), (run, again)
         assert again["rejected"] == line["rejected"] != "0", (run, line, again)
         assert int(again["fresh"]) == int(line["received"]) - int(line["rejected"]) - int(line["duplicates"])
     # the task logs are where the docs say, and hold the tasks' own summary lines
-    logs = Path(env["PHONECHECK_LOCAL_DIR"]) / "demo" / "airflow" / "logs"
+    logs = demo_run.local_dir / "demo" / "airflow" / "logs"
     texts = "".join(p.read_text() for p in logs.rglob("*.log"))
     assert "SUMMARY nxcloud prepare: received" in texts and "SUMMARY accuauth prepare: received" in texts
-    assert str(logs) in first_out
+    assert str(logs) in demo_run.stdout and str(logs) in proc.stdout
 
 
 def test_demo_help_explains_and_runs_nothing():

@@ -116,7 +116,7 @@ def _log_or_reason(api: AirflowApi, run_id: str, try_number: int, log_dir: Path)
 
 
 def assert_number_check_done(run: UiRun, warehouse_dsn: str, context: str = "") -> None:
-    """Success, a real deferral, and the warehouse holds exactly the valid numbers."""
+    """Success, a real deferral, and the run loaded exactly the valid numbers, rejected the rest."""
     states = {t["task_id"]: (t["state"], t["try_number"]) for t in run.tasks}
     assert run.state == "success", f"run {run.run_id} {run.state}: {states}\n{context}"
     assert {state for state, _ in states.values()} == {"success"}, states
@@ -137,8 +137,22 @@ def assert_number_check_done(run: UiRun, warehouse_dsn: str, context: str = "") 
         n: [line.get("event") for line in lines][-15:] for n, lines in run.wait_logs.items()
     }
 
+    # this run's rows (the warehouse may hold other runs' too, e.g. the demo's)
     with psycopg.connect(warehouse_dsn) as conn:
-        loaded = {r[0] for r in conn.execute("SELECT phone FROM telco.nxcloud_number_check")}
-        rejected = {r[0] for r in conn.execute("SELECT raw_input FROM ops.rejected_number")}
+        loaded = {
+            r[0]
+            for r in conn.execute(
+                "SELECT t.phone FROM telco.nxcloud_number_check t JOIN ops.number_check_submission s "
+                "ON s.vendor = 'nxcloud' AND s.batch_no = t.batch_no WHERE s.dag_id = %s AND s.run_id = %s",
+                (TARGET_DAG, run.run_id),
+            )
+        }
+        rejected = {
+            r[0]
+            for r in conn.execute(
+                "SELECT raw_input FROM ops.rejected_number WHERE dag_id = %s AND run_id = %s",
+                (TARGET_DAG, run.run_id),
+            )
+        }
     assert loaded == EXPECTED_PHONES
     assert rejected == set(INVALID_NUMBERS)

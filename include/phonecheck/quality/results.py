@@ -7,6 +7,7 @@ Plain Python and psycopg: no pandas, no Great Expectations.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.types.json import Jsonb
+
+from phonecheck.privacy.masking import mask_number
 
 #: At most this many unexpected rows are kept per expectation.
 SAMPLE_SIZE = 20
@@ -94,8 +97,22 @@ class ValidationSummary:
         return "\n".join(lines)
 
 
+#: A sample value that may be a phone number (the key columns come with every sample row).
+_NUMBER_VALUE = re.compile(r"\+?\d{7,15}")
+
+
+def _masked(value: Any) -> Any:
+    """A sample value as a log line may show it: anything that may be a number masked
+    (docs/privacy.md; the full sample stays in ``dq.validation_result``)."""
+    if isinstance(value, Mapping):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, str | int) and _NUMBER_VALUE.fullmatch(str(value)):
+        return mask_number(value)
+    return value
+
+
 def _short(value: Any, limit: int = 120) -> str:
-    text = str(value)
+    text = str(_masked(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

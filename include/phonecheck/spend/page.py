@@ -107,7 +107,7 @@ def load_page_data(conn: psycopg.Connection, spool_dir: Path | None = None) -> P
         """
         SELECT validation_run_id, suite_name, table_name, expectation_type, column_name, unexpected_count,
                dag_id, airflow_run_id, validated_at
-        FROM dq.validation_result WHERE NOT success ORDER BY validated_at DESC LIMIT 10
+        FROM dq.validation_result WHERE NOT success ORDER BY validated_at DESC, result_id DESC LIMIT 10
         """,
     )
     data.receiver = _rows(
@@ -277,7 +277,7 @@ def render_page(
         for b in data.budgets:
             committed = Decimal(b["committed"] or 0)
             h.append(
-                f'<div class="card" data-vendor="{_e(b["vendor"])}"><div>{_e(b["vendor"])} · {_e(b["currency"])}</div>'
+                f'<div class="card" data-vendor="{_e(b["vendor"])}" data-currency="{_e(b["currency"])}"><div>{_e(b["vendor"])} · {_e(b["currency"])}</div>'
                 f'<b class="spend">{_money(committed, b["currency"])}</b> of '
                 f"{_money(b['budget'], b['currency']) if b['budget'] is not None else 'no budget set'}<br>"
                 f"{budget_bar_svg(committed, b['budget'])}"
