@@ -45,13 +45,14 @@ def load_page_data(conn: psycopg.Connection, spool_dir: Path | None = None) -> P
     now = datetime.now(UTC)
     month = now.date().replace(day=1)
     data = PageData(now=now)
-    # spend vs budget: the ledger's month, plus the prices of results received this month
+    # spend vs budget: the ledger's month, plus the prices of results received this month; results
+    # without a currency (AccuAuth's answers carry no price, a vendor row may lack one) make no card
     data.budgets = _rows(
         conn,
         """
         WITH received AS (
             SELECT vendor, currency, sum(spend) AS result_spend, sum(checks) AS checks
-            FROM mart.daily_spend WHERE day >= %(month)s GROUP BY 1, 2
+            FROM mart.daily_spend WHERE day >= %(month)s AND currency IS NOT NULL GROUP BY 1, 2
         )
         SELECT COALESCE(b.vendor, r.vendor) AS vendor, COALESCE(b.currency, r.currency) AS currency,
                b.budget, COALESCE(b.committed, 0) AS committed, COALESCE(b.charged, 0) AS charged,
