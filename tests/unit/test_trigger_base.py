@@ -46,7 +46,12 @@ SERIALISED = [
             batch_nos=("b-1", "b-2"), warehouse_conn_id="wh", poll_interval="7", deadline=1_900_000_000
         ),
         "phonecheck_airflow.triggers.nxcloud.NxCloudResultsTrigger",
-        {"batch_nos": ["b-1", "b-2"], "warehouse_conn_id": "wh", "poll_interval": 7.0, "deadline": 1_900_000_000.0},
+        {
+            "batch_nos": ["b-1", "b-2"],
+            "warehouse_conn_id": "wh",
+            "poll_interval": 7.0,
+            "deadline": 1_900_000_000.0,
+        },
         id="nxcloud",
     ),
     pytest.param(
@@ -73,8 +78,16 @@ def test_a_subclass_serialises_under_its_own_classpath_without_writing_it():
         pass
 
     classpath, kwargs = Narrower(["b"], deadline=None).serialize()
-    assert classpath == f"{__name__}.test_a_subclass_serialises_under_its_own_classpath_without_writing_it.<locals>.Narrower"
-    assert kwargs == {"batch_nos": ["b"], "warehouse_conn_id": "warehouse", "poll_interval": 10.0, "deadline": None}
+    assert (
+        classpath
+        == f"{__name__}.test_a_subclass_serialises_under_its_own_classpath_without_writing_it.<locals>.Narrower"
+    )
+    assert kwargs == {
+        "batch_nos": ["b"],
+        "warehouse_conn_id": "warehouse",
+        "poll_interval": 10.0,
+        "deadline": None,
+    }
 
 
 def test_a_parameter_not_kept_as_an_attribute_fails_at_serialize():
@@ -172,4 +185,6 @@ def test_a_failing_look_is_retried_until_the_deadline(monkeypatch, capsys):
     (event,) = asyncio.run(events_of(trigger))
     assert event == {"status": "timeout", "rows": None, "looks": trigger.looks} and trigger.looks >= 2
     logged = capsys.readouterr().out  # Airflow's structured log goes to stdout
-    assert logged.count("RowsTrigger: warehouse look failed (OperationalError); trying again") == trigger.looks
+    assert (
+        logged.count("RowsTrigger: warehouse look failed (OperationalError); trying again") == trigger.looks
+    )

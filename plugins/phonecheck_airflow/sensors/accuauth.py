@@ -70,6 +70,8 @@ class AccuAuthTasksSensor(BaseSensorOperator):
         self.accuauth_conn_id = accuauth_conn_id
         self.warehouse_conn_id = warehouse_conn_id
         self.wait_settings = wait_settings or {}
+        if unknown := set(self.wait_settings) - set(TRIGGER_KWARGS):  # a typo fails the DAG's parse
+            raise ValueError(f"unknown wait_settings {sorted(unknown)}; known: {sorted(TRIGGER_KWARGS)}")
         self.deferrable = deferrable
 
     @property
@@ -84,10 +86,7 @@ class AccuAuthTasksSensor(BaseSensorOperator):
 
     def _wait_settings(self) -> dict[str, float | int]:
         """The rendered ``wait_settings`` as numbers; ``poll_interval_s`` defaults to
-        ``poke_interval``. Unknown keys fail here, before any vendor call."""
-        unknown = set(self.wait_settings) - set(TRIGGER_KWARGS)
-        if unknown:
-            raise AirflowFailException(f"unknown wait_settings: {sorted(unknown)}")
+        ``poke_interval``."""
         settings: dict[str, float | int] = {"poll_interval_s": float(self.poke_interval)}
         for key, value in self.wait_settings.items():
             if value not in (None, ""):
