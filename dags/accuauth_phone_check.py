@@ -21,11 +21,11 @@ import airflow.providers.standard.operators.hitl  # noqa: F401  # named so the d
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from phonecheck_airflow.conn_ids import ACCUAUTH_CONN_ID, WAREHOUSE_CONN_ID
 from phonecheck_airflow.notifiers import alert_notifiers
 from phonecheck_airflow.number_params import numbers_file_params, numbers_params
 from phonecheck_airflow.operators.spend import SpendApprovalOperator
 from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
-from phonecheck_airflow.tasks.accuauth import ACCUAUTH_CONN_ID, WAREHOUSE_CONN_ID
 
 
 @dag(

@@ -22,7 +22,7 @@ webhook_inbox = Asset(
     watchers=[
         AssetWatcher(
             name="telco_webhook_inbox_watcher",
-            trigger=WebhookInboxTrigger(conn_id="warehouse", poll_interval=5.0),
+            trigger=WebhookInboxTrigger(warehouse_conn_id="warehouse", poll_interval=5.0),
         )
     ],
 )

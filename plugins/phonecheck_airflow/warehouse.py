@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-WAREHOUSE_CONN_ID = "warehouse"
+from phonecheck_airflow.conn_ids import WAREHOUSE_CONN_ID
 
 
 def dsn_from_connection(conn: Any) -> str:

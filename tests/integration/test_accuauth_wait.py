@@ -1,7 +1,9 @@
 """The AccuAuth wait: the sensor defers (no worker slot held), the trigger serialises, resumes
 and fires once with a selector and counts (the answers are in the warehouse); callbacks received
 by the real receiver stop the polling of their task; without a trigger the sensor pokes in
-``poke`` / ``reschedule`` mode. Real sandbox over HTTP, real PostgreSQL, the real receiver app;
+``poke`` / ``reschedule`` mode. The trigger's own event paths (serialisation, done, vendor error,
+warehouse down): tests/unit/test_accuauth_trigger.py; timeout / poke_interval / mode handed to the
+deferral: tests/integration/test_wait_sensors.py. Real sandbox over HTTP, real PostgreSQL, the real receiver app;
 each test under both sandbox profiles."""
 
 from __future__ import annotations
@@ -125,24 +127,6 @@ def test_the_sensor_defers_and_the_trigger_serialises_resumes_and_fires_once(
     assert sensor.poke(context={}) is True
 
 
-def test_a_fatal_vendor_answer_in_the_trigger_fails_the_sensor(
-    vendor_connections, fresh_warehouse_dsn, vendor_profile
-):
-    sandbox, dsn = vendor_connections, fresh_warehouse_dsn
-    report = submit(dsn, sandbox, ["525512000081"], run_key="test/fatal")
-    sandbox.control.faults(
-        {"target": "accuauth.task_result", "kind": "code", "accuauth_status": "KEY_EXPIRED"}
-    )
-    trigger = AccuAuthTaskTrigger("test/fatal", report.max_submission_id, **FAST_WAIT)
-    (event,) = asyncio.run(fire(trigger))
-    assert event.payload["status"] == "error" and event.payload["error"] == "KEY_EXPIRED"
-    from airflow.sdk.exceptions import AirflowFailException
-
-    sensor = AccuAuthTasksSensor(task_id="wait", selector={"run_id": "test/fatal", "max_submission_id": 1})
-    with pytest.raises(AirflowFailException, match="KEY_EXPIRED"):
-        sensor.execute_complete(context={}, event=event.payload)
-
-
 def test_a_task_finished_by_the_callback_is_not_polled(vendor_connections, live_receiver, vendor_profile):
     """The sandbox calls the real receiver back (GET) while the trigger waits; the inbox row stops
     the polling of that task. Tasks without a callback are polled."""
@@ -157,7 +141,7 @@ def test_a_task_finished_by_the_callback_is_not_polled(vendor_connections, live_
 
     # first polls 2 s after submission: the callbacks (after 0.5 s) are in the inbox well before
     trigger = AccuAuthTaskTrigger(
-        "test/callback", report.max_submission_id, poll_interval_s=2.0, max_poll_interval_s=2.0
+        "test/callback", report.max_submission_id, poll_interval=2.0, max_poll_interval=2.0
     )
     (event,) = asyncio.run(fire(trigger))
     assert wait_for_inbox(dsn, len(with_callback)) == len(with_callback)

@@ -43,14 +43,14 @@ def submit(wh, batch_no: str, phones: list[str], pushed: list[str]) -> None:
 
 def test_trigger_serialises_to_its_exact_classpath_and_kwargs():
     trigger = NxCloudResultsTrigger(
-        batch_nos=("b-1", "b-2"), warehouse_conn_id="wh", poll_interval_s="0.5", deadline=1_900_000_000
+        batch_nos=("b-1", "b-2"), warehouse_conn_id="wh", poll_interval="0.5", deadline=1_900_000_000
     )
     assert trigger.serialize() == (
         CLASSPATH,
         {
             "batch_nos": ["b-1", "b-2"],
             "warehouse_conn_id": "wh",
-            "poll_interval_s": 0.5,
+            "poll_interval": 0.5,
             "deadline": 1_900_000_000.0,
         },
     )
@@ -61,7 +61,7 @@ def test_trigger_serialises_to_its_exact_classpath_and_kwargs():
 
 def test_trigger_fires_done_when_every_number_has_a_result(wh):
     submit(wh, "w-done", ["1", "2", "3"], pushed=["1", "2", "3"])
-    event = first_event(NxCloudResultsTrigger(["w-done"], poll_interval_s=0.05, deadline=time.time() + 30))
+    event = first_event(NxCloudResultsTrigger(["w-done"], poll_interval=0.05, deadline=time.time() + 30))
     assert event == {"status": "done", "expected": 3, "results": 3, "polls": 1}
 
 
@@ -69,7 +69,7 @@ def test_trigger_fires_done_after_a_late_push(wh):
     submit(wh, "w-late", ["1", "2"], pushed=["1"])
 
     async def scenario():
-        trigger = NxCloudResultsTrigger(["w-late"], poll_interval_s=0.05, deadline=time.time() + 30)
+        trigger = NxCloudResultsTrigger(["w-late"], poll_interval=0.05, deadline=time.time() + 30)
         run = trigger.run().__anext__()
         task = asyncio.ensure_future(run)
         await asyncio.sleep(0.3)
@@ -92,7 +92,7 @@ def test_trigger_fires_done_after_a_late_push(wh):
 
 def test_trigger_fires_timeout_at_its_deadline(wh):
     submit(wh, "w-timeout", ["1", "2"], pushed=["2"])
-    event = first_event(NxCloudResultsTrigger(["w-timeout"], poll_interval_s=0.05, deadline=time.time() - 1))
+    event = first_event(NxCloudResultsTrigger(["w-timeout"], poll_interval=0.05, deadline=time.time() - 1))
     assert event == {"status": "timeout", "expected": 2, "results": 1, "polls": 1}
 
 
@@ -106,7 +106,7 @@ def test_trigger_keeps_waiting_through_a_failing_warehouse_and_times_out(monkeyp
         "AIRFLOW_CONN_DEAD_WAREHOUSE",
         json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "x", "schema": "x"}),
     )
-    trigger = NxCloudResultsTrigger(["x"], warehouse_conn_id="dead_warehouse", poll_interval_s=0.05,
+    trigger = NxCloudResultsTrigger(["x"], warehouse_conn_id="dead_warehouse", poll_interval=0.05,
                                     deadline=time.time() + 0.3)  # fmt: skip
     event = first_event(trigger)
     assert event["status"] == "timeout" and event["expected"] is None and event["polls"] >= 2
@@ -134,7 +134,7 @@ def test_sensor_imports_its_trigger_only_when_it_defers(wh):
     with pytest.raises(TaskDeferred) as deferred:
         sensor(batch_nos=["s-open"], timeout=120, poke_interval=7).execute({})
     classpath, kwargs = deferred.value.trigger.serialize()
-    assert classpath == CLASSPATH and kwargs["poll_interval_s"] == 7.0  # the standard attributes
+    assert classpath == CLASSPATH and kwargs["poll_interval"] == 7.0  # the standard attributes
     assert 100 < kwargs["deadline"] - time.time() <= 120
     assert deferred.value.timeout.total_seconds() == 120 + 300
 
@@ -146,7 +146,7 @@ def test_sensor_params_win_over_the_standard_attributes(wh):
     with pytest.raises(TaskDeferred) as deferred:
         sensor(batch_nos=["s-params"], poll_interval_s="0.5", wait_timeout_s="60", timeout=9999).execute({})
     kwargs = deferred.value.trigger.serialize()[1]
-    assert kwargs["poll_interval_s"] == 0.5 and kwargs["deadline"] - time.time() <= 60
+    assert kwargs["poll_interval"] == 0.5 and kwargs["deadline"] - time.time() <= 60
 
 
 def test_sensor_in_poke_mode_waits_in_the_worker_and_hands_over_on_timeout(wh):

@@ -32,7 +32,7 @@ def test_dag_processes_the_inbox(live_receiver, run_dag):
 async def test_inbox_trigger_fires_on_new_rows_and_writes_nothing(fresh_warehouse_dsn):
     from phonecheck_airflow.triggers.inbox import WebhookInboxTrigger
 
-    trigger = WebhookInboxTrigger(conn_id="warehouse", poll_interval=0.05, reannounce_after=3600)
+    trigger = WebhookInboxTrigger(warehouse_conn_id="warehouse", poll_interval=0.05, reannounce_after=3600)
     classpath, kwargs = trigger.serialize()
     assert classpath == "phonecheck_airflow.triggers.inbox.WebhookInboxTrigger"
     assert WebhookInboxTrigger(**kwargs).serialize() == (classpath, kwargs)

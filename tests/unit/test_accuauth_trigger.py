@@ -1,112 +1,130 @@
-"""The AccuAuth trigger and the sensor's resume, in the style of providers/http's trigger tests:
+"""``AccuAuthTaskTrigger`` and the sensor's resume, in the style of providers/http's trigger tests:
 ``serialize()`` gives the exact classpath and kwargs, and every event path yields exactly one
-small event. The wait itself (``run_wait``) and the connection lookup are replaced here; the real
-wait over HTTP and PostgreSQL is covered by tests/integration/test_accuauth_wait.py."""
+small event: done (selector and counts), error (an account-wide vendor answer), and no event but
+a failure for anything else. Real parts: the vendor sandbox over HTTP and the real PostgreSQL
+warehouse (``AIRFLOW_CONN_*`` point at both). The whole defer → fire → resume → load chain and
+the callbacks: tests/integration/test_accuauth_wait.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from unittest import mock
 
+import psycopg
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from phonecheck.accuauth.api import AccuAuthKeyExpired, AccuAuthNotFound
-from phonecheck.accuauth.waiter import WaitOutcome
+from phonecheck.accuauth.api import AccuAuthClient
+from phonecheck.accuauth.submit import submit_numbers
+from phonecheck.numbers import normalise
+from phonecheck.sandbox import outcomes
 from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
 from phonecheck_airflow.triggers.accuauth import AccuAuthTaskTrigger
 
 CLASSPATH = "phonecheck_airflow.triggers.accuauth.AccuAuthTaskTrigger"
-
-
-def make_trigger(**overrides) -> AccuAuthTaskTrigger:
-    kwargs = {
-        "run_id": "manual__2026",
-        "max_submission_id": 42,
-        "dag_id": "accuauth_phone_check",
-        **overrides,
-    }
-    return AccuAuthTaskTrigger(**kwargs)
+FAST = {"poll_interval": 0.05, "max_poll_interval": 0.2, "max_requests_per_second": 200.0}
 
 
 def test_serialize_gives_the_exact_classpath_and_kwargs():
-    classpath, kwargs = make_trigger(poll_interval_s="0.5").serialize()
+    trigger = AccuAuthTaskTrigger(
+        run_id="manual__2026",
+        max_submission_id=42,
+        poll_interval="0.5",  # rendered templates arrive as strings
+        max_in_flight="4",
+        dag_id="accuauth_phone_check",
+    )
+    classpath, kwargs = trigger.serialize()
     assert classpath == CLASSPATH
     assert kwargs == {
         "run_id": "manual__2026",
         "max_submission_id": 42,
         "accuauth_conn_id": "accuauth_default",
         "warehouse_conn_id": "warehouse",
-        "poll_interval_s": 0.5,  # a rendered template string becomes a number
-        "max_poll_interval_s": 900.0,
+        "poll_interval": 0.5,
+        "max_poll_interval": 900.0,
         "backoff_factor": 2.0,
         "max_requests_per_second": 10.0,
-        "max_in_flight": 16,
-        "warehouse_check_interval_s": 30.0,
+        "max_in_flight": 4,
+        "warehouse_check_interval": 30.0,
         "dag_id": "accuauth_phone_check",
     }
     assert AccuAuthTaskTrigger(**kwargs).serialize() == (classpath, kwargs)  # what the triggerer rebuilds
 
 
-@pytest.fixture
-def connections():
-    from airflow.sdk import Connection
-
-    async def aget_connection(conn_id):
-        if conn_id == "warehouse":
-            return Connection(conn_id=conn_id, conn_type="postgres", host="127.0.0.1", login="u", schema="wh")
-        return Connection(
-            conn_id=conn_id, conn_type="accuauth", host="http://127.0.0.1:9", login="id", password="secret"
+def submit(dsn: str, sandbox, phones: list[str], run_key: str):
+    c = sandbox.credentials
+    with (
+        psycopg.connect(dsn) as conn,
+        AccuAuthClient(sandbox.accuauth_host, c.accuauth_api_id, c.accuauth_api_secret) as client,
+    ):
+        return submit_numbers(
+            conn, client, [normalise("+" + p) for p in phones], run_key=run_key, run_id=run_key
         )
 
-    with mock.patch("airflow.sdk.BaseHook.aget_connection", side_effect=aget_connection):
-        yield
+
+def fire(trigger: AccuAuthTaskTrigger) -> list[dict]:
+    async def collect() -> list[dict]:
+        return [event.payload async for event in trigger.run()]
+
+    return asyncio.run(collect())
 
 
-async def collect(trigger: AccuAuthTaskTrigger) -> list:
-    return [event async for event in trigger.run()]
+def test_a_finished_wait_yields_one_event_with_the_selector_and_counts_only(
+    vendor_connections, fresh_warehouse_dsn
+):
+    sandbox, dsn = vendor_connections, fresh_warehouse_dsn
+    sandbox.control.settings(accuauth_seconds_per_poll=3600.0)  # finished by polls only
+    phones = ["525512000051", "525512000062"]  # 1 and 2 PENDING polls first
+    report = submit(dsn, sandbox, phones, run_key="unit/done")
+    assert report.pending == 2
 
-
-def test_a_finished_wait_yields_one_event_with_the_selector_and_counts_only(connections):
-    outcome = WaitOutcome(finished_by_poll=9_000, ended_by_vendor=3, finished_elsewhere=997, polls=30_000)
-    with mock.patch("phonecheck.accuauth.waiter.run_wait", return_value=outcome) as run_wait:
-        events = asyncio.run(collect(make_trigger()))
-    assert len(events) == 1
-    payload = events[0].payload
+    (payload,) = fire(AccuAuthTaskTrigger("unit/done", report.max_submission_id, dag_id="d", **FAST))
     assert payload["status"] == "done"
-    assert payload["selector"] == {"run_id": "manual__2026", "max_submission_id": 42}
-    assert payload["stats"]["tasks"] == 10_000 and payload["stats"]["ended_by_vendor"] == 3
-    assert len(json.dumps(payload)) < 600  # 10,000 tasks, still a small event
-    selector = run_wait.call_args.args[2]
-    assert (selector.run_id, selector.max_submission_id) == ("manual__2026", 42)
-    assert run_wait.call_args.kwargs["dag_id"] == "accuauth_phone_check"
+    assert payload["selector"] == {"run_id": "unit/done", "max_submission_id": report.max_submission_id}
+    stats = payload["stats"]
+    assert (stats["tasks"], stats["finished_by_poll"], stats["expired"]) == (2, 2, 0)
+    assert stats["polls"] == sum(outcomes.accuauth_pending_polls(p) + 1 for p in phones)
+    assert stats["vendor_calls"] == len(sandbox.control.calls(event="accuauth.task_result"))
+    assert set(payload) == {"status", "selector", "stats"}  # counts, never results
+    assert all(isinstance(v, int | float) for v in stats.values())  # numbers only
+    with psycopg.connect(dsn) as conn:  # the answers are in the warehouse, for the load task
+        answers = conn.execute("SELECT count(*) FROM raw.vendor_answer WHERE dag_id = 'd'").fetchone()[0]
+    assert answers == stats["polls"]
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        AccuAuthKeyExpired("KEY_EXPIRED", "Your API ID has expired", http_status=401),
-        AccuAuthNotFound("NOT_FOUND", "Requested API cannot be found", http_status=404),
-    ],
-)
-def test_an_account_wide_vendor_error_yields_one_error_event(connections, error):
-    with mock.patch("phonecheck.accuauth.waiter.run_wait", side_effect=error):
-        events = asyncio.run(collect(make_trigger()))
-    assert len(events) == 1
-    payload = events[0].payload
-    assert payload["status"] == "error" and payload["error"] == error.status
-    assert payload["selector"] == {"run_id": "manual__2026", "max_submission_id": 42}
-    assert error.reason in payload["message"] and "secret" not in payload["message"]
+def test_nothing_open_yields_done_at_once_without_a_vendor_call(vendor_connections, fresh_warehouse_dsn):
+    (payload,) = fire(AccuAuthTaskTrigger("unit/nothing", 10**9, **FAST))
+    assert payload["status"] == "done" and payload["stats"]["tasks"] == 0
+    assert vendor_connections.control.calls(event="accuauth.task_result") == []
 
 
-def test_an_unexpected_failure_is_not_turned_into_an_event(connections):
-    """A warehouse outage is no vendor verdict: the trigger fails (the task retries)."""
-    with (
-        mock.patch("phonecheck.accuauth.waiter.run_wait", side_effect=OSError("warehouse down")),
-        pytest.raises(OSError),
-    ):
-        asyncio.run(collect(make_trigger()))
+@pytest.mark.parametrize("status", ["KEY_EXPIRED", "OUT_OF_QUOTA", "NOT_FOUND"])
+def test_an_account_wide_vendor_answer_yields_one_error_event(
+    vendor_connections, fresh_warehouse_dsn, status
+):
+    sandbox, dsn = vendor_connections, fresh_warehouse_dsn
+    report = submit(dsn, sandbox, ["525512000081"], run_key="unit/fatal")
+    sandbox.control.faults({"target": "accuauth.task_result", "kind": "code", "accuauth_status": status})
+
+    (payload,) = fire(AccuAuthTaskTrigger("unit/fatal", report.max_submission_id, **FAST))
+    assert payload["status"] == "error" and payload["error"] == status
+    assert payload["selector"] == {"run_id": "unit/fatal", "max_submission_id": report.max_submission_id}
+    assert status in payload["message"]
+    assert sandbox.credentials.accuauth_api_secret not in json.dumps(payload)
+
+
+def test_an_unreachable_warehouse_fails_the_trigger_instead_of_firing(vendor_connections, monkeypatch):
+    """A warehouse outage is no vendor verdict: no event, the trigger fails (the task retries)."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAREHOUSE",
+        json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "x", "schema": "x"}),
+    )
+    with pytest.raises(psycopg.OperationalError):
+        fire(AccuAuthTaskTrigger("unit/down", 1, **FAST))
+    assert vendor_connections.control.calls(event="accuauth.task_result") == []
+
+
+# ---- the sensor's resume (pure: the event is the input) ------------------------------------------
 
 
 def sensor() -> AccuAuthTasksSensor:

@@ -9,6 +9,19 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from phonecheck_airflow.conn_ids import ACCUAUTH_CONN_ID, WAREHOUSE_CONN_ID
+
+#: ``wait_settings`` keys (:class:`phonecheck.accuauth.waiter.WaitSettings` names, what the DAG
+#: params feed) → the trigger's parameters (the shared trigger naming, docs/airflow.md "Triggers").
+TRIGGER_KWARGS = {
+    "poll_interval_s": "poll_interval",
+    "max_poll_interval_s": "max_poll_interval",
+    "backoff_factor": "backoff_factor",
+    "max_requests_per_second": "max_requests_per_second",
+    "max_in_flight": "max_in_flight",
+    "warehouse_check_interval_s": "warehouse_check_interval",
+}
+
 
 class AccuAuthTasksSensor(BaseSensorOperator):
     """Waits until every AccuAuth task of a selection is finished, ended or expired, and every
@@ -16,9 +29,12 @@ class AccuAuthTasksSensor(BaseSensorOperator):
 
     ``deferrable=True`` (default): pokes once (warehouse only, no vendor call), then defers to ONE
     :class:`~phonecheck_airflow.triggers.accuauth.AccuAuthTaskTrigger` for all open tasks, imported
-    only then; ``timeout`` bounds the deferral. ``deferrable=False``: a classic sensor honouring
-    ``mode`` (``poke`` / ``reschedule``), ``poke_interval`` and ``timeout``; each poke polls the tasks
-    that are due once and loads what came back.
+    only then; ``timeout`` bounds the deferral (when it runs out Airflow resumes the sensor with
+    ``AirflowSensorTimeout``, as for any deferred sensor). ``deferrable=False`` or
+    ``mode="reschedule"``: a classic sensor honouring ``mode`` (``poke`` / ``reschedule``),
+    ``poke_interval`` and ``timeout``; each poke polls the tasks that are due once and loads what
+    came back. Either way a task's first poll comes ``wait_settings["poll_interval_s"]`` after its
+    submission, by default ``poke_interval`` (30 s).
 
     Either way the vendor's answers land verbatim in ``raw.vendor_answer`` and the sensor returns
     only the selector and counts (XCom stays small whatever the number of tasks); the load task
@@ -40,32 +56,47 @@ class AccuAuthTasksSensor(BaseSensorOperator):
         self,
         *,
         selector: dict[str, Any] | Any,
-        accuauth_conn_id: str = "accuauth_default",
-        warehouse_conn_id: str = "warehouse",
+        accuauth_conn_id: str = ACCUAUTH_CONN_ID,
+        warehouse_conn_id: str = WAREHOUSE_CONN_ID,
         wait_settings: dict[str, Any] | None = None,
         deferrable: bool = True,
         timeout: float = timedelta(hours=25).total_seconds(),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 1)  # the deferral race in docs/airflow.md needs retries >= 1
+        kwargs.setdefault("poke_interval", 30.0)  # WaitSettings' first-poll delay
         super().__init__(timeout=timeout, **kwargs)
         self.selector = selector
         self.accuauth_conn_id = accuauth_conn_id
         self.warehouse_conn_id = warehouse_conn_id
         self.wait_settings = wait_settings or {}
+        if unknown := set(self.wait_settings) - set(TRIGGER_KWARGS):  # a typo fails the DAG's parse
+            raise ValueError(f"unknown wait_settings {sorted(unknown)}; known: {sorted(TRIGGER_KWARGS)}")
         self.deferrable = deferrable
+
+    @property
+    def _defers(self) -> bool:
+        """Wait in the triggerer: ``deferrable`` and not an explicit ``mode="reschedule"``."""
+        return self.deferrable and self.mode != "reschedule"
 
     def _selector(self):
         from phonecheck.accuauth.store import WaitSelector
 
         return WaitSelector.from_dict(self.selector)
 
+    def _wait_settings(self) -> dict[str, float | int]:
+        """The rendered ``wait_settings`` as numbers; ``poll_interval_s`` defaults to
+        ``poke_interval``."""
+        settings: dict[str, float | int] = {"poll_interval_s": float(self.poke_interval)}
+        for key, value in self.wait_settings.items():
+            if value not in (None, ""):
+                settings[key] = int(value) if key == "max_in_flight" else float(value)
+        return settings
+
     def _settings(self):
         from phonecheck.accuauth.waiter import WaitSettings
 
-        return WaitSettings(
-            **{k: float(v) if k != "max_in_flight" else int(v) for k, v in self.wait_settings.items()}
-        )
+        return WaitSettings(**self._wait_settings())
 
     def _still_open(self) -> tuple[int, int]:
         from phonecheck.accuauth.store import open_doubts, open_tasks
@@ -103,7 +134,7 @@ class AccuAuthTasksSensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> bool:
         """True when nothing of the selection is still open. Without a trigger, polls first."""
-        if not self.deferrable:
+        if not self._defers:
             self._poll_once(context)
         tasks, doubts = self._still_open()
         self.log.info("SUMMARY poke: %d AccuAuth task(s) open, %d in-doubt submit(s) watched", tasks, doubts)
@@ -113,7 +144,7 @@ class AccuAuthTasksSensor(BaseSensorOperator):
         return {"status": "done", "selector": self._selector().to_dict(), "stats": stats or {}}
 
     def execute(self, context: Any) -> dict[str, Any]:
-        if not self.deferrable:
+        if not self._defers:
             super().execute(context)  # poke / reschedule, poke_interval, timeout: the standard loop
             return self._done()
         if self.poke(context):
@@ -128,7 +159,7 @@ class AccuAuthTasksSensor(BaseSensorOperator):
                 accuauth_conn_id=self.accuauth_conn_id,
                 warehouse_conn_id=self.warehouse_conn_id,
                 dag_id=self.dag_id,
-                **self.wait_settings,
+                **{TRIGGER_KWARGS[key]: value for key, value in self._wait_settings().items()},
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

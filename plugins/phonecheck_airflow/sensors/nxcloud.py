@@ -109,7 +109,7 @@ class NxCloudResultsSensor(BaseSensorOperator):
             trigger=NxCloudResultsTrigger(
                 batch_nos=list(self.batch_nos),
                 warehouse_conn_id=self.warehouse_conn_id,
-                poll_interval_s=self.interval_s,
+                poll_interval=self.interval_s,
                 deadline=time.time() + self.wait_s,
             ),
             method_name="execute_complete",

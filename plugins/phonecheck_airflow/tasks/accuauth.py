@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-log = logging.getLogger(__name__)
+from phonecheck_airflow.conn_ids import ACCUAUTH_CONN_ID, WAREHOUSE_CONN_ID
 
-ACCUAUTH_CONN_ID = "accuauth_default"
-WAREHOUSE_CONN_ID = "warehouse"
+log = logging.getLogger(__name__)
 
 
 def _mask(e164: str) -> str:

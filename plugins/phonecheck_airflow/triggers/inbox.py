@@ -8,22 +8,22 @@ HA triggerers), so it never claims or marks rows; the DAG's task does that, unde
 It yields when the newest unprocessed row id is higher than the one it last announced, and again
 every ``reannounce_after`` seconds while unprocessed rows remain (a failed run must not leave
 rows waiting until the next push). State is in memory only: a restarted trigger announces once
-more, which costs one idempotent run.
+more, which costs one idempotent run. A warehouse that cannot be read is logged and looked at
+again on the next round: the watcher never dies of a restarting database.
+
+The DAG file builds this trigger at parse time: this module imports only the trigger base
+(``airflow.triggers.base``, pre-imported by the dag-processor) at module level.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
-from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+from airflow.triggers.base import BaseEventTrigger
 
-from phonecheck_airflow.warehouse import async_warehouse_dsn
-
-log = logging.getLogger(__name__)
+from phonecheck_airflow.conn_ids import WAREHOUSE_CONN_ID
+from phonecheck_airflow.triggers.base import PhonecheckTrigger
 
 PENDING_SQL = """
 SELECT count(*), max(event_id)
@@ -32,34 +32,29 @@ WHERE processed_at IS NULL AND parse_status = 'parsed'
 """
 
 
-class WebhookInboxTrigger(BaseEventTrigger):
+class WebhookInboxTrigger(PhonecheckTrigger, BaseEventTrigger):
     """Fire when ``raw.webhook_event`` holds unprocessed, decodable rows.
 
-    :param conn_id: the warehouse connection (postgres type).
+    Event payload: ``{"pending": <rows>, "max_event_id": <newest such row>}`` (counts only; the
+    asset event's extra).
+
+    :param warehouse_conn_id: the warehouse connection (postgres type).
     :param poll_interval: seconds between two looks at the inbox.
     :param reannounce_after: seconds after which still-pending rows are announced again.
     """
 
+    fires_once: ClassVar[bool] = False  # an AssetWatcher's trigger: it keeps watching
+
     def __init__(
-        self, conn_id: str = "warehouse", poll_interval: float = 5.0, reannounce_after: float = 300.0
-    ):
-        super().__init__()
-        self.conn_id = conn_id
-        self.poll_interval = poll_interval
-        self.reannounce_after = reannounce_after
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "conn_id": self.conn_id,
-                "poll_interval": self.poll_interval,
-                "reannounce_after": self.reannounce_after,
-            },
-        )
-
-    async def _dsn(self) -> str:
-        return await async_warehouse_dsn(self.conn_id)
+        self,
+        warehouse_conn_id: str = WAREHOUSE_CONN_ID,
+        poll_interval: float = 5.0,
+        reannounce_after: float = 300.0,
+    ) -> None:
+        super().__init__(warehouse_conn_id=warehouse_conn_id, poll_interval=poll_interval)
+        self.reannounce_after = float(reannounce_after)
+        self._announced_id = 0
+        self._announced_at = 0.0
 
     async def pending(self, dsn: str) -> tuple[int, int | None]:
         """(unprocessed decodable rows, newest such event id) — a read-only query."""
@@ -70,19 +65,12 @@ class WebhookInboxTrigger(BaseEventTrigger):
             count, max_id = await cur.fetchone()
         return count, max_id
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        dsn = await self._dsn()
-        announced_id = 0
-        announced_at = 0.0
-        while True:
-            try:
-                count, max_id = await self.pending(dsn)
-            except Exception as exc:  # noqa: BLE001 - warehouse down: keep watching, do not die
-                log.warning("webhook inbox not readable (%s); retrying", type(exc).__name__)
-                count, max_id = 0, None
-            if count and max_id is not None:
-                now = time.monotonic()
-                if max_id > announced_id or now - announced_at >= self.reannounce_after:
-                    announced_id, announced_at = max_id, now
-                    yield TriggerEvent({"pending": count, "max_event_id": max_id})
-            await asyncio.sleep(self.poll_interval)
+    async def check(self, dsn: str) -> dict[str, Any] | None:
+        count, max_id = await self.pending(dsn)
+        if not count or max_id is None:
+            return None
+        now = time.monotonic()
+        if max_id > self._announced_id or now - self._announced_at >= self.reannounce_after:
+            self._announced_id, self._announced_at = max_id, now
+            return {"pending": count, "max_event_id": max_id}
+        return None

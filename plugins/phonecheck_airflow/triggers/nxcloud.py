@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
+
+from phonecheck_airflow.conn_ids import WAREHOUSE_CONN_ID
+from phonecheck_airflow.triggers.base import PhonecheckTrigger
 
 log = logging.getLogger(__name__)
 
 
-class NxCloudResultsTrigger(BaseTrigger):
+class NxCloudResultsTrigger(PhonecheckTrigger):
     """Fires once every submitted number of ``batch_nos`` has a result, or at ``deadline``.
 
     It only READS the warehouse (a trigger may run more than once): a number has a result when
@@ -26,33 +27,22 @@ class NxCloudResultsTrigger(BaseTrigger):
 
     :param batch_nos: the batches to wait for.
     :param warehouse_conn_id: the warehouse (postgres) connection.
-    :param poll_interval_s: seconds between two counts.
+    :param poll_interval: seconds between two counts.
     :param deadline: epoch seconds after which the trigger gives up and reports ``timeout``.
+
+    Serialised by :class:`~phonecheck_airflow.triggers.base.PhonecheckTrigger` (every
+    ``__init__`` parameter, read from its attribute).
     """
 
     def __init__(
         self,
         batch_nos: Sequence[str],
-        warehouse_conn_id: str = "warehouse",
-        poll_interval_s: float = 10.0,
+        warehouse_conn_id: str = WAREHOUSE_CONN_ID,
+        poll_interval: float = 10.0,
         deadline: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(warehouse_conn_id=warehouse_conn_id, poll_interval=poll_interval, deadline=deadline)
         self.batch_nos = list(batch_nos)
-        self.warehouse_conn_id = warehouse_conn_id
-        self.poll_interval_s = float(poll_interval_s)
-        self.deadline = None if deadline is None else float(deadline)
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            "phonecheck_airflow.triggers.nxcloud.NxCloudResultsTrigger",
-            {
-                "batch_nos": self.batch_nos,
-                "warehouse_conn_id": self.warehouse_conn_id,
-                "poll_interval_s": self.poll_interval_s,
-                "deadline": self.deadline,
-            },
-        )
 
     async def _count(self, dsn: str) -> tuple[int, int]:
         import psycopg
@@ -90,9 +80,9 @@ class NxCloudResultsTrigger(BaseTrigger):
                     {"status": "done", "expected": expected, "results": results, "polls": polls}
                 )
                 return
-            if self.deadline is not None and time.time() >= self.deadline:
+            if self.deadline_passed():
                 yield TriggerEvent(
                     {"status": "timeout", "expected": expected, "results": results, "polls": polls}
                 )
                 return
-            await asyncio.sleep(self.poll_interval_s)
+            await asyncio.sleep(self.poll_interval)

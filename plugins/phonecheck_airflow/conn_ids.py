@@ -1,0 +1,14 @@
+"""The Airflow connection ids the project's code defaults to (docs/deployment.md sets them up).
+
+A module of constants only, no import: DAG files, hooks, sensors, triggers and task functions of
+both vendors take their defaults from here, and importing it costs a DAG file's parse nothing.
+"""
+
+from __future__ import annotations
+
+#: The warehouse, a postgres connection.
+WAREHOUSE_CONN_ID = "warehouse"
+#: The NXCLOUD account (``nxcloud`` connection type).
+NXCLOUD_CONN_ID = "nxcloud_default"
+#: The AccuAuth account (``accuauth`` connection type).
+ACCUAUTH_CONN_ID = "accuauth_default"
