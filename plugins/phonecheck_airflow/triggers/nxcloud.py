@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -14,17 +14,20 @@ log = logging.getLogger(__name__)
 
 
 class NxCloudResultsTrigger(BaseTrigger):
-    """Fires once every submitted number of ``batch_nos`` has a result, or at ``deadline``.
+    """Fires once every number the run ``run_key`` submitted has a result, or at ``deadline``.
 
-    It only READS the warehouse (a trigger may run more than once): a number has a result when
-    its push is in the inbox (``raw.webhook_event``, stored by the receiver) or a row for it is
-    in ``telco.nxcloud_number_check``. Numbers the vendor refused at submit are not expected.
-    It makes no vendor call: the query API is used once, afterwards, by the reconcile task.
+    It only READS the warehouse (a trigger may run more than once): the run's batches are the
+    ones its submissions recorded (``ops.number_check_submission``, by run key), read on every
+    poll, so its kwargs stay the same size whatever the number of batches. A number has a
+    result when its push is in the inbox (``raw.webhook_event``, stored by the receiver) or a
+    row for it is in ``telco.nxcloud_number_check``. Numbers the vendor refused at submit are
+    not expected. It makes no vendor call: the query API is used once, afterwards, by the
+    reconcile task.
 
     Event payload: ``{"status": "done" | "timeout", "expected": n, "results": n, "polls": n}``,
     or ``{"status": "error", "message": ...}`` when the warehouse could not be read.
 
-    :param batch_nos: the batches to wait for.
+    :param run_key: the run whose batches to wait for, ``"<dag_id>/<run_id>"``.
     :param warehouse_conn_id: the warehouse (postgres) connection.
     :param poll_interval_s: seconds between two counts.
     :param deadline: epoch seconds after which the trigger gives up and reports ``timeout``.
@@ -32,13 +35,13 @@ class NxCloudResultsTrigger(BaseTrigger):
 
     def __init__(
         self,
-        batch_nos: Sequence[str],
+        run_key: str,
         warehouse_conn_id: str = "warehouse",
         poll_interval_s: float = 10.0,
         deadline: float | None = None,
     ) -> None:
         super().__init__()
-        self.batch_nos = list(batch_nos)
+        self.run_key = str(run_key)
         self.warehouse_conn_id = warehouse_conn_id
         self.poll_interval_s = float(poll_interval_s)
         self.deadline = None if deadline is None else float(deadline)
@@ -47,7 +50,7 @@ class NxCloudResultsTrigger(BaseTrigger):
         return (
             "phonecheck_airflow.triggers.nxcloud.NxCloudResultsTrigger",
             {
-                "batch_nos": self.batch_nos,
+                "run_key": self.run_key,
                 "warehouse_conn_id": self.warehouse_conn_id,
                 "poll_interval_s": self.poll_interval_s,
                 "deadline": self.deadline,
@@ -58,9 +61,12 @@ class NxCloudResultsTrigger(BaseTrigger):
         import psycopg
 
         from phonecheck.nxcloud.results import COUNT_RESULTS_SQL
+        from phonecheck.nxcloud.submissions import RUN_BATCHES_SQL, split_run_key
 
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            cur = await conn.execute(COUNT_RESULTS_SQL, {"batches": self.batch_nos})
+            cur = await conn.execute(RUN_BATCHES_SQL, split_run_key(self.run_key))
+            batches = [row[0] for row in await cur.fetchall()]
+            cur = await conn.execute(COUNT_RESULTS_SQL, {"batches": batches})
             expected, results = await cur.fetchone()
         return expected, results
 
