@@ -87,6 +87,7 @@ def _record_triggers(seen: list[dict]) -> None:
 
 def _metadata_sizes(dag_id: str, run_id: str) -> dict:
     """The largest XCom and the longest next_kwargs (the trigger event) of the run, as stored."""
+    from airflow.models import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import text
 
@@ -101,13 +102,13 @@ def _metadata_sizes(dag_id: str, run_id: str) -> dict:
         trigger_rows = session.execute(
             text("SELECT classpath, length(kwargs) FROM trigger ORDER BY 2 DESC")
         ).all()
-        tasks = session.execute(
-            text(
-                "SELECT task_id, start_date, end_date FROM task_instance WHERE dag_id = :d AND run_id = :r "
-                "AND start_date IS NOT NULL AND end_date IS NOT NULL ORDER BY start_date"
-            ),
-            {"d": dag_id, "r": run_id},
-        ).all()
+        tasks = [
+            (ti.task_id, ti.start_date, ti.end_date)
+            for ti in session.query(TaskInstance)
+            .filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+            .order_by(TaskInstance.start_date)
+            if ti.start_date is not None and ti.end_date is not None
+        ]
     top = xcoms[0] if xcoms else (None, None, 0)
     return {
         "xcom_max_bytes": int(top[2] or 0),
