@@ -18,6 +18,7 @@ docs/pipelines.md, "NXCLOUD number check".
 from __future__ import annotations
 
 import airflow.providers.standard.operators.hitl  # noqa: F401  # named so the dag-processor pre-imports it (docs/development.md)
+import airflow.sdk.bases.sensor  # noqa: F401  # the sensor's base, pre-imported the same way
 import pendulum
 from airflow.sdk import Param, dag, task
 
