@@ -19,7 +19,8 @@ value in the metadata DB's ``xcom`` table for that run); the largest trigger kwa
 dag.test's inline trigger runner, and the longest ``kwargs`` in the metadata DB's ``trigger``
 table, fresh per run, which also holds the inbox AssetWatcher's trigger; the event dag.test()
 puts in ``task_instance.next_kwargs`` is cleared when the task resumes, so it is measured in
-flight). Targets: XCom and events < 64 KB and flat across sizes, RSS < 1 GB.
+flight); and the seconds each task took (where the wall time goes). Targets: XCom and events
+< 64 KB and flat across sizes, RSS < 1 GB.
 
 ``python -m bench.scale_bench [--sizes 10000,100000] [--accuauth-sizes 1000,10000]``
 (``--sizes 10000,100000,1000000`` adds the 1M run; ``--accuauth-sizes ''`` skips AccuAuth).
@@ -86,6 +87,7 @@ def _record_triggers(seen: list[dict]) -> None:
 
 def _metadata_sizes(dag_id: str, run_id: str) -> dict:
     """The largest XCom and the longest next_kwargs (the trigger event) of the run, as stored."""
+    from airflow.models import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import text
 
@@ -100,6 +102,13 @@ def _metadata_sizes(dag_id: str, run_id: str) -> dict:
         trigger_rows = session.execute(
             text("SELECT classpath, length(kwargs) FROM trigger ORDER BY 2 DESC")
         ).all()
+        tasks = [
+            (ti.task_id, ti.start_date, ti.end_date)
+            for ti in session.query(TaskInstance)
+            .filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+            .order_by(TaskInstance.start_date)
+            if ti.start_date is not None and ti.end_date is not None
+        ]
     top = xcoms[0] if xcoms else (None, None, 0)
     return {
         "xcom_max_bytes": int(top[2] or 0),
@@ -107,6 +116,8 @@ def _metadata_sizes(dag_id: str, run_id: str) -> dict:
         "xcoms": len(xcoms),
         "trigger_table_kwargs_max_bytes": int(trigger_rows[0][1] or 0) if trigger_rows else 0,
         "trigger_table_kwargs_max_at": trigger_rows[0][0].rsplit(".", 1)[-1] if trigger_rows else None,
+        # where the wall time goes: seconds per task (start to end, a deferral's wait included)
+        "task_s": {task_id: round((end - start).total_seconds(), 1) for task_id, start, end in tasks},
     }
 
 
@@ -318,6 +329,12 @@ def main(argv: list[str]) -> int:
             f"{_kb(result['trigger_table_kwargs_max_bytes'])} ({result['trigger_table_kwargs_max_at']})",
             flush=True,
         )
+        if result.get("task_s"):
+            print(
+                f"  {vendor} {size:,} seconds per task: "
+                + ", ".join(f"{task} {seconds:.1f}" for task, seconds in result["task_s"].items()),
+                flush=True,
+            )
     if ONE_MILLION not in _sizes(args.sizes):
         largest = max(by_vendor["nxcloud"], key=lambda r: r["size"], default=None)
         where = f"the {BENCH_BUDGET_S:,} s make bench gives this bench on this {os.cpu_count()}-core machine"

@@ -18,12 +18,12 @@ docs/pipelines.md, "NXCLOUD number check".
 from __future__ import annotations
 
 import airflow.providers.standard.operators.hitl  # noqa: F401  # named so the dag-processor pre-imports it (docs/development.md)
+import airflow.sdk.bases.sensor  # noqa: F401  # the sensor's base, pre-imported the same way
 import pendulum
 from airflow.sdk import Param, dag, task
 
 from phonecheck_airflow.notifiers import alert_notifiers
 from phonecheck_airflow.number_params import numbers_file_params, numbers_params
-from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
 from phonecheck_airflow.operators.spend import SpendApprovalOperator
 from phonecheck_airflow.sensors.nxcloud import NxCloudResultsSensor
 
@@ -140,10 +140,17 @@ def nxcloud_number_check():
         return nxcloud.reconcile(submitted, context)
 
     @task
-    def load(prepared: dict, submitted: dict, reconciled: dict, **context) -> list[str]:
+    def load(prepared: dict, submitted: dict, reconciled: dict, **context) -> dict:
         from phonecheck_airflow.tasks import nxcloud
 
         return nxcloud.load(prepared, submitted, reconciled, context)
+
+    @task(on_failure_callback=alert_notifiers("dq_failed"))
+    def validate(loaded: dict, **context) -> dict:
+        """Great Expectations over the run's batches (read from the warehouse by run key)."""
+        from phonecheck_airflow.tasks import nxcloud
+
+        return nxcloud.validate(loaded, context)
 
     @task
     def reserve_budget(cost: dict, params=None, **context) -> dict:
@@ -167,20 +174,14 @@ def nxcloud_number_check():
     cost >> approval >> reserved >> submitted
     waited = NxCloudResultsSensor(
         task_id="wait_for_results",
-        batch_nos=submitted["batch_nos"],
-        poll_interval_s="{{ params.wait_poll_seconds }}",
-        wait_timeout_s="{{ params.wait_timeout_minutes * 60 }}",
+        run_key=submitted["run_key"],
+        poke_interval="{{ params.wait_poll_seconds }}",
+        timeout="{{ params.wait_timeout_minutes * 60 }}",
     )
     reconciled = reconcile(submitted, waited.output)
     loaded = load(prepared, submitted, reconciled)
     loaded >> settle_spend()
-    ValidateLoadedRowsOperator(
-        task_id="validate",
-        on_failure_callback=alert_notifiers("dq_failed"),
-        table="telco.nxcloud_number_check",
-        key_column="batch_no",
-        key_values=loaded,
-    )
+    validate(loaded)
 
 
 nxcloud_number_check()

@@ -34,7 +34,6 @@ from airflow.sdk import (
 )
 
 from phonecheck_airflow.notifiers import alert_notifiers, deadline_missed
-from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
 
 
 @dag(
@@ -88,10 +87,17 @@ def nxcloud_number_check_daily():
         return nxcloud.plan_day(params, context)
 
     @task
-    def sync(day: dict, **context) -> list[str]:
+    def sync(day: dict, **context) -> dict:
         from phonecheck_airflow.tasks import nxcloud
 
         return nxcloud.sync_day(day, context)
+
+    @task(on_failure_callback=alert_notifiers("dq_failed"))
+    def validate(synced: dict, **context) -> dict:
+        """Great Expectations over the batches this run synced (read from ops.query_sync_report)."""
+        from phonecheck_airflow.tasks import nxcloud
+
+        return nxcloud.validate_day(synced, context)
 
     # Past days (backfills) pass at once; a scheduled run waits until D+1 plus the grace.
     wait = DateTimeSensor(
@@ -103,14 +109,7 @@ def nxcloud_number_check_daily():
     )
     planned = plan()
     wait >> planned
-    loaded = sync(planned)
-    ValidateLoadedRowsOperator(
-        task_id="validate",
-        on_failure_callback=alert_notifiers("dq_failed"),
-        table="telco.nxcloud_number_check",
-        key_column="batch_no",
-        key_values=loaded,
-    )
+    validate(sync(planned))
 
 
 nxcloud_number_check_daily()

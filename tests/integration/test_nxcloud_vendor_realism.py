@@ -56,6 +56,15 @@ def context(run_id: str = "realism") -> dict:
     return {"dag": SimpleNamespace(dag_id="nxcloud_number_check"), "run_id": run_id, "dag_run": None}
 
 
+def of_run(run_id: str) -> dict:
+    """Record a submission as the run ``run_id`` of the on-demand DAG would (its run key selects it)."""
+    return {"dag_id": "nxcloud_number_check", "run_id": run_id}
+
+
+def run_key(run_id: str) -> str:
+    return f"nxcloud_number_check/{run_id}"
+
+
 @pytest.fixture
 def nx(nxcloud_wired, vendor_profile):
     sandbox, live_receiver = nxcloud_wired
@@ -134,7 +143,9 @@ def test_query_rows_never_change_a_pushed_value_and_every_page_is_kept_verbatim(
     from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
     with psycopg.connect(nx.dsn) as conn:
-        submit_chunk(conn, NxCloudHook().get_client(), chunk, dr_url=dr_url_of(nx.receiver))
+        submit_chunk(
+            conn, NxCloudHook().get_client(), chunk, dr_url=dr_url_of(nx.receiver), **of_run("merge")
+        )
         nx.sandbox.control.wait_pushes()
         load_pushes(conn, [chunk.batch_no])
     columns = ", ".join(PUSHED_COLUMNS)
@@ -147,8 +158,9 @@ def test_query_rows_never_change_a_pushed_value_and_every_page_is_kept_verbatim(
     lag = nx.sandbox.control.settings()["strict_query_lag_minutes"] * 0.05
     threading.Event().wait(lag + 0.1)
     wrong_date_pages = first_guess_misses(nx.profile)
-    result = reconcile({"batch_nos": [chunk.batch_no]}, context())
+    result = reconcile({"run_key": run_key("merge")}, context("merge"))
     assert result["query_rows"] == 150 and result["pages"] == 2 + wrong_date_pages
+    assert result["run_key"] == run_key("merge") and result["batches"] == 1
 
     after = rows(nx.dsn, query, chunk.batch_no)
     names = ("phone", *PUSHED_COLUMNS)
@@ -200,7 +212,9 @@ def test_chinese_refusals_and_two_concurrent_runs_on_one_access_key_complete_wit
     with psycopg.connect(nx.dsn) as conn:
         for i in range(2):
             chunk = Chunk(f"shared-key-{i}-MX-0000", "MX", 1, 0, tuple(mx(300, start=14_000 + 1000 * i)))
-            submit_chunk(conn, NxCloudHook().get_client(), chunk, dr_url=None)
+            submit_chunk(
+                conn, NxCloudHook().get_client(), chunk, dr_url=None, **of_run(f"run-{chunk.batch_no}")
+            )
             batches[chunk.batch_no] = chunk.phones
     threading.Event().wait(nx.sandbox.control.settings()["strict_query_lag_minutes"] * 0.05 + 0.1)
     nx.sandbox.control.settings(query_min_interval_s=0.2)
@@ -215,7 +229,7 @@ def test_chinese_refusals_and_two_concurrent_runs_on_one_access_key_complete_wit
 
     def run(batch_no: str) -> None:
         try:
-            results[batch_no] = reconcile({"batch_nos": [batch_no]}, context(f"run-{batch_no}"))
+            results[batch_no] = reconcile({"run_key": run_key(f"run-{batch_no}")}, context(f"run-{batch_no}"))
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -275,6 +289,7 @@ def test_a_batch_submitted_at_2330_utc_is_reconciled_under_either_vendor_timezon
     """Strict dates results in China time (23:30 UTC is already the next day there), default in
     UTC. Reconcile and the daily sync find the batch either way; away from the boundary (the
     default profile) reconcile looks at one date only."""
+    from phonecheck.nxcloud.daily import day_batches
     from phonecheck_airflow.hooks.nxcloud import NxCloudHook
     from phonecheck_airflow.tasks.nxcloud import plan_day, reconcile, sync_day
 
@@ -284,13 +299,13 @@ def test_a_batch_submitted_at_2330_utc_is_reconciled_under_either_vendor_timezon
     nx.sandbox.control.clock(set_ms=int(at.timestamp() * 1000))
     chunk = Chunk("late-night-MX-0000", "MX", 1, 0, tuple(mx(30, start=17_000)))
     with psycopg.connect(nx.dsn) as conn:
-        submit_chunk(conn, NxCloudHook().get_client(), chunk, dr_url=None)
+        submit_chunk(conn, NxCloudHook().get_client(), chunk, dr_url=None, **of_run("tz-reconcile"))
         conn.execute("UPDATE ops.number_check_submission SET submitted_at = %s WHERE batch_no = %s",
                      (at, chunk.batch_no))  # fmt: skip
         conn.commit()
     nx.sandbox.control.clock(offset_s=0)  # back to now: the rows are long listed
 
-    result = reconcile({"batch_nos": [chunk.batch_no]}, context("tz-reconcile"))
+    result = reconcile({"run_key": run_key("tz-reconcile")}, context("tz-reconcile"))
     assert result["query_rows"] == 30
     dates = [
         c["body"] for c in nx.sandbox.control.calls(event="nxcloud.query") if chunk.batch_no in c["body"]
@@ -304,10 +319,15 @@ def test_a_batch_submitted_at_2330_utc_is_reconciled_under_either_vendor_timezon
     with psycopg.connect(nx.dsn) as conn:
         conn.execute("DELETE FROM telco.nxcloud_number_check")
         conn.commit()
+    tz = NxCloudHook().get_client().query_timezone
     for day in (yesterday, yesterday + timedelta(days=1)):
         plan = plan_day({"vendor_date": day.isoformat()}, context(f"tz-daily-{day}"))
-        assert chunk.batch_no in plan["batch_nos"] + plan["boundary_batch_nos"]
-        sync_day(plan, context(f"tz-daily-{day}"))
+        with psycopg.connect(nx.dsn) as conn:
+            native, near = day_batches(conn, day, tz)  # what plan counted and sync looks up
+        assert chunk.batch_no in native + near
+        assert (plan["batches"], plan["boundary_batches"]) == (len(native), len(near))
+        synced = sync_day(plan, context(f"tz-daily-{day}"))
+        assert synced["loaded_batches"] == int(day == vendor_day)
     report = rows(nx.dsn, "SELECT vendor_date, query_rows FROM ops.query_sync_report WHERE batch_no = %s "
                   "AND query_rows > 0", chunk.batch_no)  # fmt: skip
     assert report == [(vendor_day, 30)]

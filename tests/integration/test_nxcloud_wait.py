@@ -1,6 +1,7 @@
 """NxCloudResultsSensor and NxCloudResultsTrigger against a real warehouse: the trigger's
-serialisation (exact classpath and kwargs) and every event it can fire, and the sensor's
-standard ``timeout`` / ``poke_interval`` / ``mode`` handling."""
+serialisation (exact classpath and kwargs, the same size whatever the run holds) and every event
+it can fire, the run's batches read by run key, and the sensor's standard ``timeout`` /
+``poke_interval`` / ``mode`` handling (templated, as the DAG feeds them from its params)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import json
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 from psycopg.types.json import Jsonb
@@ -27,11 +29,20 @@ def first_event(trigger: NxCloudResultsTrigger) -> dict:
     return asyncio.run(collect())
 
 
-def submit(wh, batch_no: str, phones: list[str], pushed: list[str]) -> None:
+DAG_ID = "nxcloud_number_check"
+
+
+def key(run_id: str) -> str:
+    return f"{DAG_ID}/{run_id}"
+
+
+def submit(wh, batch_no: str, phones: list[str], pushed: list[str], *, run_id: str | None = None,
+           status: str = "submitted") -> None:  # fmt: skip
+    """A submission of run ``run_id`` (default: the batch's own run ``run-<batch_no>``)."""
     wh.execute(
         "INSERT INTO ops.number_check_submission (vendor, batch_no, check_level, region_code, phones, phone_count, "
-        "status) VALUES ('nxcloud', %s, 1, 'MX', %s, %s, 'submitted')",
-        (batch_no, phones, len(phones)),
+        "status, dag_id, run_id) VALUES ('nxcloud', %s, 1, 'MX', %s, %s, %s, %s, %s)",
+        (batch_no, phones, len(phones), status, DAG_ID, run_id or f"run-{batch_no}"),
     )
     for phone in pushed:
         wh.execute(
@@ -43,12 +54,12 @@ def submit(wh, batch_no: str, phones: list[str], pushed: list[str]) -> None:
 
 def test_trigger_serialises_to_its_exact_classpath_and_kwargs():
     trigger = NxCloudResultsTrigger(
-        batch_nos=("b-1", "b-2"), warehouse_conn_id="wh", poll_interval="0.5", deadline=1_900_000_000
+        run_key=key("manual__1"), warehouse_conn_id="wh", poll_interval="0.5", deadline=1_900_000_000
     )
     assert trigger.serialize() == (
         CLASSPATH,
         {
-            "batch_nos": ["b-1", "b-2"],
+            "run_key": "nxcloud_number_check/manual__1",
             "warehouse_conn_id": "wh",
             "poll_interval": 0.5,
             "deadline": 1_900_000_000.0,
@@ -56,12 +67,25 @@ def test_trigger_serialises_to_its_exact_classpath_and_kwargs():
     )
     classpath, kwargs = trigger.serialize()
     assert NxCloudResultsTrigger(**kwargs).serialize() == (classpath, kwargs)
-    assert NxCloudResultsTrigger(batch_nos=[]).serialize()[1]["deadline"] is None
+    assert NxCloudResultsTrigger(run_key=key("x")).serialize()[1]["deadline"] is None
+
+
+def test_trigger_counts_only_the_runs_accepted_batches(wh):
+    """The batches come from the run's submissions: every batch of the run counts, a refused
+    (failed) batch and another run's batch do not."""
+    submit(wh, "w-run-1", ["1", "2"], pushed=["1", "2"], run_id="multi")
+    submit(wh, "w-run-2", ["3", "4", "5"], pushed=["3"], run_id="multi")
+    submit(wh, "w-run-refused", ["6"], pushed=[], run_id="multi", status="failed")
+    submit(wh, "w-other-run", ["7"], pushed=[], run_id="other")
+    event = first_event(NxCloudResultsTrigger(key("multi"), poll_interval=0.05, deadline=time.time() - 1))
+    assert event == {"status": "timeout", "expected": 5, "results": 3, "polls": 1}
 
 
 def test_trigger_fires_done_when_every_number_has_a_result(wh):
     submit(wh, "w-done", ["1", "2", "3"], pushed=["1", "2", "3"])
-    event = first_event(NxCloudResultsTrigger(["w-done"], poll_interval=0.05, deadline=time.time() + 30))
+    event = first_event(
+        NxCloudResultsTrigger(key("run-w-done"), poll_interval=0.05, deadline=time.time() + 30)
+    )
     assert event == {"status": "done", "expected": 3, "results": 3, "polls": 1}
 
 
@@ -69,7 +93,7 @@ def test_trigger_fires_done_after_a_late_push(wh):
     submit(wh, "w-late", ["1", "2"], pushed=["1"])
 
     async def scenario():
-        trigger = NxCloudResultsTrigger(["w-late"], poll_interval=0.05, deadline=time.time() + 30)
+        trigger = NxCloudResultsTrigger(key("run-w-late"), poll_interval=0.05, deadline=time.time() + 30)
         run = trigger.run().__anext__()
         task = asyncio.ensure_future(run)
         await asyncio.sleep(0.3)
@@ -92,12 +116,14 @@ def test_trigger_fires_done_after_a_late_push(wh):
 
 def test_trigger_fires_timeout_at_its_deadline(wh):
     submit(wh, "w-timeout", ["1", "2"], pushed=["2"])
-    event = first_event(NxCloudResultsTrigger(["w-timeout"], poll_interval=0.05, deadline=time.time() - 1))
+    event = first_event(
+        NxCloudResultsTrigger(key("run-w-timeout"), poll_interval=0.05, deadline=time.time() - 1)
+    )
     assert event == {"status": "timeout", "expected": 2, "results": 1, "polls": 1}
 
 
 def test_trigger_fires_error_when_the_warehouse_connection_is_unknown(wh):
-    event = first_event(NxCloudResultsTrigger(["x"], warehouse_conn_id="no_such_warehouse"))
+    event = first_event(NxCloudResultsTrigger(key("x"), warehouse_conn_id="no_such_warehouse"))
     assert event["status"] == "error" and "warehouse connection" in event["message"]
 
 
@@ -106,7 +132,7 @@ def test_trigger_keeps_waiting_through_a_failing_warehouse_and_times_out(monkeyp
         "AIRFLOW_CONN_DEAD_WAREHOUSE",
         json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "x", "schema": "x"}),
     )
-    trigger = NxCloudResultsTrigger(["x"], warehouse_conn_id="dead_warehouse", poll_interval=0.05,
+    trigger = NxCloudResultsTrigger(key("x"), warehouse_conn_id="dead_warehouse", poll_interval=0.05,
                                     deadline=time.time() + 0.3)  # fmt: skip
     event = first_event(trigger)
     assert event["status"] == "timeout" and event["expected"] is None and event["polls"] >= 2
@@ -127,36 +153,54 @@ def test_sensor_imports_its_trigger_only_when_it_defers(wh):
     sys.modules.pop("phonecheck_airflow.triggers.nxcloud", None)
     sys.modules.pop("phonecheck_airflow.sensors.nxcloud", None)
     submit(wh, "s-done", ["1"], pushed=["1"])
-    assert sensor(batch_nos=["s-done"]).execute({}) == {"expected": 1, "results": 1, "timed_out": False}
+    assert sensor(run_key=key("run-s-done")).execute({}) == {
+        "run_key": key("run-s-done"), "expected": 1, "results": 1, "timed_out": False,
+    }  # fmt: skip
     assert "phonecheck_airflow.triggers.nxcloud" not in sys.modules
 
     submit(wh, "s-open", ["1", "2"], pushed=[])
     with pytest.raises(TaskDeferred) as deferred:
-        sensor(batch_nos=["s-open"], timeout=120, poke_interval=7).execute({})
+        sensor(run_key=key("run-s-open"), timeout=120, poke_interval=7).execute({})
     classpath, kwargs = deferred.value.trigger.serialize()
     assert classpath == CLASSPATH and kwargs["poll_interval"] == 7.0  # the standard attributes
+    assert kwargs["run_key"] == key("run-s-open")
     assert 100 < kwargs["deadline"] - time.time() <= 120
     assert deferred.value.timeout.total_seconds() == 120 + 300
 
 
-def test_sensor_params_win_over_the_standard_attributes(wh):
+def test_sensor_takes_templated_timeout_and_poke_interval_and_this_runs_key_by_default(wh):
+    """What the DAG does: the standard names, templated from its params, rendered to text."""
     from airflow.sdk.exceptions import TaskDeferred
 
     submit(wh, "s-params", ["1"], pushed=[])
+    waiting = sensor(
+        poke_interval="{{ params.wait_poll_seconds }}", timeout="{{ params.wait_timeout_minutes * 60 }}"
+    )
+    assert {"run_key", "timeout", "poke_interval"} <= set(waiting.template_fields)
+    waiting.poke_interval, waiting.timeout = "0.5", "60"  # as rendered
     with pytest.raises(TaskDeferred) as deferred:
-        sensor(batch_nos=["s-params"], poll_interval_s="0.5", wait_timeout_s="60", timeout=9999).execute({})
+        waiting.execute({"dag": SimpleNamespace(dag_id=DAG_ID), "run_id": "run-s-params"})
     kwargs = deferred.value.trigger.serialize()[1]
-    assert kwargs["poll_interval"] == 0.5 and kwargs["deadline"] - time.time() <= 60
+    assert kwargs["run_key"] == key("run-s-params")
+    assert kwargs["poll_interval"] == 0.5 and 50 < kwargs["deadline"] - time.time() <= 60
+    assert deferred.value.timeout.total_seconds() == 60 + 300
 
 
 def test_sensor_in_poke_mode_waits_in_the_worker_and_hands_over_on_timeout(wh):
     submit(wh, "s-poke", ["1", "2"], pushed=["1"])
-    waiting = sensor(batch_nos=["s-poke"], deferrable=False, mode="poke", timeout=0.3, poke_interval=0.05)
-    assert waiting.execute({}) == {"expected": 2, "results": 1, "timed_out": True}
+    waiting = sensor(
+        run_key=key("run-s-poke"), deferrable=False, mode="poke", timeout=0.3, poke_interval=0.05
+    )
+    assert waiting.execute({}) == {
+        "run_key": key("run-s-poke"),
+        "expected": 2,
+        "results": 1,
+        "timed_out": True,
+    }
     from airflow.sdk.exceptions import AirflowSensorTimeout
 
     strict = sensor(
-        batch_nos=["s-poke"], deferrable=False, timeout=0.1, poke_interval=0.05, fail_on_timeout=True
+        run_key=key("run-s-poke"), deferrable=False, timeout=0.1, poke_interval=0.05, fail_on_timeout=True
     )
     with pytest.raises(AirflowSensorTimeout):
         strict.execute({})
@@ -165,14 +209,39 @@ def test_sensor_in_poke_mode_waits_in_the_worker_and_hands_over_on_timeout(wh):
 def test_sensor_event_paths(wh):
     from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
-    waiting = sensor(batch_nos=["x"], wait_timeout_s=60)
+    waiting = sensor(run_key=key("x"), timeout="60")  # resumed: the template is rendered again
     done = {"status": "done", "expected": 2, "results": 2, "polls": 3}
-    assert waiting.execute_complete({}, done) == {"expected": 2, "results": 2, "timed_out": False}
+    assert waiting.execute_complete({}, done) == {
+        "run_key": key("x"), "expected": 2, "results": 2, "timed_out": False,
+    }  # fmt: skip
     timeout = {"status": "timeout", "expected": 2, "results": 1, "polls": 9}
-    assert waiting.execute_complete({}, timeout) == {"expected": 2, "results": 1, "timed_out": True}
-    with pytest.raises(AirflowSensorTimeout, match="only 1/2"):
-        sensor(batch_nos=["x"], wait_timeout_s=60, fail_on_timeout=True).execute_complete({}, timeout)
+    assert waiting.execute_complete({}, timeout) == {
+        "run_key": key("x"), "expected": 2, "results": 1, "timed_out": True,
+    }  # fmt: skip
+    with pytest.raises(AirflowSensorTimeout, match="only 1/2 numbers have a result after 60 s"):
+        sensor(run_key=key("x"), timeout=60, fail_on_timeout=True).execute_complete({}, timeout)
     with pytest.raises(AirflowException, match="warehouse down"):
         waiting.execute_complete({}, {"status": "error", "message": "warehouse down"})
     with pytest.raises(AirflowException, match="no event"):
         waiting.execute_complete({}, None)
+
+
+def test_sensor_in_reschedule_mode_frees_its_slot_until_the_next_poke_and_hands_over_on_timeout(wh):
+    from datetime import UTC, datetime, timedelta
+
+    from airflow.sdk.exceptions import AirflowRescheduleException
+
+    submit(wh, "s-resched", ["1", "2"], pushed=["2"])
+    waiting = sensor(run_key=key("run-s-resched"), mode="reschedule", timeout="600", poke_interval="30")
+    first_try = SimpleNamespace(get_first_reschedule_date=lambda context: None)
+    with pytest.raises(AirflowRescheduleException) as rescheduled:
+        waiting.execute({"ti": first_try})
+    delay = (rescheduled.value.reschedule_date - datetime.now(UTC)).total_seconds()
+    assert 20 < delay <= 30  # the templated poke_interval, rendered
+
+    long_ago = datetime.now(UTC) - timedelta(seconds=601)  # first poke longer ago than the timeout
+    later_try = SimpleNamespace(get_first_reschedule_date=lambda context: long_ago)
+    again = sensor(run_key=key("run-s-resched"), mode="reschedule", timeout="600", poke_interval="30")
+    assert again.execute({"ti": later_try}) == {
+        "run_key": key("run-s-resched"), "expected": 2, "results": 1, "timed_out": True,
+    }  # fmt: skip

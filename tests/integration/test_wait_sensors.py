@@ -119,20 +119,21 @@ def test_accuauth_unknown_wait_settings_fail_when_the_dag_is_parsed():
 # ---- NXCLOUD -------------------------------------------------------------------------------------
 
 
-def nxcloud_submitted(dsn: str, batch_no: str) -> None:
+def nxcloud_submitted(dsn: str, batch_no: str) -> str:
+    """A run that submitted one batch still without results; returns its run key."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO ops.number_check_submission (vendor, batch_no, check_level, region_code, phones, "
-            "phone_count, status) VALUES ('nxcloud', %s, 1, 'MX', %s, 1, 'submitted')",
-            (batch_no, ["5255120000"]),
+            "phone_count, status, dag_id, run_id) VALUES ('nxcloud', %s, 1, 'MX', %s, 1, 'submitted', "
+            "'nxcloud_number_check', %s)",
+            (batch_no, ["5255120000"], f"run-{batch_no}"),
         )
+    return f"nxcloud_number_check/run-{batch_no}"
 
 
 def test_nxcloud_reschedule_mode_reschedules_instead_of_deferring(fresh_warehouse_dsn):
-    nxcloud_submitted(fresh_warehouse_dsn, "t-reschedule")
-    sensor = NxCloudResultsSensor(
-        task_id="wait", batch_nos=["t-reschedule"], mode="reschedule", poke_interval=5
-    )
+    run_key = nxcloud_submitted(fresh_warehouse_dsn, "t-reschedule")
+    sensor = NxCloudResultsSensor(task_id="wait", run_key=run_key, mode="reschedule", poke_interval=5)
     with pytest.raises(AirflowRescheduleException):
         sensor.execute(context={"ti": FirstTry()})
 
@@ -141,6 +142,6 @@ def test_nxcloud_a_timed_out_deferral_ends_the_sensor_like_airflow_sensors():
     """The trigger reports its own deadline (handed over to reconciliation); the deferral's timeout
     only catches a trigger that never fired, and then the sensor times out as Airflow's do."""
     with pytest.raises(AirflowSensorTimeout):
-        trigger_timed_out(NxCloudResultsSensor(task_id="wait", batch_nos=["x"], timeout=60))
+        trigger_timed_out(NxCloudResultsSensor(task_id="wait", run_key="d/r", timeout=60))
     with pytest.raises(AirflowSkipException):
-        trigger_timed_out(NxCloudResultsSensor(task_id="wait", batch_nos=["x"], timeout=60, soft_fail=True))
+        trigger_timed_out(NxCloudResultsSensor(task_id="wait", run_key="d/r", timeout=60, soft_fail=True))

@@ -120,3 +120,17 @@ def test_code_88_is_permanent_only_when_its_text_names_a_permanent_error(text, p
     from phonecheck.nxcloud.errors import is_permanent_88
 
     assert is_permanent_88(text) is permanent
+
+
+def test_a_run_key_names_the_dag_and_the_run_it_selects_submissions_by():
+    from phonecheck.nxcloud.submissions import split_run_key
+
+    assert split_run_key("nxcloud_number_check/manual__2026-11-27T10:00:00+00:00") == {
+        "dag_id": "nxcloud_number_check",
+        "run_id": "manual__2026-11-27T10:00:00+00:00",
+    }
+    # a dag_id has no "/": everything after the first one is the run id
+    assert split_run_key("d/odd/run")["run_id"] == "odd/run"
+    for bad in ("no-slash", "/run", "dag/", ""):
+        with pytest.raises(ValueError, match="not a run key"):
+            split_run_key(bad)

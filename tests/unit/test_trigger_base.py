@@ -43,11 +43,14 @@ SERIALISED = [
     ),
     pytest.param(
         NxCloudResultsTrigger(
-            batch_nos=("b-1", "b-2"), warehouse_conn_id="wh", poll_interval="7", deadline=1_900_000_000
+            run_key="nxcloud_number_check/manual__1",
+            warehouse_conn_id="wh",
+            poll_interval="7",
+            deadline=1_900_000_000,
         ),
         "phonecheck_airflow.triggers.nxcloud.NxCloudResultsTrigger",
         {
-            "batch_nos": ["b-1", "b-2"],
+            "run_key": "nxcloud_number_check/manual__1",
             "warehouse_conn_id": "wh",
             "poll_interval": 7.0,
             "deadline": 1_900_000_000.0,
@@ -77,13 +80,13 @@ def test_a_subclass_serialises_under_its_own_classpath_without_writing_it():
     class Narrower(NxCloudResultsTrigger):
         pass
 
-    classpath, kwargs = Narrower(["b"], deadline=None).serialize()
+    classpath, kwargs = Narrower("d/r", deadline=None).serialize()
     assert (
         classpath
         == f"{__name__}.test_a_subclass_serialises_under_its_own_classpath_without_writing_it.<locals>.Narrower"
     )
     assert kwargs == {
-        "batch_nos": ["b"],
+        "run_key": "d/r",
         "warehouse_conn_id": "warehouse",
         "poll_interval": 10.0,
         "deadline": None,

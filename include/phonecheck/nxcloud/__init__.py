@@ -7,4 +7,5 @@
 * :mod:`.submissions`: the ``ops.number_check_submission`` rows around the paid call.
 * :mod:`.results`: counting, reconciling and loading results of our batches.
 * :mod:`.daily`: the daily query-API sync (vendor date, 14-day window, missing pushes).
+* :mod:`.sync`: the one query-API loop over our batches, shared by reconcile and the daily sync.
 """

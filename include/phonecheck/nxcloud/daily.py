@@ -119,6 +119,25 @@ def batches_for_day(conn: psycopg.Connection, day: date, *zones: ZoneInfo) -> li
     return [r[0] for r in rows if r[0]]
 
 
+def day_batches(conn: psycopg.Connection, day: date, tz: ZoneInfo) -> tuple[list[str], list[str]]:
+    """The batches of ``day`` in ``tz``, and those near the day boundary that another candidate
+    timezone puts on ``day`` too (looked up on this date as well: an extra call for them only)."""
+    batches = batches_for_day(conn, day, tz)
+    native = set(batches)
+    near = [b for b in batches_for_day(conn, day, *candidate_zones(tz)) if b not in native]
+    return batches, near
+
+
+def synced_batches(conn: psycopg.Connection, *, day: date, dag_id: str, run_id: str) -> list[str]:
+    """The batches the sync run ``dag_id``/``run_id`` of ``day`` loaded query rows for."""
+    rows = conn.execute(
+        "SELECT batch_no FROM ops.query_sync_report WHERE vendor_date = %s AND dag_id = %s AND run_id = %s "
+        "AND query_rows > 0 ORDER BY batch_no",
+        (day, dag_id, run_id),
+    )
+    return [r[0] for r in rows]
+
+
 def write_sync_report(
     conn: psycopg.Connection,
     *,

@@ -83,8 +83,14 @@ def count_results(conn: psycopg.Connection, batch_nos: Sequence[str]) -> ResultC
     return ResultCount(expected, results)
 
 
-def missing_results(conn: psycopg.Connection, batch_nos: Sequence[str]) -> list[tuple[str, str]]:
-    return [tuple(r) for r in conn.execute(MISSING_RESULTS_SQL, {"batches": list(batch_nos)})]
+def missing_results(
+    conn: psycopg.Connection, batch_nos: Sequence[str], *, limit: int | None = None
+) -> list[tuple[str, str]]:
+    """The ``(batch_no, phone)`` pairs still without a result (the first ``limit`` of them)."""
+    rows = conn.execute(
+        MISSING_RESULTS_SQL + " LIMIT %(limit)s", {"batches": list(batch_nos), "limit": limit}
+    )
+    return [tuple(r) for r in rows]
 
 
 @dataclass

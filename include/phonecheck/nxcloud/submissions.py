@@ -89,6 +89,29 @@ def submissions_for(conn: psycopg.Connection, batch_nos: Sequence[str]) -> dict[
     return {row["batch_no"]: row for row in rows}
 
 
+#: The batches a run submitted (selected by its run key, ``"<dag_id>/<run_id>"`` as in
+#: ``ops.run_intake``), in submit order: what the on-demand DAG's wait, reconcile, load and
+#: validate read instead of a batch list handed on through XCom. Parameters: dag_id, run_id.
+RUN_BATCHES_SQL = """
+SELECT batch_no FROM ops.number_check_submission
+WHERE vendor = 'nxcloud' AND dag_id = %(dag_id)s AND run_id = %(run_id)s AND batch_no IS NOT NULL
+  AND status IN ('submitted', 'complete')
+ORDER BY submission_id"""
+
+
+def split_run_key(run_key: str) -> dict[str, str]:
+    """``{"dag_id", "run_id"}`` of a run key ``"<dag_id>/<run_id>"`` (a dag_id has no ``/``)."""
+    dag_id, slash, run_id = str(run_key).partition("/")
+    if not (dag_id and slash and run_id):
+        raise ValueError(f"not a run key (<dag_id>/<run_id>): {run_key!r}")
+    return {"dag_id": dag_id, "run_id": run_id}
+
+
+def run_batches(conn: psycopg.Connection, run_key: str) -> list[str]:
+    """The batches the run submitted and the vendor accepted (:data:`RUN_BATCHES_SQL`)."""
+    return [r[0] for r in conn.execute(RUN_BATCHES_SQL, split_run_key(run_key))]
+
+
 def record_intent(
     conn: psycopg.Connection,
     chunk: Chunk,

@@ -10,7 +10,7 @@ Heavy imports (psycopg, phonenumbers, requests) happen inside the functions, at 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -56,40 +56,21 @@ def _client(nxcloud_conn_id: str, warehouse_conn_id: str):
     return NxCloudHook(nxcloud_conn_id, warehouse_conn_id=warehouse_conn_id).get_client()
 
 
-def _load_query_pages(
-    client: Any, conn: Any, batch_no: str, day: Any, *, dag_id: str, run_id: str
-) -> tuple[list[dict[str, Any]], Any, Any, str | None]:
-    """Every query-API page of ``batch_no`` on vendor ``day``: each stored verbatim, its rows
-    upserted. Returns ``(rows, stats, load summary, why incomplete)``.
+def _query_batches(client: Any, conn: Any, lookups: Any, *, totals: Any, dag_id: str, run_id: str):
+    """The one query-API loop (:func:`phonecheck.nxcloud.sync.query_batches`); refusals a
+    retry cannot fix (credentials, permissions, bad requests other than code 88) fail the task
+    without retrying, the rest never fail a run on their own (docs/vendors/nxcloud.md)."""
+    from phonecheck.nxcloud.sync import query_batches
 
-    A refusal never fails the run on its own: rate-limit refusals were retried with backoff by
-    the client; if they persist, or the vendor refuses the date (code 88: e.g. a candidate
-    date it does not answer for), what was read is kept and the reason returned. Refusals a
-    retry cannot fix (credentials, permissions) fail the task.
-    """
-    from phonecheck.nxcloud.client import QueryStats
-    from phonecheck.nxcloud.errors import NxCloudBadRequestError, NxCloudTransientError
-    from phonecheck.nxcloud.results import LoadSummary, load_query_page
-
-    stats, summary = QueryStats(), LoadSummary()
-    items: list[dict[str, Any]] = []
-    try:
-        for page in client.iter_query_pages(batch_no, day, stats=stats):
-            part = load_query_page(conn, page, queried_at=datetime.now(UTC), dag_id=dag_id, run_id=run_id)
-            summary.rows += part.rows
-            summary.inserted += part.inserted
-            summary.updated += part.updated
-            summary.unreadable += part.unreadable
-            items.extend(r for r in page.rows if isinstance(r, dict))
-    except (NxCloudTransientError, NxCloudBadRequestError) as exc:
-        if isinstance(exc, NxCloudBadRequestError) and exc.code != 88:
+    batches = query_batches(client, conn, lookups, totals=totals, dag_id=dag_id, run_id=run_id)
+    while True:
+        try:
+            yield next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:
             _fail_on_final_vendor_error(exc)
-        log.warning("NXCLOUD query of %s on %s stopped: %s (rows read so far are kept)", batch_no, day, exc)
-        return items, stats, summary, str(exc)
-    except Exception as exc:
-        _fail_on_final_vendor_error(exc)
-        raise
-    return items, stats, summary, None
+            raise
 
 
 # ---- on demand ---------------------------------------------------------------------------------
@@ -244,10 +225,19 @@ def submit(
         client.api_calls["submit"], client.api_calls["query"],
     )  # fmt: skip
     return {
-        "batch_nos": [o.batch_no for o in outcomes],
+        "run_key": prepared["run_key"],
+        "batches": len(outcomes),
         "submitted": sum(o.phone_count for o in outcomes),
-        "outcomes": [o.as_dict() for o in outcomes],
+        "submitted_now": sum(o.phone_count for o in new),
+        "already_submitted": sum(o.status == "already_submitted" for o in outcomes),
+        "recovered": sum(o.status == "recovered" for o in outcomes),
+        "refused": sum(o.refused for o in outcomes),
     }
+
+
+def _run_key(handed: dict[str, Any], context: Any) -> str:
+    """The run key handed on by the previous task; this run's when it carries none."""
+    return handed.get("run_key") or "/".join(_run_ids(context))
 
 
 def reconcile(
@@ -257,7 +247,8 @@ def reconcile(
     nxcloud_conn_id: str = "nxcloud_default",
     warehouse_conn_id: str = "warehouse",
 ) -> dict[str, Any]:
-    """Every page of the query API for each batch, stored and upserted; reports pushes that never arrived.
+    """Every page of the query API for each batch of the run (read from the warehouse by its
+    run key), stored and upserted; reports pushes that never arrived.
 
     The vendor does not say in which timezone its ``date`` is: each batch is looked up on its
     candidate dates (:func:`phonecheck.nxcloud.client.candidate_dates`, the configured timezone
@@ -265,56 +256,62 @@ def reconcile(
     dates it, and a batch away from a day boundary costs one date's pages only.
     """
     from phonecheck.nxcloud.client import candidate_dates
-    from phonecheck.nxcloud.results import missing_results, pushes_missing
-    from phonecheck.nxcloud.submissions import submissions_for
+    from phonecheck.nxcloud.results import count_results, missing_results
+    from phonecheck.nxcloud.submissions import run_batches, submissions_for
+    from phonecheck.nxcloud.sync import BatchLookup, QueryTotals
 
     dag_id, run_id = _run_ids(context)
-    batch_nos = list(submitted.get("batch_nos") or [])
+    run_key = _run_key(submitted, context)
     client = _client(nxcloud_conn_id, warehouse_conn_id)
-    totals = {"query_rows": 0, "pages": 0, "inserted": 0, "updated": 0, "unreadable": 0, "incomplete": 0}
-    queried_pairs: list[tuple[str, str]] = []
+    totals = QueryTotals()
+    never_pushed: list[tuple[str, str]] = []  # the first few, for the log
     with _connect(warehouse_conn_id) as conn:
+        batch_nos = run_batches(conn, run_key)
         subs = submissions_for(conn, batch_nos)
-        for i, batch_no in enumerate(batch_nos, start=1):
-            sub = subs[batch_no]
+        tz = client.settings.query_timezone
+        lookups = (
+            BatchLookup(
+                batch_no,
+                candidate_dates(subs[batch_no]["submitted_at"], tz),
+                expected=subs[batch_no]["phone_count"] - len(subs[batch_no]["failed_numbers"] or []),
+            )
+            for batch_no in batch_nos
+        )
+        for i, batch in enumerate(
+            _query_batches(client, conn, lookups, totals=totals, dag_id=dag_id, run_id=run_id), start=1
+        ):
+            sub = subs[batch.batch_no]
             expected = sub["phone_count"] - len(sub["failed_numbers"] or [])
-            found: set[str] = set()
-            for day in candidate_dates(sub["submitted_at"], client.settings.query_timezone):
-                items, stats, summary, stopped = _load_query_pages(
-                    client, conn, batch_no, day, dag_id=dag_id, run_id=run_id
-                )
-                found.update(str(r.get("phone")) for r in items)
-                queried_pairs.extend((str(r.get("batchNo")), str(r.get("phone"))) for r in items)
-                totals["query_rows"] += len(items)
-                totals["pages"] += stats.pages
-                totals["inserted"] += summary.inserted
-                totals["updated"] += summary.updated
-                totals["unreadable"] += summary.unreadable
-                totals["incomplete"] += stopped is not None
-                if len(found) >= expected:
-                    break
-            log.info("reconciled batch %d/%d %s: %d/%d number(s) listed", i, len(batch_nos), batch_no,
-                     len(found), expected)  # fmt: skip
-        never_pushed = pushes_missing(conn, queried_pairs)
-        still_missing = missing_results(conn, batch_nos)
-    for batch_no, phone in never_pushed[:20]:
+            never_pushed.extend(batch.never_pushed[: max(0, 20 - len(never_pushed))])
+            log.info("reconciled batch %d/%d %s: %d/%d number(s) listed", i, len(batch_nos), batch.batch_no,
+                     len(batch.listed), expected)  # fmt: skip
+        count = count_results(conn, batch_nos)
+        still_missing = missing_results(conn, batch_nos, limit=20)
+    for batch_no, phone in never_pushed:
         log.warning(
             "no push ever arrived for %s / %s (result taken from the query API)", batch_no, mask_number(phone)
         )
-    for batch_no, phone in still_missing[:20]:
+    for batch_no, phone in still_missing:
         log.warning("no result at all yet for %s / %s", batch_no, mask_number(phone))
     log.info(
         "SUMMARY reconcile: %d batch(es), %d query row(s) on %d page(s) (each kept in raw.vendor_answer, %d "
         "unreadable row(s)) in %d query call(s) (%d refused for their rate and retried, %d lookup(s) cut short "
         "by a refusal); %d push(es) never arrived; %d number(s) still without any result",
-        len(batch_nos), totals["query_rows"], totals["pages"], totals["unreadable"], client.api_calls["query"],
-        client.rate_limited["query"], totals["incomplete"], len(never_pushed), len(still_missing),
+        len(batch_nos), totals.rows, totals.pages, totals.unreadable, client.api_calls["query"],
+        client.rate_limited["query"], totals.incomplete, totals.never_pushed, count.missing,
     )  # fmt: skip
     return {
-        **totals,
+        "run_key": run_key,
+        "batches": len(batch_nos),
+        "query_rows": totals.rows,
+        "pages": totals.pages,
+        "inserted": totals.inserted,
+        "updated": totals.updated,
+        "unreadable": totals.unreadable,
+        "incomplete": totals.incomplete,
         "api_calls": client.api_calls["query"],
-        "pushes_never_arrived": len(never_pushed),
-        "still_missing": len(still_missing),
+        "pushes_never_arrived": totals.never_pushed,
+        "still_missing": count.missing,
     }
 
 
@@ -325,12 +322,15 @@ def load(
     context: Any,
     *,
     warehouse_conn_id: str = "warehouse",
-) -> list[str]:
-    """Upsert the pushes of these batches from the inbox; returns the batch numbers loaded."""
+) -> dict[str, Any]:
+    """Upsert the pushes of the run's batches (read by run key) from the inbox; returns the run
+    key and counts (the next tasks read the batches from the warehouse too)."""
     from phonecheck.nxcloud.results import count_results, load_pushes, mark_complete
+    from phonecheck.nxcloud.submissions import run_batches
 
-    batch_nos = list(submitted.get("batch_nos") or [])
+    run_key = _run_key(submitted, context)
     with _connect(warehouse_conn_id) as conn:
+        batch_nos = run_batches(conn, run_key)
         pushes = load_pushes(conn, batch_nos)
         completed = mark_complete(conn, batch_nos)
         count = count_results(conn, batch_nos)
@@ -355,7 +355,29 @@ def load(
         count.results, count.expected, rows, NUMBER_CHECK_TABLE,
         ", ".join(f"{a} {c}" for c, a in costs.items()) or "0",
     )  # fmt: skip
-    return batch_nos
+    return {
+        "run_key": run_key,
+        "batches": len(batch_nos),
+        "complete_batches": len(completed),
+        "rows": rows,
+        "results": count.results,
+        "expected": count.expected,
+    }
+
+
+def validate(loaded: dict[str, Any], context: Any, *, warehouse_conn_id: str = "warehouse") -> dict[str, Any]:
+    """Great Expectations over the rows of the run's batches (read from the warehouse by run
+    key, not from XCom; the same pattern as AccuAuth's validate)."""
+    from phonecheck.nxcloud.submissions import run_batches
+    from phonecheck_airflow.operators.quality import validate_loaded_rows
+
+    run_key = _run_key(loaded, context)
+    with _connect(warehouse_conn_id) as conn:
+        batch_nos = run_batches(conn, run_key)
+    result = validate_loaded_rows(
+        NUMBER_CHECK_TABLE, "batch_no", batch_nos, warehouse_conn_id=warehouse_conn_id, context=context
+    )
+    return {"run_key": run_key, "batches": len(batch_nos), **result}
 
 
 # ---- daily -------------------------------------------------------------------------------------
@@ -368,16 +390,11 @@ def plan_day(
     nxcloud_conn_id: str = "nxcloud_default",
     warehouse_conn_id: str = "warehouse",
 ) -> dict[str, Any]:
-    """The run's vendor date, refused when outside the 14-day window; its batches."""
+    """The run's vendor date, refused when outside the 14-day window; how many batches it has
+    (the sync reads them from the warehouse again: only the date and counts travel on)."""
     from datetime import date
 
-    from phonecheck.nxcloud.daily import (
-        OutsideQueryWindow,
-        batches_for_day,
-        candidate_zones,
-        check_query_window,
-        vendor_date_for,
-    )
+    from phonecheck.nxcloud.daily import OutsideQueryWindow, check_query_window, day_batches, vendor_date_for
 
     client = _client(nxcloud_conn_id, warehouse_conn_id)
     tz = client.query_timezone
@@ -393,16 +410,13 @@ def plan_day(
             check_query_window(conn, day, tz, today=client.vendor_today())
         except OutsideQueryWindow as exc:
             raise AirflowFailException(str(exc)) from None
-        batches = batches_for_day(conn, day, tz)
-        # the vendor's date may be in another timezone: batches near the day boundary are
-        # looked up on this date too (an extra call only for them)
-        near = [b for b in batches_for_day(conn, day, *candidate_zones(tz)) if b not in batches]
+        batches, near = day_batches(conn, day, tz)
     log.info(
         "SUMMARY plan: vendor date %s (%s, query timezone %s): %d batch(es) submitted or pushed that day, "
         "%d more near the day boundary in another candidate timezone",
         day, why, tz.key, len(batches), len(near),
     )  # fmt: skip
-    return {"vendor_date": day.isoformat(), "batch_nos": batches, "boundary_batch_nos": near}
+    return {"vendor_date": day.isoformat(), "batches": len(batches), "boundary_batches": len(near)}
 
 
 def sync_day(
@@ -411,62 +425,83 @@ def sync_day(
     *,
     nxcloud_conn_id: str = "nxcloud_default",
     warehouse_conn_id: str = "warehouse",
-) -> list[str]:
-    """All pages of the query API for each batch of the day, upserted; missing pushes reported."""
+) -> dict[str, Any]:
+    """All pages of the query API for each batch of the day, upserted; missing pushes reported
+    (one ``ops.query_sync_report`` row per batch, with this run's dag_id and run_id)."""
     from datetime import date
 
-    from phonecheck.nxcloud.daily import write_sync_report
-    from phonecheck.nxcloud.results import pushes_missing
+    from phonecheck.nxcloud.daily import day_batches, write_sync_report
+    from phonecheck.nxcloud.sync import BatchLookup, QueryTotals
 
     dag_id, run_id = _run_ids(context)
     day = date.fromisoformat(plan["vendor_date"])
     client = _client(nxcloud_conn_id, warehouse_conn_id)
-    native = list(plan["batch_nos"])
-    batches = native + list(plan.get("boundary_batch_nos") or [])
-    totals = {"rows": 0, "inserted": 0, "updated": 0, "missing": 0, "pages": 0, "incomplete": 0}
-    loaded: list[str] = []
+    totals = QueryTotals()
+    loaded = 0
     with _connect(warehouse_conn_id) as conn:
-        for i, batch_no in enumerate(batches, start=1):
-            items, stats, summary, stopped = _load_query_pages(
-                client, conn, batch_no, day, dag_id=dag_id, run_id=run_id
-            )
-            if not items and batch_no not in native:
+        native, near = day_batches(conn, day, client.query_timezone)
+        batches = native + near
+        lookups = (BatchLookup(batch_no, [day]) for batch_no in batches)
+        for i, batch in enumerate(
+            _query_batches(client, conn, lookups, totals=totals, dag_id=dag_id, run_id=run_id), start=1
+        ):
+            if not batch.rows and i > len(native):
                 continue  # a boundary batch the vendor dates the other day: that day's sync has it
-            missing = pushes_missing(conn, [(str(r.get("batchNo")), str(r.get("phone"))) for r in items])
             write_sync_report(
                 conn,
                 day=day,
-                batch_no=batch_no,
-                query_rows=len(items),
-                pages=stats.pages,
-                api_calls=stats.api_calls,
-                missing_phones=[phone for _, phone in missing],
+                batch_no=batch.batch_no,
+                query_rows=batch.rows,
+                pages=batch.pages,
+                api_calls=batch.api_calls,
+                missing_phones=[phone for _, phone in batch.never_pushed],
                 dag_id=dag_id,
                 run_id=run_id,
             )
-            if items:
-                loaded.append(batch_no)
-            for _, phone in missing[:20]:
+            loaded += batch.rows > 0
+            for _, phone in batch.never_pushed[:20]:
                 log.warning(
-                    "batch %s: the push for %s never arrived (query row loaded instead)", batch_no, phone
-                )
+                    "batch %s: the push for %s never arrived (query row loaded instead)",
+                    batch.batch_no, mask_number(phone),
+                )  # fmt: skip
             log.info(
                 "batch %d/%d %s on %s: %d row(s), %d page(s), %d call(s), %d push(es) never arrived%s",
-                i, len(batches), batch_no, day, len(items), stats.pages, stats.api_calls, len(missing),
-                f"; cut short: {stopped}" if stopped else "",
+                i, len(batches), batch.batch_no, day, batch.rows, batch.pages, batch.api_calls,
+                len(batch.never_pushed), f"; cut short: {batch.stopped}" if batch.stopped else "",
             )  # fmt: skip
-            totals["rows"] += len(items)
-            totals["pages"] += stats.pages
-            totals["inserted"] += summary.inserted
-            totals["updated"] += summary.updated
-            totals["missing"] += len(missing)
-            totals["incomplete"] += stopped is not None
     log.info(
         "SUMMARY sync %s: %d batch(es) (+%d near the day boundary), %d query row(s) (%d new, %d updated) on %d "
         "page(s) kept in raw.vendor_answer, %d query call(s) (%d refused for their rate and retried, %d lookup(s) "
         "cut short by a refusal), %d push(es) never arrived (ops.query_sync_report)",
-        day, len(native), len(batches) - len(native), totals["rows"], totals["inserted"], totals["updated"],
-        totals["pages"], client.api_calls["query"], client.rate_limited["query"], totals["incomplete"],
-        totals["missing"],
+        day, len(native), len(near), totals.rows, totals.inserted, totals.updated,
+        totals.pages, client.api_calls["query"], client.rate_limited["query"], totals.incomplete,
+        totals.never_pushed,
     )  # fmt: skip
-    return loaded
+    return {
+        "vendor_date": day.isoformat(),
+        "batches": len(batches),
+        "loaded_batches": loaded,
+        "query_rows": totals.rows,
+        "pushes_never_arrived": totals.never_pushed,
+    }
+
+
+def validate_day(
+    synced: dict[str, Any], context: Any, *, warehouse_conn_id: str = "warehouse"
+) -> dict[str, Any]:
+    """Great Expectations over the rows of the batches this sync run loaded (read from its
+    ``ops.query_sync_report`` rows, not from XCom; the pattern of :func:`validate`)."""
+    from datetime import date
+
+    from phonecheck.nxcloud.daily import synced_batches
+    from phonecheck_airflow.operators.quality import validate_loaded_rows
+
+    dag_id, run_id = _run_ids(context)
+    with _connect(warehouse_conn_id) as conn:
+        batch_nos = synced_batches(
+            conn, day=date.fromisoformat(synced["vendor_date"]), dag_id=dag_id, run_id=run_id
+        )
+    result = validate_loaded_rows(
+        NUMBER_CHECK_TABLE, "batch_no", batch_nos, warehouse_conn_id=warehouse_conn_id, context=context
+    )
+    return {"vendor_date": synced.get("vendor_date"), "batches": len(batch_nos), **result}
