@@ -41,7 +41,7 @@ webhook_inbox = Asset(
     doc_md=__doc__,
 )
 def telco_push_processing():
-    ProcessWebhookInboxOperator(task_id="process_inbox", conn_id="warehouse")
+    ProcessWebhookInboxOperator(task_id="process_inbox", warehouse_conn_id="warehouse")
 
 
 telco_push_processing()

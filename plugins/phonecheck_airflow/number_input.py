@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from phonecheck_airflow.conn_ids import WAREHOUSE_CONN_ID
+
 if TYPE_CHECKING:
     from phonecheck.intake import IntakeSummary
 
@@ -83,7 +85,7 @@ def prepare_run(
     dag_id: str,
     run_id: str,
     check_level: int | None = None,
-    warehouse_conn_id: str = "warehouse",
+    warehouse_conn_id: str = WAREHOUSE_CONN_ID,
 ) -> IntakeSummary | None:
     """Normalise the run's input into ``ops.run_number``; None when no input was given at all."""
     from phonecheck.intake import RunContext, prepare_numbers

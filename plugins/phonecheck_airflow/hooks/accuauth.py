@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
+from phonecheck_airflow.conn_ids import ACCUAUTH_CONN_ID
+
 if TYPE_CHECKING:
     from phonecheck.accuauth.api import AccuAuthClient, Answer, AsyncAccuAuthClient, RetryPolicy
 
@@ -30,7 +32,7 @@ class AccuAuthHook(BaseHook):
     """
 
     conn_name_attr = "accuauth_conn_id"
-    default_conn_name = "accuauth_default"
+    default_conn_name = ACCUAUTH_CONN_ID
     conn_type = "accuauth"
     hook_name = "AccuAuth"
 

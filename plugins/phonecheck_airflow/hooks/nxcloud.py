@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
+from phonecheck_airflow.conn_ids import NXCLOUD_CONN_ID
+
 if TYPE_CHECKING:
     from phonecheck.nxcloud.client import NxCloudClient, NxCloudSettings
 
@@ -42,7 +44,7 @@ class NxCloudHook(BaseHook):
     """
 
     conn_name_attr = "nxcloud_conn_id"
-    default_conn_name = "nxcloud_default"
+    default_conn_name = NXCLOUD_CONN_ID
     conn_type = "nxcloud"
     hook_name = "NXCLOUD (signed API)"
 

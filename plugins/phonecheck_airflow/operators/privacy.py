@@ -7,6 +7,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from phonecheck_airflow.conn_ids import WAREHOUSE_CONN_ID
+
 
 class PhoneDataErasureOperator(BaseOperator):
     """Erase phone numbers everywhere (``phonecheck.privacy.erasure.erase_numbers``).
@@ -17,10 +19,10 @@ class PhoneDataErasureOperator(BaseOperator):
     :param numbers: one number per line (any format; E.164 preferred).
     :param reason: why (e.g. the data subject's request reference); stored with numbers masked.
     :param dry_run: only count what would be erased.
-    :param conn_id: the warehouse connection.
+    :param warehouse_conn_id: the warehouse connection.
     """
 
-    template_fields: Sequence[str] = ("numbers", "reason", "dry_run", "conn_id")
+    template_fields: Sequence[str] = ("numbers", "reason", "dry_run", "warehouse_conn_id")
 
     def __init__(
         self,
@@ -28,14 +30,14 @@ class PhoneDataErasureOperator(BaseOperator):
         numbers: str,
         reason: str,
         dry_run: bool | str = False,
-        conn_id: str = "warehouse",
+        warehouse_conn_id: str = WAREHOUSE_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.numbers = numbers
         self.reason = reason
         self.dry_run = dry_run
-        self.conn_id = conn_id
+        self.warehouse_conn_id = warehouse_conn_id
 
     def execute(self, context: Any) -> dict:
         from phonecheck.privacy.erasure import erase_numbers, parse_numbers
@@ -47,7 +49,7 @@ class PhoneDataErasureOperator(BaseOperator):
         )
         dry_run = self.dry_run if isinstance(self.dry_run, bool) else str(self.dry_run).lower() == "true"
         report = erase_numbers(
-            warehouse_dsn(self.conn_id),
+            warehouse_dsn(self.warehouse_conn_id),
             parse_numbers(self.numbers),
             reason=self.reason,
             dry_run=dry_run,
@@ -63,15 +65,17 @@ class PhoneDataRetentionOperator(BaseOperator):
     Drops expired ``raw.webhook_event`` partitions, creates the coming days' ones, deletes
     expired rows elsewhere and prunes old Data Docs pages. Returns the counts.
 
-    :param conn_id: the warehouse connection.
+    :param warehouse_conn_id: the warehouse connection.
     :param dry_run: only report what would be removed.
     """
 
-    template_fields: Sequence[str] = ("conn_id", "dry_run")
+    template_fields: Sequence[str] = ("warehouse_conn_id", "dry_run")
 
-    def __init__(self, *, conn_id: str = "warehouse", dry_run: bool | str = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *, warehouse_conn_id: str = WAREHOUSE_CONN_ID, dry_run: bool | str = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
-        self.conn_id = conn_id
+        self.warehouse_conn_id = warehouse_conn_id
         self.dry_run = dry_run
 
     def execute(self, context: Any) -> dict:
@@ -79,6 +83,6 @@ class PhoneDataRetentionOperator(BaseOperator):
         from phonecheck_airflow.warehouse import warehouse_dsn
 
         dry_run = self.dry_run if isinstance(self.dry_run, bool) else str(self.dry_run).lower() == "true"
-        result = enforce_retention(warehouse_dsn(self.conn_id), dry_run=dry_run)
+        result = enforce_retention(warehouse_dsn(self.warehouse_conn_id), dry_run=dry_run)
         self.log.info("%s", result.describe())
         return result.counts

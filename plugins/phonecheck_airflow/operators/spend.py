@@ -28,6 +28,7 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from phonecheck_airflow.conn_ids import ACCUAUTH_CONN_ID, NXCLOUD_CONN_ID
 from phonecheck_airflow.warehouse import WAREHOUSE_CONN_ID
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ DEFAULT_AUTO_APPROVE_UP_TO = Decimal("100")
 DEFAULT_APPROVAL_TIMEOUT = timedelta(hours=24)
 APPROVERS_VARIABLE = "phonecheck_spend_approvers"
 APPROVERS_ENV = "PHONECHECK_SPEND_APPROVERS"
-VENDOR_CONN_IDS = {"nxcloud": "nxcloud_default", "accuauth": "accuauth_default"}
+VENDOR_CONN_IDS = {"nxcloud": NXCLOUD_CONN_ID, "accuauth": ACCUAUTH_CONN_ID}
 VENDOR_TITLES = {"nxcloud": "NXCLOUD number check", "accuauth": "AccuAuth phone status"}
 
 
