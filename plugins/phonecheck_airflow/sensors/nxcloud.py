@@ -10,6 +10,8 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
+from phonecheck_airflow.conn_ids import WAREHOUSE_CONN_ID
+
 #: NXCLOUD pushes within 10 s - 5 min and retries for 60 min (docs/vendors/nxcloud.md).
 DEFAULT_WAIT = timedelta(minutes=75)
 
@@ -57,7 +59,7 @@ class NxCloudResultsSensor(BaseSensorOperator):
         self,
         *,
         run_key: str | None = None,
-        warehouse_conn_id: str = "warehouse",
+        warehouse_conn_id: str = WAREHOUSE_CONN_ID,
         fail_on_timeout: bool = False,
         deferrable: bool = True,
         timeout: timedelta | float | str = DEFAULT_WAIT,

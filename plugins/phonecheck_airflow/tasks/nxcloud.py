@@ -16,6 +16,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from phonecheck.privacy.masking import mask_number
+from phonecheck_airflow.conn_ids import NXCLOUD_CONN_ID, WAREHOUSE_CONN_ID
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,9 @@ def _query_batches(client: Any, conn: Any, lookups: Any, *, totals: Any, dag_id:
 # ---- on demand ---------------------------------------------------------------------------------
 
 
-def prepare(params: dict[str, Any], context: Any, *, warehouse_conn_id: str = "warehouse") -> dict[str, Any]:
+def prepare(
+    params: dict[str, Any], context: Any, *, warehouse_conn_id: str = WAREHOUSE_CONN_ID
+) -> dict[str, Any]:
     """Normalise offline, record rejects, drop fresh / in-flight numbers; the numbers stay in
     ``ops.run_number`` and only the run key and counts travel on (docs/getting-started.md)."""
     from phonecheck.enums import SUBMITTABLE_CHECK_LEVELS
@@ -101,7 +104,11 @@ def prepare(params: dict[str, Any], context: Any, *, warehouse_conn_id: str = "w
 
 
 def _chunks(
-    prepared: dict[str, Any], params: dict[str, Any], context: Any, *, warehouse_conn_id: str = "warehouse"
+    prepared: dict[str, Any],
+    params: dict[str, Any],
+    context: Any,
+    *,
+    warehouse_conn_id: str = WAREHOUSE_CONN_ID,
 ):
     """The run's submit chunks, planned from its numbers in ``ops.run_number`` (the one place
     that reads the prepared numbers)."""
@@ -121,7 +128,11 @@ def _chunks(
 
 
 def estimate(
-    prepared: dict[str, Any], params: dict[str, Any], context: Any, *, warehouse_conn_id: str = "warehouse"
+    prepared: dict[str, Any],
+    params: dict[str, Any],
+    context: Any,
+    *,
+    warehouse_conn_id: str = WAREHOUSE_CONN_ID,
 ) -> dict[str, Any]:
     """Estimate the cost per country and level; stop with a clear message over budget."""
     from phonecheck.nxcloud.cost import (
@@ -163,8 +174,8 @@ def submit(
     params: dict[str, Any],
     context: Any,
     *,
-    nxcloud_conn_id: str = "nxcloud_default",
-    warehouse_conn_id: str = "warehouse",
+    nxcloud_conn_id: str = NXCLOUD_CONN_ID,
+    warehouse_conn_id: str = WAREHOUSE_CONN_ID,
 ) -> dict[str, Any]:
     """Submit every chunk at most once (``phonecheck.nxcloud.submissions``); dry run stops here."""
     from decimal import Decimal
@@ -244,8 +255,8 @@ def reconcile(
     submitted: dict[str, Any],
     context: Any,
     *,
-    nxcloud_conn_id: str = "nxcloud_default",
-    warehouse_conn_id: str = "warehouse",
+    nxcloud_conn_id: str = NXCLOUD_CONN_ID,
+    warehouse_conn_id: str = WAREHOUSE_CONN_ID,
 ) -> dict[str, Any]:
     """Every page of the query API for each batch of the run (read from the warehouse by its
     run key), stored and upserted; reports pushes that never arrived.
@@ -321,7 +332,7 @@ def load(
     reconciled: dict[str, Any],
     context: Any,
     *,
-    warehouse_conn_id: str = "warehouse",
+    warehouse_conn_id: str = WAREHOUSE_CONN_ID,
 ) -> dict[str, Any]:
     """Upsert the pushes of the run's batches (read by run key) from the inbox; returns the run
     key and counts (the next tasks read the batches from the warehouse too)."""
@@ -365,7 +376,9 @@ def load(
     }
 
 
-def validate(loaded: dict[str, Any], context: Any, *, warehouse_conn_id: str = "warehouse") -> dict[str, Any]:
+def validate(
+    loaded: dict[str, Any], context: Any, *, warehouse_conn_id: str = WAREHOUSE_CONN_ID
+) -> dict[str, Any]:
     """Great Expectations over the rows of the run's batches (read from the warehouse by run
     key, not from XCom; the same pattern as AccuAuth's validate)."""
     from phonecheck.nxcloud.submissions import run_batches
@@ -387,8 +400,8 @@ def plan_day(
     params: dict[str, Any],
     context: Any,
     *,
-    nxcloud_conn_id: str = "nxcloud_default",
-    warehouse_conn_id: str = "warehouse",
+    nxcloud_conn_id: str = NXCLOUD_CONN_ID,
+    warehouse_conn_id: str = WAREHOUSE_CONN_ID,
 ) -> dict[str, Any]:
     """The run's vendor date, refused when outside the 14-day window; how many batches it has
     (the sync reads them from the warehouse again: only the date and counts travel on)."""
@@ -423,8 +436,8 @@ def sync_day(
     plan: dict[str, Any],
     context: Any,
     *,
-    nxcloud_conn_id: str = "nxcloud_default",
-    warehouse_conn_id: str = "warehouse",
+    nxcloud_conn_id: str = NXCLOUD_CONN_ID,
+    warehouse_conn_id: str = WAREHOUSE_CONN_ID,
 ) -> dict[str, Any]:
     """All pages of the query API for each batch of the day, upserted; missing pushes reported
     (one ``ops.query_sync_report`` row per batch, with this run's dag_id and run_id)."""
@@ -487,7 +500,7 @@ def sync_day(
 
 
 def validate_day(
-    synced: dict[str, Any], context: Any, *, warehouse_conn_id: str = "warehouse"
+    synced: dict[str, Any], context: Any, *, warehouse_conn_id: str = WAREHOUSE_CONN_ID
 ) -> dict[str, Any]:
     """Great Expectations over the rows of the batches this sync run loaded (read from its
     ``ops.query_sync_report`` rows, not from XCom; the pattern of :func:`validate`)."""

@@ -49,39 +49,40 @@ def reserve_spend(vendor: str, estimate: dict[str, Any], params: dict[str, Any],
     return {"reserved": {r.currency: str(r.estimated) for r in held}}
 
 
-def settle_nxcloud(context: Any) -> dict:
-    """Settle an NXCLOUD run: charged = prices of its results, outstanding = the estimate of its
-    submitted numbers still without a result."""
+def _settle(vendor: str, context: Any, charges_of) -> dict:
+    """Replace the run's reservation by ``charges_of(conn, dag_id, run_id)`` in the ledger."""
     from phonecheck.spend.ledger import settle
-    from phonecheck.spend.settlement import nxcloud_run_charges
 
     dag_id, run_id = context["dag"].dag_id, context["run_id"]
     with _connect() as conn:
-        charges = nxcloud_run_charges(conn, dag_id, run_id)
+        charges = charges_of(conn, dag_id, run_id)
         settle(
-            conn, vendor="nxcloud", dag_id=dag_id, run_id=run_id, charged=charges.charged,
+            conn, vendor=vendor, dag_id=dag_id, run_id=run_id, charged=charges.charged,
             outstanding=charges.outstanding, detail=charges.detail,
         )  # fmt: skip
     log.info("SUMMARY settle: %s", charges.describe())
     return charges.as_dict()
+
+
+def settle_nxcloud(context: Any) -> dict:
+    """Settle an NXCLOUD run: charged = prices of its results, outstanding = the estimate of its
+    submitted numbers still without a result."""
+    from phonecheck.spend.settlement import nxcloud_run_charges
+
+    return _settle("nxcloud", context, nxcloud_run_charges)
 
 
 def settle_accuauth(context: Any) -> dict:
     """Settle an AccuAuth run: checks the vendor accepted x the contract unit price; numbers whose
     submit outcome is unknown stay held at the unit price."""
-    from phonecheck.spend.ledger import settle
     from phonecheck.spend.settlement import accuauth_run_charges
 
-    dag_id, run_id = context["dag"].dag_id, context["run_id"]
     params = context["params"]
-    with _connect() as conn:
-        charges = accuauth_run_charges(
-            conn, dag_id, run_id, unit_price=Decimal(str(params.get("unit_price") or 0)),
-            currency=params.get("currency") or "USD",
-        )  # fmt: skip
-        settle(
-            conn, vendor="accuauth", dag_id=dag_id, run_id=run_id, charged=charges.charged,
-            outstanding=charges.outstanding, detail=charges.detail,
-        )  # fmt: skip
-    log.info("SUMMARY settle: %s", charges.describe())
-    return charges.as_dict()
+    unit_price = Decimal(str(params.get("unit_price") or 0))
+    currency = params.get("currency") or "USD"
+    return _settle(
+        "accuauth", context,
+        lambda conn, dag_id, run_id: accuauth_run_charges(
+            conn, dag_id, run_id, unit_price=unit_price, currency=currency
+        ),
+    )  # fmt: skip
