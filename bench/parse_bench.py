@@ -17,7 +17,11 @@ The baseline printed with them, measured in the same run: the trivial DAG file o
 CPU ms of the parsing thread (this machine may be shared: CPU time is what the file costs, wall
 time also holds the waits for a core). The verdict uses the CPU figure over the trivial DAG.
 For a file that misses the target, the modules it imports beyond the trivial DAG's are listed
-with their cumulative import time (``python -X importtime``), which is where to look first.
+with their cumulative import time (``python -X importtime``), which is where to look first, and a
+generated DAG of the same shape (the file's params, as many no-op tasks, no project code) is
+measured the same way: Airflow deep-copies every DAG param into each operator it builds (several
+times per ``@task``) and checks each param's JSON schema, so a DAG with many form params and tasks
+costs Airflow itself a fixed amount that no change to the file's code removes.
 
 The project's own modules (``phonecheck_airflow``, ``phonecheck``) are byte-compiled first, as
 ``pip install`` does when the image installs the package: the dag-processor loads them from
@@ -160,6 +164,49 @@ def heaviest_imports(path: Path, trivial: Path, top: int = 4) -> tuple[list[tupl
     return tuple(sorted(found, key=lambda item: -item[1])[:top] for found in (own, airflow))
 
 
+#: argv: [DAG file]; prints the JSON shape of its DAG: params (value, description, schema), tasks.
+_SHAPE = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+dag = next(iter(bag.dags.values()))
+params = {k: {"value": p.value, "description": p.description, "schema": p.schema} for k, p in dag.params.items()}
+print(json.dumps({"params": params, "tasks": len(dag.tasks)}, default=str))
+"""
+
+
+def same_shape_dag(path: Path, into: Path) -> tuple[Path, int, int]:
+    """A DAG file with ``path``'s params and as many no-op ``@task`` tasks, and nothing of the
+    project: what Airflow alone spends building a DAG of that shape (it deep-copies the DAG's
+    params into every operator and checks every param's schema). Returns (file, params, tasks)."""
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", _SHAPE, str(path)], capture_output=True, text=True, check=True, timeout=120
+    )
+    shape = json.loads(out.stdout.strip().splitlines()[-1])
+    params = {name: (p["value"], p["description"], p["schema"]) for name, p in shape["params"].items()}
+    target = into / f"shape_of_{path.stem}.py"
+    target.write_text(
+        "from datetime import datetime\n\nfrom airflow.sdk import Param, dag, task\n\n"
+        f"PARAMS = {params!r}\n\n\n"
+        '@dag(schedule="0 3 * * *", start_date=datetime(2026, 1, 1), catchup=False,\n'
+        "     params={k: Param(v, d, schema=s) for k, (v, d, s) in PARAMS.items()})\n"
+        "def parse_bench_same_shape():\n"
+        "    previous = None\n"
+        f"    for i in range({shape['tasks']}):\n"
+        "        @task(task_id=f'noop_{i}')\n"
+        "        def noop() -> int:\n"
+        "            return 1\n\n"
+        "        current = noop()\n"
+        "        if previous is not None:\n"
+        "            previous >> current\n"
+        "        previous = current\n\n\n"
+        "parse_bench_same_shape()\n"
+    )
+    return target, len(params), shape["tasks"]
+
+
 def main(names: list[str]) -> int:
     """Every DAG file, or those whose names (without ``.py``) are given."""
     files = sorted(
@@ -193,6 +240,13 @@ def main(names: list[str]) -> int:
                 )
                 print(
                     f"  imports beyond the trivial DAG's: {own}; Airflow modules they load: {airflow or '-'}"
+                )
+                shape, n_params, n_tasks = same_shape_dag(path, Path(tmp))
+                _, shape_cpu = _measure(shape, trivial)
+                print(
+                    f"  Airflow alone, for a DAG of the same shape ({n_params} params, {n_tasks} no-op tasks, no "
+                    f"project code): +{shape_cpu:.1f} ms CPU over the trivial DAG; this file beyond that: "
+                    f"{cpu - shape_cpu:+.1f} ms"
                 )
         print(f"{len(files) - missed} of {len(files)} DAG files meet the target")
     return 0
