@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,3 +32,13 @@ def fresh_airflow_home(prefix: str) -> Path:
     )
     os.environ.setdefault("XDG_RUNTIME_DIR", str(home / "runtime"))
     return home
+
+
+def stop_processes(procs: Sequence[subprocess.Popen]) -> None:
+    """Stop the services a bench started, last started first (terminate, then kill after 15 s)."""
+    for proc in reversed(procs):
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()

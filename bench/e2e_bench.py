@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.airflow_home import fresh_airflow_home
+from bench.airflow_home import fresh_airflow_home, stop_processes
 from phonecheck_dev.local import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,12 +180,7 @@ def main(argv: list[str]) -> int:
                 print("FAILED: the run did not load every number exactly once")
                 return 1
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
         warehouse.stop_embedded()  # only if this process started it
 
     per_min, ceiling = numbers / dag_s * 60, numbers / base_s * 60

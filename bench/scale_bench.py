@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.airflow_home import fresh_airflow_home
+from bench.airflow_home import fresh_airflow_home, stop_processes
 from phonecheck_dev.local import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,12 +219,7 @@ def child(vendor: str, size: int) -> dict:
             with psycopg.connect(dsn) as conn:
                 loaded = conn.execute(loaded_sql).fetchone()[0]
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
         warehouse.stop_embedded()  # only if this process started it
     return {
         "vendor": vendor,
