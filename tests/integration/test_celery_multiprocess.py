@@ -23,7 +23,6 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
@@ -59,18 +58,6 @@ def _redis_unavailable_reason(host: str = REDIS_HOST, port: int = REDIS_PORT) ->
     if not answer.startswith(b"+PONG"):
         return f"{host}:{port} did not answer PING like Redis: {answer[:40]!r}"
     return None
-
-
-def sqlalchemy_url(dsn: str, driver: str = "postgresql+psycopg") -> str:
-    """A libpq URI as a SQLAlchemy URL; a unix-socket directory goes in the query string."""
-    parts = warehouse.parse_dsn(dsn)
-    auth = quote(parts.user or "postgres", safe="")
-    if parts.password:
-        auth += ":" + quote(parts.password, safe="")
-    if parts.host and parts.host.startswith("/"):
-        port = f"&port={parts.port}" if parts.port else ""
-        return f"{driver}://{auth}@/{parts.dbname}?host={quote(parts.host, safe='/')}{port}"
-    return f"{driver}://{auth}@{parts.host or 'localhost'}:{parts.port or 5432}/{parts.dbname}"
 
 
 @dataclass
@@ -190,13 +177,14 @@ def celery_cluster(
         env = local.airflow_env(settings, connections=connections, base_env=base_env)
         env.update(
             {
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_url(meta_dsn),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": local.sqlalchemy_url(meta_dsn, "postgresql+psycopg"),
                 # the test server is shared with other tests: keep each process's pool small
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "2",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_MAX_OVERFLOW": "4",
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
                 "AIRFLOW__CELERY__BROKER_URL": redis_broker,
-                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + sqlalchemy_url(meta_dsn),
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+"
+                + local.sqlalchemy_url(meta_dsn, "postgresql+psycopg"),
                 "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
                 "AIRFLOW__CORE__AUTH_MANAGER": (
                     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"

@@ -37,7 +37,7 @@ import pytest
 from phonecheck import warehouse
 from phonecheck_airflow import auth_setup
 from phonecheck_dev import local
-from tests.integration.test_celery_multiprocess import AirflowCluster, sqlalchemy_url
+from tests.integration.test_celery_multiprocess import AirflowCluster
 from tests.integration.ui_trigger import Phases
 
 pytestmark = pytest.mark.integration
@@ -125,7 +125,7 @@ def fab_stack(
                 "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
                 "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_url(meta_dsn, "postgresql+psycopg2"),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": local.sqlalchemy_url(meta_dsn),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "2",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_MAX_OVERFLOW": "4",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",

@@ -8,11 +8,17 @@ machine, and stops what it started on Ctrl-C / SIGTERM:
 2. the vendor sandbox (``python -m phonecheck.sandbox``) on localhost, unless both vendor
    connections are given in the environment (real credentials);
 3. ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; LocalExecutor,
-   SQLite metadata, SimpleAuthManager) with ``AIRFLOW_HOME=.local/airflow``, ``dags/`` as the
+   SimpleAuthManager) with ``AIRFLOW_HOME=.local/airflow``, ``dags/`` as the
    DAG folder and the contract connections (``warehouse``, ``nxcloud_default``,
    ``accuauth_default``) as ``AIRFLOW_CONN_*`` JSON; the webhook receiver is served by the
    api-server under ``/telco-webhooks`` through the installed distribution's plugin entry
    point.
+
+Airflow's metadata lives in a database of its own on the warehouse's server
+(:func:`metadata_database`), not in SQLite: four components, the executor's workers and the
+user's CLI all write to it at once, and SQLite's single writer lock made ``airflow backfill
+create`` fail with ``database is locked`` while the scheduler was busy. When the warehouse user
+may not create databases, the launcher says so and falls back to SQLite under ``AIRFLOW_HOME``.
 
 Then it prints the UI URL and the admin login. The plugins folder is an empty directory on
 purpose: the receiver plugin is registered by the ``airflow.plugins`` entry point, and pointing
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -38,6 +45,10 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
 
 from phonecheck import warehouse
 
@@ -106,15 +117,74 @@ def receiver_url(api_base_url: str, path: str, token: str) -> str:
     return api_base_url.rstrip("/") + RECEIVER_PREFIX + path.format(token=token)
 
 
+def sqlalchemy_url(dsn: str, driver: str = "postgresql+psycopg2") -> str:
+    """A libpq URI as a SQLAlchemy URL; a unix-socket directory goes in the query string.
+
+    ``psycopg2`` is the driver Airflow's metadata engine is tested with.
+    """
+    parts = warehouse.parse_dsn(dsn)
+    auth = quote(parts.user or "postgres", safe="")
+    if parts.password:
+        auth += ":" + quote(parts.password, safe="")
+    if parts.host and parts.host.startswith("/"):
+        port = f"&port={parts.port}" if parts.port else ""
+        return f"{driver}://{auth}@/{parts.dbname}?host={quote(parts.host, safe='/')}{port}"
+    return f"{driver}://{auth}@{parts.host or 'localhost'}:{parts.port or 5432}/{parts.dbname}"
+
+
+def metadata_database_name(home: Path) -> str:
+    """The metadata database of one ``AIRFLOW_HOME``: ``phonecheck_airflow_<10 hex>``.
+
+    Derived from the home's path, so ``make airflow`` and ``eval "$(make -s env)"`` agree without
+    sharing state, and two checkouts (or a test's temporary home) never share a metadata DB.
+    """
+    digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:10]
+    return f"phonecheck_airflow_{digest}"
+
+
+def metadata_database(home: Path, warehouse_dsn: str) -> str | None:
+    """Create (once) the home's metadata database on the warehouse's server; its SQLAlchemy URL.
+
+    ``None`` when the warehouse user may not create a database (a managed warehouse with a
+    least-privilege login): the caller then keeps SQLite under ``home``.
+    """
+    name = metadata_database_name(home)
+    try:
+        with psycopg.connect(warehouse_dsn, autocommit=True, connect_timeout=10) as admin:
+            exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if not exists:
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    except psycopg.errors.DuplicateDatabase:
+        pass  # `make env` in another shell created it between the check and the CREATE
+    return sqlalchemy_url(warehouse.with_database(warehouse_dsn, name))
+
+
+def drop_metadata_database(home: Path, warehouse_dsn: str) -> bool:
+    """Drop the home's metadata database (``make clean-local``); ``True`` when there was one."""
+    name = metadata_database_name(home)
+    with psycopg.connect(warehouse_dsn, autocommit=True, connect_timeout=10) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return False
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    return True
+
+
 @dataclass(frozen=True)
 class LocalSettings:
-    """What the local Airflow processes must agree on."""
+    """What the local Airflow processes must agree on.
+
+    ``metadata_url``: Airflow's metadata DB (SQLAlchemy URL); ``None`` → SQLite under ``home``
+    (enough for ``dag.test()`` in one process, as ``make demo`` runs it).
+    """
 
     home: Path
     warehouse_dsn: str
     webhook_token: str
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
+    metadata_url: str | None = None
 
     @property
     def api_base_url(self) -> str:
@@ -144,9 +214,10 @@ def airflow_env(
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.metadata_url
             # SQLite's default 5 s lock wait is too short when the UI writes twice at once (unpause +
             # trigger) on a busy laptop: the unpause then fails with a 500 and the run stays queued.
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=30",
+            or f"sqlite:///{home / 'airflow.db'}?timeout=30",
             "AIRFLOW__API__HOST": settings.api_host,
             "AIRFLOW__API__PORT": str(settings.api_port),
             # Tasks reach the api-server's Execution API; the default assumes port 8080.
@@ -169,6 +240,11 @@ def airflow_env(
     env.setdefault("PHONECHECK_SPEND_APPROVERS", "approver")
     # A laptop does not need 32 LocalExecutor worker processes; the user's value wins.
     env.setdefault("AIRFLOW__CORE__PARALLELISM", "8")
+    if settings.metadata_url:
+        # Each component keeps its own pool on the warehouse's server (100 connections by default,
+        # shared with the warehouse): Airflow's default 5 + 10 per process is more than one laptop needs.
+        env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE", "3")
+        env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_MAX_OVERFLOW", "5")
     # One warehouse for the receiver (WAREHOUSE_DSN) and the tasks (the `warehouse` connection).
     env[CONNECTION_ENV["warehouse"]] = warehouse.airflow_connection_json(settings.warehouse_dsn)
     for name, value in connections.items():
@@ -436,6 +512,25 @@ def _stop_on_signals() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def local_metadata_url(home: Path, warehouse_dsn: str) -> str | None:
+    """:func:`metadata_database`, saying where the metadata lives (on stderr for ``make env``)."""
+    url = metadata_database(home, warehouse_dsn)
+    if url is None:
+        print(
+            "[make airflow] Airflow metadata: SQLite under AIRFLOW_HOME (the warehouse user may not "
+            "create a database; SQLite can answer 'database is locked' under load)",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        print(
+            f"[make airflow] Airflow metadata: database {metadata_database_name(home)} on the warehouse's server",
+            file=sys.stderr,
+            flush=True,
+        )
+    return url
+
+
 def say(message: str) -> None:
     print(f"[make airflow] {message}", flush=True)
 
@@ -470,6 +565,7 @@ def run_standalone(args: argparse.Namespace) -> int:
                 webhook_token=webhook_token(home),
                 api_host=args.host,
                 api_port=args.port,
+                metadata_url=local_metadata_url(home, dsn),
             )
             connections: dict[str, str] = {}
             if use_sandbox:
@@ -564,7 +660,11 @@ def print_shell_env(args: argparse.Namespace) -> int:
         dsn = os.environ.get("WAREHOUSE_DSN") or warehouse.start_embedded(keep_running=True).get_uri()
         warehouse.migrate(dsn)
         settings = LocalSettings(
-            home=home, warehouse_dsn=dsn, webhook_token=webhook_token(home), api_port=args.port
+            home=home,
+            warehouse_dsn=dsn,
+            webhook_token=webhook_token(home),
+            api_port=args.port,
+            metadata_url=local_metadata_url(home, dsn),
         )
         env = airflow_env(settings, sandbox_connections(f"http://127.0.0.1:{args.sandbox_port}"))
         # the metadata DB up to date, and the DAGs in it (what `dags list` and `backfill create` read)
@@ -587,6 +687,18 @@ def print_shell_env(args: argparse.Namespace) -> int:
         f"# AIRFLOW_HOME={home}; vendor calls go to the sandbox at http://127.0.0.1:{args.sandbox_port} "
         "(make sandbox or make airflow) unless AIRFLOW_CONN_NXCLOUD_DEFAULT / _ACCUAUTH_DEFAULT were set"
     )
+    return 0
+
+
+def drop_local_metadata(_args: argparse.Namespace) -> int:
+    """``make clean-local`` with ``WAREHOUSE_DSN`` set: drop this home's metadata database there
+    (the embedded server's data goes with ``.local`` itself)."""
+    dsn = os.environ.get("WAREHOUSE_DSN")
+    if not dsn:
+        return 0
+    home = warehouse.local_dir() / "airflow"
+    if drop_metadata_database(home, dsn):
+        print(f"dropped Airflow's metadata database {metadata_database_name(home)}", file=sys.stderr)
     return 0
 
 
@@ -614,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
         "--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", DEFAULT_SANDBOX_PORT))
     )
     shell_env.set_defaults(func=print_shell_env)
+    drop = sub.add_parser("drop-metadata", help="drop make airflow's metadata database (make clean-local)")
+    drop.set_defaults(func=drop_local_metadata)
     args = parser.parse_args(argv)
     return args.func(args)
 
