@@ -7,6 +7,8 @@ BIN         := $(VENV)/bin
 STAMP       := $(VENV)/.installed
 UV_VERSION  := 0.13.9
 PYTEST_ARGS ?=
+# make test runs on this many pytest-xdist workers (docs/development.md); 0 = in this process.
+TEST_WORKERS ?= 2
 
 .PHONY: help test test-fast faults lint lock demo sandbox receiver airflow env bench migrate clean-local venv data-dictionary
 
@@ -34,7 +36,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 faults: $(STAMP)
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
