@@ -409,6 +409,8 @@ def test_daily_backfill_over_3_days_loads_the_pushed_rows_and_flags_a_dropped_pu
     dropped = [p for p in sandbox.control.pushes(kind="number_check") if p["outcome"] == "dropped"]
     assert len(dropped) == 1 and dropped[0]["batch_no"] == batches[2]
     assert rows(dsn, "SELECT count(*) FROM telco.nxcloud_number_check")[0][0] == 0  # nothing loaded yet
+    submission_states = "SELECT batch_no, status FROM ops.number_check_submission ORDER BY batch_no"
+    assert rows(dsn, submission_states) == sorted((b, "submitted") for b in batches.values())
 
     # the backfill: one dag.test() per logical date (what `airflow backfill create` schedules)
     for days_ago in (3, 2, 1):
@@ -425,6 +427,8 @@ def test_daily_backfill_over_3_days_loads_the_pushed_rows_and_flags_a_dropped_pu
         (today - timedelta(days=2), batches[2], 12, 1, 1, [dropped[0]["phone"]]),
         (today - timedelta(days=1), batches[1], 12, 1, 0, []),
     ]
+    # every number of each batch is listed now: none of them is still waiting (the page's count)
+    assert rows(dsn, submission_states) == sorted((b, "complete") for b in batches.values())
     # the rows the daily sync loaded (query API) are the rows the pushes carried
     with psycopg.connect(dsn) as conn:
         pushes = [

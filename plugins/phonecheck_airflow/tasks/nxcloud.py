@@ -444,6 +444,7 @@ def sync_day(
     from datetime import date
 
     from phonecheck.nxcloud.daily import day_batches, write_sync_report
+    from phonecheck.nxcloud.results import mark_complete
     from phonecheck.nxcloud.sync import BatchLookup, QueryTotals
 
     dag_id, run_id = _run_ids(context)
@@ -482,13 +483,16 @@ def sync_day(
                 i, len(batches), batch.batch_no, day, batch.rows, batch.pages, batch.api_calls,
                 len(batch.never_pushed), f"; cut short: {batch.stopped}" if batch.stopped else "",
             )  # fmt: skip
+        # A batch whose on-demand run gave up waiting (or never reconciled) is complete once the
+        # sync has listed every number: it no longer counts as waiting (Phone checks page).
+        completed = mark_complete(conn, batches)
     log.info(
         "SUMMARY sync %s: %d batch(es) (+%d near the day boundary), %d query row(s) (%d new, %d updated) on %d "
         "page(s) kept in raw.vendor_answer, %d query call(s) (%d refused for their rate and retried, %d lookup(s) "
-        "cut short by a refusal), %d push(es) never arrived (ops.query_sync_report)",
+        "cut short by a refusal), %d push(es) never arrived (ops.query_sync_report), %d batch(es) now complete",
         day, len(native), len(near), totals.rows, totals.inserted, totals.updated,
         totals.pages, client.api_calls["query"], client.rate_limited["query"], totals.incomplete,
-        totals.never_pushed,
+        totals.never_pushed, len(completed),
     )  # fmt: skip
     return {
         "vendor_date": day.isoformat(),
@@ -496,6 +500,7 @@ def sync_day(
         "loaded_batches": loaded,
         "query_rows": totals.rows,
         "pushes_never_arrived": totals.never_pushed,
+        "completed_batches": len(completed),
     }
 
 
