@@ -167,15 +167,16 @@ def query_rows(
     *,
     queried_at: datetime,
     submissions: Mapping[str, tuple[int, int | None]],
-) -> tuple[list[dict[str, Any]], int]:
-    """Typed rows for query API ``result[]`` items; items the parser refuses are counted, not loaded."""
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Typed rows for query API ``result[]`` items, and one problem (``result[i]: why``) per item
+    the parser refuses: those are reported, not loaded."""
     rows: list[dict[str, Any]] = []
-    unreadable = 0
-    for item in items:
+    problems: list[str] = []
+    for index, item in enumerate(items):
         try:
             row = parse_query_row(item)
         except PayloadError as exc:
-            unreadable += 1
+            problems.append(f"result[{index}]: {exc}")
             log.warning("query row not loadable: %s", mask_numbers_in_text(str(exc)))
             continue
         row["queried_at"] = queried_at
@@ -184,21 +185,10 @@ def query_rows(
         if row.get("check_level") not in DOCUMENTED_CHECK_LEVELS and level is not None:
             row["check_level"] = level  # undocumented or absent: the level we submitted
         rows.append(row)
-    return rows, unreadable
+    return rows, problems
 
 
-def load_query_rows(
-    conn: psycopg.Connection,
-    items: Iterable[Mapping[str, Any]],
-    *,
-    queried_at: datetime,
-    vendor_answer_id: int | None = None,
-) -> LoadSummary:
-    items = list(items)
-    meta = _submission_meta(conn, {str(i.get("batchNo")) for i in items if isinstance(i, Mapping)})
-    rows, unreadable = query_rows(items, queried_at=queried_at, submissions=meta)
-    for row in rows:
-        row["vendor_answer_id"] = vendor_answer_id
+def _upsert_query_rows(conn: psycopg.Connection, rows: list[dict[str, Any]], unreadable: int) -> LoadSummary:
     summary = LoadSummary(unreadable=unreadable)
     if rows:
         summary.add(loader.upsert(conn, TABLE, rows))
@@ -229,16 +219,6 @@ def store_vendor_answer(
     return answer_id
 
 
-def _row_problems(items: Sequence[Any]) -> list[str]:
-    problems = []
-    for index, item in enumerate(items):
-        try:
-            parse_query_row(item)
-        except PayloadError as exc:
-            problems.append(f"result[{index}]: {exc}")
-    return problems
-
-
 def load_query_page(
     conn: psycopg.Connection,
     page: Any,
@@ -252,7 +232,9 @@ def load_query_page(
     Rows the parser refuses are named in the stored answer's ``parse_error`` (the page keeps
     them byte for byte) and counted as unreadable; the readable ones are loaded.
     """
-    problems = _row_problems(page.rows)
+    # parsed once: the problems go into the stored answer, the rows then name that answer
+    meta = _submission_meta(conn, {str(i.get("batchNo")) for i in page.rows if isinstance(i, Mapping)})
+    rows, problems = query_rows(page.rows, queried_at=queried_at, submissions=meta)
     answer_id = store_vendor_answer(
         conn,
         api="number_check_query",
@@ -264,7 +246,9 @@ def load_query_page(
         dag_id=dag_id,
         run_id=run_id,
     )
-    return load_query_rows(conn, page.rows, queried_at=queried_at, vendor_answer_id=answer_id)
+    for row in rows:
+        row["vendor_answer_id"] = answer_id
+    return _upsert_query_rows(conn, rows, len(problems))
 
 
 def mark_complete(conn: psycopg.Connection, batch_nos: Sequence[str]) -> list[str]:
