@@ -8,9 +8,10 @@ import sys
 
 def test_connection_types_and_form_fields_are_registered():
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    pm = ProvidersManager()
-    hooks = pm.hooks
+    pm = ProvidersManager()  # the UI's connection form: widgets and field behaviours
+    hooks = ProvidersManagerTaskRuntime().hooks  # where tasks look a connection type's hook up
     assert hooks["nxcloud"].hook_class_name == "phonecheck_airflow.hooks.nxcloud.NxCloudHook"
     assert hooks["accuauth"].hook_class_name == "phonecheck_airflow.hooks.accuauth.AccuAuthHook"
 
