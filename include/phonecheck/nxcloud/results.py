@@ -153,12 +153,15 @@ def push_rows_from_inbox(
 
 
 def load_pushes(conn: psycopg.Connection, batch_nos: Sequence[str]) -> LoadSummary:
-    """Upsert every push of these batches from the inbox (idempotent)."""
-    rows, unreadable = push_rows_from_inbox(conn, batch_nos)
-    summary = LoadSummary(unreadable=unreadable)
-    if rows:
-        summary.add(loader.upsert(conn, TABLE, rows))
-    conn.commit()
+    """Upsert every push of these batches from the inbox (idempotent), one batch per transaction:
+    memory holds one batch's pushes (at most 5,000 numbers), whatever the run's size."""
+    summary = LoadSummary()
+    for batch_no in batch_nos:
+        rows, unreadable = push_rows_from_inbox(conn, [batch_no])
+        summary.unreadable += unreadable
+        if rows:
+            summary.add(loader.upsert(conn, TABLE, rows))
+        conn.commit()
     return summary
 
 

@@ -80,13 +80,18 @@ def get_submission(conn: psycopg.Connection, batch_no: str) -> dict[str, Any] | 
         ).fetchone()
 
 
-def submissions_for(conn: psycopg.Connection, batch_nos: Sequence[str]) -> dict[str, dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            "SELECT * FROM ops.number_check_submission WHERE vendor = %s AND batch_no = ANY(%s)",
-            (VENDOR, list(batch_nos)),
-        ).fetchall()
-    return {row["batch_no"]: row for row in rows}
+def expected_listings(conn: psycopg.Connection, batch_nos: Sequence[str]) -> dict[str, tuple[datetime, int]]:
+    """Per batch: when it was submitted and how many numbers the query API should list (those
+    sent minus those the vendor refused at submit). Counts only: the phone arrays stay in the
+    database (5,000 numbers a batch)."""
+    rows = conn.execute(
+        """SELECT batch_no, submitted_at,
+                  phone_count - CASE WHEN jsonb_typeof(failed_numbers) = 'array'
+                                     THEN jsonb_array_length(failed_numbers) ELSE 0 END
+           FROM ops.number_check_submission WHERE vendor = %s AND batch_no = ANY(%s)""",
+        (VENDOR, list(batch_nos)),
+    ).fetchall()
+    return {batch_no: (submitted_at, expected) for batch_no, submitted_at, expected in rows}
 
 
 #: The batches a run submitted (selected by its run key, ``"<dag_id>/<run_id>"`` as in

@@ -268,7 +268,7 @@ def reconcile(
     """
     from phonecheck.nxcloud.client import candidate_dates
     from phonecheck.nxcloud.results import count_results, missing_results
-    from phonecheck.nxcloud.submissions import run_batches, submissions_for
+    from phonecheck.nxcloud.submissions import expected_listings, run_batches
     from phonecheck.nxcloud.sync import BatchLookup, QueryTotals
 
     dag_id, run_id = _run_ids(context)
@@ -278,24 +278,22 @@ def reconcile(
     never_pushed: list[tuple[str, str]] = []  # the first few, for the log
     with _connect(warehouse_conn_id) as conn:
         batch_nos = run_batches(conn, run_key)
-        subs = submissions_for(conn, batch_nos)
+        expected = expected_listings(conn, batch_nos)
         tz = client.settings.query_timezone
         lookups = (
             BatchLookup(
                 batch_no,
-                candidate_dates(subs[batch_no]["submitted_at"], tz),
-                expected=subs[batch_no]["phone_count"] - len(subs[batch_no]["failed_numbers"] or []),
+                candidate_dates(expected[batch_no][0], tz),
+                expected=expected[batch_no][1],
             )
             for batch_no in batch_nos
         )
         for i, batch in enumerate(
             _query_batches(client, conn, lookups, totals=totals, dag_id=dag_id, run_id=run_id), start=1
         ):
-            sub = subs[batch.batch_no]
-            expected = sub["phone_count"] - len(sub["failed_numbers"] or [])
             never_pushed.extend(batch.never_pushed[: max(0, 20 - len(never_pushed))])
             log.info("reconciled batch %d/%d %s: %d/%d number(s) listed", i, len(batch_nos), batch.batch_no,
-                     len(batch.listed), expected)  # fmt: skip
+                     len(batch.listed), expected[batch.batch_no][1])  # fmt: skip
         count = count_results(conn, batch_nos)
         still_missing = missing_results(conn, batch_nos, limit=20)
     for batch_no, phone in never_pushed:
