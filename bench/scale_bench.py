@@ -246,7 +246,7 @@ def _run_child(vendor: str, size: int) -> dict | None:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         capture_output=True,
         text=True,
-        timeout=CHILD_TIMEOUT_S,
+        timeout=max(CHILD_TIMEOUT_S, size // 150),  # 1M numbers: about an hour on 2 cores
     )
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
