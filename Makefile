@@ -78,5 +78,5 @@ data-dictionary: $(STAMP)
 	$(BIN)/python -m phonecheck.quality.dictionary > docs/data-dictionary.md.tmp && mv docs/data-dictionary.md.tmp docs/data-dictionary.md
 
 clean-local:
-	@if [ -n "$$WAREHOUSE_DSN" ] && [ -x $(BIN)/python ]; then $(BIN)/python -m phonecheck_dev.local drop-metadata; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m phonecheck_dev.local drop-metadata; fi
 	rm -rf .local

@@ -164,7 +164,11 @@ def celery_cluster(
 
     with warehouse.throwaway_database(warehouse_server_dsn, prefix="phonecheck_airflow_meta") as meta_dsn:
         settings = local.LocalSettings(
-            home=home, warehouse_dsn=fresh_warehouse_dsn, webhook_token=token, api_port=api_port
+            home=home,
+            warehouse_dsn=fresh_warehouse_dsn,
+            webhook_token=token,
+            api_port=api_port,
+            metadata_url=local.sqlalchemy_url(meta_dsn, "postgresql+psycopg"),
         )
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
         nxcloud = json.loads(sandbox.nxcloud_connection_json())
@@ -177,14 +181,12 @@ def celery_cluster(
         env = local.airflow_env(settings, connections=connections, base_env=base_env)
         env.update(
             {
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": local.sqlalchemy_url(meta_dsn, "postgresql+psycopg"),
                 # the test server is shared with other tests: keep each process's pool small
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "2",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_MAX_OVERFLOW": "4",
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
                 "AIRFLOW__CELERY__BROKER_URL": redis_broker,
-                "AIRFLOW__CELERY__RESULT_BACKEND": "db+"
-                + local.sqlalchemy_url(meta_dsn, "postgresql+psycopg"),
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + settings.metadata_url,
                 "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
                 "AIRFLOW__CORE__AUTH_MANAGER": (
                     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"

@@ -103,7 +103,7 @@ def fab_stack(
     with warehouse.throwaway_database(warehouse_server_dsn, prefix="phonecheck_fab_meta") as meta_dsn:
         settings = local.LocalSettings(
             home=home, warehouse_dsn=fresh_warehouse_dsn, webhook_token="tok-" + secrets.token_urlsafe(16),
-            api_port=api_port,
+            api_port=api_port, metadata_url=local.sqlalchemy_url(meta_dsn),
         )  # fmt: skip
         base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PHONECHECK_"))}
         connections = {
@@ -125,7 +125,6 @@ def fab_stack(
                 "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
                 "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": local.sqlalchemy_url(meta_dsn),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "2",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_MAX_OVERFLOW": "4",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",

@@ -513,21 +513,16 @@ def _stop_on_signals() -> Iterator[None]:
 
 
 def local_metadata_url(home: Path, warehouse_dsn: str) -> str | None:
-    """:func:`metadata_database`, saying where the metadata lives (on stderr for ``make env``)."""
+    """:func:`metadata_database`, saying where the metadata lives (on stderr: ``make env``'s
+    stdout is only ``export`` lines)."""
     url = metadata_database(home, warehouse_dsn)
-    if url is None:
-        print(
-            "[make airflow] Airflow metadata: SQLite under AIRFLOW_HOME (the warehouse user may not "
-            "create a database; SQLite can answer 'database is locked' under load)",
-            file=sys.stderr,
-            flush=True,
-        )
-    else:
-        print(
-            f"[make airflow] Airflow metadata: database {metadata_database_name(home)} on the warehouse's server",
-            file=sys.stderr,
-            flush=True,
-        )
+    where = (
+        f"database {metadata_database_name(home)} on the warehouse's server"
+        if url
+        else "SQLite under AIRFLOW_HOME (the warehouse user may not create a database; SQLite can "
+        "answer 'database is locked' under load)"
+    )
+    print(f"[make airflow] Airflow metadata: {where}", file=sys.stderr, flush=True)
     return url
 
 

@@ -85,9 +85,7 @@ def expected_listings(conn: psycopg.Connection, batch_nos: Sequence[str]) -> dic
     sent minus those the vendor refused at submit). Counts only: the phone arrays stay in the
     database (5,000 numbers a batch)."""
     rows = conn.execute(
-        """SELECT batch_no, submitted_at,
-                  phone_count - CASE WHEN jsonb_typeof(failed_numbers) = 'array'
-                                     THEN jsonb_array_length(failed_numbers) ELSE 0 END
+        """SELECT batch_no, submitted_at, phone_count - COALESCE(jsonb_array_length(failed_numbers), 0)
            FROM ops.number_check_submission WHERE vendor = %s AND batch_no = ANY(%s)""",
         (VENDOR, list(batch_nos)),
     ).fetchall()
