@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # make test runs on this many pytest-xdist workers (docs/development.md); 0 = in this process.
 TEST_WORKERS ?= 2
 
-.PHONY: help test test-fast faults lint lock demo sandbox receiver airflow env bench migrate clean-local venv data-dictionary
+.PHONY: help test test-fast faults lint lock demo sandbox receiver airflow env bench migrate clean-local venv data-dictionary compose-test
 
 help:
 	@echo "make demo      run the main job end to end on embedded defaults"
@@ -21,6 +21,7 @@ help:
 	@echo "make receiver  run the webhook receiver on its own"
 	@echo "make airflow   airflow standalone with the project's DAGs and connections wired"
 	@echo "make bench     benchmarks (not part of make test)"
+	@echo "make compose-test  docker-compose.yaml run for real: images, stack, a check through it (root)"
 	@echo 'eval "$$(make -s env)"   this shell: the airflow CLI as make airflow sees it (docs/getting-started.md)'
 
 venv: $(STAMP)
@@ -73,6 +74,12 @@ env: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# docker-compose.yaml run for real (docs/deployment.md, "Running the stack for real"): as root;
+# installs Docker/Compose/debootstrap when missing, builds the images, runs a check through the
+# stack, removes it all. ARGS=--keep-images keeps the images for the next run.
+compose-test: $(STAMP)
+	$(BIN)/python -m tests.deploy.compose_run $(ARGS)
 
 data-dictionary: $(STAMP)
 	$(BIN)/python -m phonecheck.quality.dictionary > docs/data-dictionary.md.tmp && mv docs/data-dictionary.md.tmp docs/data-dictionary.md

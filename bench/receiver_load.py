@@ -40,6 +40,8 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.sizes import note, pick  # noqa: E402  (after the path: also run as a script)
+
 
 def make_request(host: str, port: int, token: str, i: int) -> bytes:
     body = json.dumps(
@@ -182,15 +184,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def backend_cpu_seconds(dsn: str) -> float:
+    """CPU of the receiver's PostgreSQL sessions (same machine: /proc), 0 when unreadable."""
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            pids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = 'phonecheck-receiver'"
+                )
+            ]
+        return sum(cpu_seconds(pid) for pid in pids)
+    except (OSError, psycopg.Error):
+        return 0.0
+
+
 def serve_without_db() -> None:
     """The ceiling: the standalone receiver's app and uvicorn settings, the inbox write replaced
     by a no-op (token check, body read, dedupe-key decoding and the answer all stay)."""
-    import logging
-
     import uvicorn
 
     from phonecheck.receiver.app import DEFAULT_PREFIX, ReceiverConfig, create_app
-    from phonecheck.receiver.server import ServerLimits, guarded_protocol
+    from phonecheck.receiver.server import ServerLimits, configure_logging, guarded_protocol
     from phonecheck.receiver.store import StoreResult
 
     async def no_write(event):  # noqa: ANN001, ARG001
@@ -207,7 +222,7 @@ def serve_without_db() -> None:
     app.state.receiver.store.ping = up
     app.state.receiver.ensure_background = lambda: None  # no spool replay loop either
     # as phonecheck/receiver/__main__.py does (logging, loop, parser, no uvicorn access log)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(access_log=os.environ.get("RECEIVER_ACCESS_LOG", "1") != "0")
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -243,13 +258,19 @@ def run_server(
         print(f" {label}:", flush=True)
         # warm-up: connections, prepared statements, pool
         uvloop.run(closed_loop("127.0.0.1", port, token, args.connections, 2, keys))
-        cpu0 = cpu_seconds(proc.pid)
+        dsn = env.get("WAREHOUSE_DSN", "")
+        cpu0, db0 = cpu_seconds(proc.pid), backend_cpu_seconds(dsn)
         lat, st, wall = uvloop.run(
             closed_loop("127.0.0.1", port, token, args.connections, args.seconds, keys)
         )
         closed = summary(f"closed loop, {args.connections} connections", lat, st, wall)
         closed["cpu_us"] = (cpu_seconds(proc.pid) - cpu0) / len(lat) * 1e6
-        print(f"  receiver process CPU: {closed['cpu_us']:.0f} us per request (closed loop)", flush=True)
+        closed["db_cpu_us"] = (backend_cpu_seconds(dsn) - db0) / len(lat) * 1e6
+        print(
+            f"  CPU per request (closed loop): receiver process {closed['cpu_us']:.0f} us, "
+            f"its PostgreSQL sessions {closed['db_cpu_us']:.0f} us",
+            flush=True,
+        )
         lat, st, wall = uvloop.run(open_loop("127.0.0.1", port, token, args.rate, args.seconds, keys))
         opened = summary(f"open loop, {args.rate:.0f} req/s offered", lat, st, wall)
         return {"closed": closed, "open": opened}
@@ -261,9 +282,9 @@ def run_server(
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rate", type=float, default=2000)
+    parser.add_argument("--seconds", type=float, default=pick(10, 1))
+    parser.add_argument("--connections", type=int, default=pick(32, 4))
+    parser.add_argument("--rate", type=float, default=pick(2000, 200))
     parser.add_argument("--duplicates", type=float, default=0.2)
     parser.add_argument("--pool", type=int, default=8, help="receiver DB pool size")
     parser.add_argument("--serve-without-db", action="store_true", help=argparse.SUPPRESS)
@@ -321,7 +342,7 @@ def main() -> int:
         f"ceiling without the DB write: {ceiling['closed']['rps']:,.0f} req/s closed "
         f"({closed['rps'] / ceiling['closed']['rps']:.0%} of it, {ceiling['closed']['cpu_us']:.0f} us CPU/req), "
         f"open-loop p99 {ceiling['open']['p99']:.1f} ms; target >= 5,000 req/s and p99 < 10 ms at "
-        f"{args.rate:,.0f} req/s: {'MET' if met else 'NOT MET'}; load avg {load_avg[0]:.1f}"
+        f"{args.rate:,.0f} req/s: {'MET' if met else 'NOT MET'}; load avg {load_avg[0]:.1f}{note()}"
     )
     return 0
 
@@ -343,7 +364,10 @@ def compare_with_baseline(args) -> int:
                 port = 18000 + secrets.randbelow(2000)
                 env = receiver_env(dsn, token, port, args.pool)
                 if label == "baseline":
-                    env.pop("PYTHONPATH", None)
+                    # the baseline's own code first, whatever this venv has installed
+                    env["PYTHONPATH"] = os.pathsep.join(
+                        str(args.baseline / d) for d in ("include", "plugins", "tools")
+                    )
                     command, cwd = [str(baseline_python), "-m", "phonecheck.receiver"], args.baseline
                 else:
                     warehouse.migrate(dsn)
@@ -359,7 +383,9 @@ def compare_with_baseline(args) -> int:
     print(
         f"FIGURE receiver vs baseline: closed loop ({args.connections} conns, {args.duplicates:.0%} duplicates, "
         f"median of {args.repeat}) this {this_rps:,.0f} req/s vs baseline {base_rps:,.0f} req/s = {ratio:.0%} "
-        f"({median('this', 'closed', 'cpu_us'):.0f} vs {median('baseline', 'closed', 'cpu_us'):.0f} us CPU/req); "
+        f"(receiver {median('this', 'closed', 'cpu_us'):.0f} vs {median('baseline', 'closed', 'cpu_us'):.0f} us "
+        f"CPU/req, PostgreSQL sessions {median('this', 'closed', 'db_cpu_us'):.0f} vs "
+        f"{median('baseline', 'closed', 'db_cpu_us'):.0f} us); "
         f"open loop {args.rate:,.0f} req/s p99 this {median('this', 'open', 'p99'):.1f} ms vs baseline "
         f"{median('baseline', 'open', 'p99'):.1f} ms; durability cost <= 10%: {'MET' if ratio >= 0.9 else 'NOT MET'}"
     )

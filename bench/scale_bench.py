@@ -26,6 +26,18 @@ the RSS growth per number between the smallest and largest NXCLOUD run is projec
 
 ``python -m bench.scale_bench [--sizes 10000,100000] [--accuauth-sizes 1000,10000]``
 (``--sizes 10000,100000,1000000`` adds the 1M run; ``--accuauth-sizes ''`` skips AccuAuth).
+
+``--vendor-limits`` (the ``limits`` entry of ``make bench``): NXCLOUD only, 100,000 and 1,000,000
+numbers, at the limits the vendor documents instead of the sandbox's pace: the sandbox plays
+its strict profile (one query call per 3 s per access key, a faster call refused with code 88;
+the query API lists a batch only minutes after its submit), the connection spaces queries by
+its default 3 s, and the sandbox pushes every result at once, as fast as the receiver takes
+them. Printed per size besides the above: query calls (and refusals), pushes per second the
+receiver absorbed (inbox rows over the span between the first and the last one stored), peak
+RSS of the worker, the receiver and the sandbox. Targets: 1,000,000 numbers in <= 15 min,
+100,000 in <= 2.5 min, RSS < 1 GB.
+
+``BENCH_CHILD_LOG_DIR=DIR`` keeps each child's whole output in ``DIR`` (one file per size).
 """
 
 from __future__ import annotations
@@ -41,11 +53,15 @@ import time
 from pathlib import Path
 
 from bench.airflow_home import fresh_airflow_home, stop_processes
+from bench.sizes import note, tiny
 from phonecheck_dev.local import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
-NXCLOUD_SIZES = (10_000, 100_000)
-ACCUAUTH_SIZES = (1_000, 10_000)
+NXCLOUD_SIZES = (200,) if tiny() else (10_000, 100_000)
+ACCUAUTH_SIZES = (50,) if tiny() else (1_000, 10_000)
+LIMITS_SIZES = (200,) if tiny() else (100_000, 1_000_000)
+#: --vendor-limits targets (seconds) per size
+LIMITS_TARGET_S = {100_000: 150, 1_000_000: 900}
 ONE_MILLION = 1_000_000
 PER_BATCH = 5_000
 KB64 = 64 * 1024
@@ -127,7 +143,19 @@ def _start(cmd: list[str], env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def child(vendor: str, size: int) -> dict:
+def _peak_rss_mb(proc: subprocess.Popen) -> float:
+    """Peak resident memory of a running child (VmHWM), MB; 0 when it is gone."""
+    try:
+        with open(f"/proc/{proc.pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def child(vendor: str, size: int, limits: bool = False) -> dict:
     home = _airflow_env()
 
     import psycopg
@@ -141,12 +169,12 @@ def child(vendor: str, size: int) -> dict:
             warehouse.migrate(dsn)
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            procs.append(
-                _start(
-                    [sys.executable, "-m", "phonecheck.sandbox", "--port", str(port),
-                     "--vendor-minute-seconds", "0.05", "--accuauth-seconds-per-poll", "3600"]
-                )
-            )  # fmt: skip
+            sandbox_cmd = [sys.executable, "-m", "phonecheck.sandbox", "--port", str(port),
+                           "--vendor-minute-seconds", "0.05", "--accuauth-seconds-per-poll", "3600",
+                           "--log-limit", "10000"]  # fmt: skip
+            if limits:  # the documented limits; the strict profile's query interval stays 3 s
+                sandbox_cmd += ["--profile", "strict"]
+            procs.append(_start(sandbox_cmd))
             wait_for_http(f"{base}/_sandbox/health", 60, procs[0], "sandbox")
             env = {"WAREHOUSE_DSN": dsn, "AIRFLOW_CONN_WAREHOUSE": warehouse.airflow_connection_json(dsn)}
             numbers_file = home / "inputs" / "numbers.txt"
@@ -170,7 +198,11 @@ def child(vendor: str, size: int) -> dict:
                 procs.append(_start([sys.executable, "-m", "phonecheck.receiver"], env=receiver_env))
                 receiver_base = f"http://127.0.0.1:{receiver_port}/telco-webhooks"
                 wait_for_http(f"{receiver_base}/healthz", 60, procs[1], "receiver")
-                extra = {"appkey": NX_APPKEY, "query_min_interval_s": 0}
+                # auto-approve: the operator's setting (connection extra), not the run's form;
+                # at the limits the connection keeps its default spacing of query calls (3 s)
+                extra = {"appkey": NX_APPKEY, "auto_approve_up_to": 10**9}
+                if not limits:
+                    extra["query_min_interval_s"] = 0
                 conn_nx = {"conn_type": "nxcloud", "host": f"{base}/nxcloud", "login": NX_KEY,
                            "password": NX_SECRET, "extra": extra}  # fmt: skip
                 env |= {
@@ -180,18 +212,20 @@ def child(vendor: str, size: int) -> dict:
                 }
                 # 10 digits after the country code: 52 55 + 8 digits holds up to 100,000,000 numbers
                 numbers = (f"+5255{10_000_000 + i:08d}" for i in range(size))
-                conf = {"check_level": "basic", "batch_label": "scale", "budget": None, "approval_threshold": 10**9, "freshness_days": 0,
+                conf = {"check_level": "basic", "batch_label": "scale", "budget": None, "freshness_days": 0,
                         "wait_poll_seconds": 0.5, "wait_timeout_minutes": 30, "max_per_chunk": PER_BATCH}  # fmt: skip
                 loaded_sql = "SELECT count(DISTINCT phone) FROM telco.nxcloud_number_check"
             else:
                 dag_id = "accuauth_phone_check"
                 os.environ.pop("TELCO_WEBHOOK_BASE_URL", None)  # no callback: every task is polled
+                # the account's limits are the connection's (a run's conf may only lower them)
                 conn_aa = {"conn_type": "accuauth", "host": f"{base}/accuauth", "login": AA_ID,
-                           "password": AA_SECRET}  # fmt: skip
+                           "password": AA_SECRET,
+                           "extra": {"submit_concurrency": 16, "max_requests_per_second": 500.0}}  # fmt: skip
                 env["AIRFLOW_CONN_ACCUAUTH_DEFAULT"] = json.dumps(conn_aa)
                 numbers = (f"+525512{i:06d}" for i in range(size))
-                conf = {"freshness_days": 0, "max_checks": size, "submit_concurrency": 16,
-                        "poll_interval_s": 0.1, "max_poll_interval_s": 0.5, "max_requests_per_second": 500.0,
+                conf = {"freshness_days": 0, "max_checks": size,
+                        "poll_interval_s": 0.1, "max_poll_interval_s": 0.5,
                         "warehouse_check_interval_s": 0.5}  # fmt: skip
                 loaded_sql = (
                     "SELECT count(DISTINCT phone_number) FROM telco.accuauth_phone_check WHERE status = 'OK'"
@@ -220,6 +254,16 @@ def child(vendor: str, size: int) -> dict:
             sizes = _metadata_sizes(dag_id, run.run_id)
             with psycopg.connect(dsn) as conn:
                 loaded = conn.execute(loaded_sql).fetchone()[0]
+                pushes, span_s = conn.execute(
+                    "SELECT count(*), EXTRACT(EPOCH FROM max(received_at) - min(received_at))::float8 "
+                    "FROM raw.webhook_event WHERE endpoint = 'nxcloud_number_check'"
+                ).fetchone()
+            import httpx
+
+            health = httpx.get(f"{base}/_sandbox/health", timeout=30).json()
+            rss = {"sandbox_rss_mb": _peak_rss_mb(procs[0])}
+            if len(procs) > 1:
+                rss["receiver_rss_mb"] = _peak_rss_mb(procs[1])
     finally:
         stop_processes(procs)
         warehouse.stop_embedded()  # only if this process started it
@@ -231,6 +275,12 @@ def child(vendor: str, size: int) -> dict:
         "loaded": loaded,
         "wall_s": wall_s,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **rss,
+        "query_calls": health.get("calls", {}).get("nxcloud.query", 0),
+        "query_refusals": health.get("query_refusals", 0),
+        "query_interval_s": health.get("query_min_interval_s"),
+        "pushes_stored": pushes,
+        "pushes_per_s": pushes / span_s if pushes and span_s else 0.0,
         "triggers": seen,
         "trigger_kwargs_max_bytes": max((t["kwargs_bytes"] for t in seen), default=0),
         "trigger_event_max_bytes": max((t["event_bytes"] for t in seen), default=0),
@@ -239,15 +289,27 @@ def child(vendor: str, size: int) -> dict:
 
 
 # ---- parent ---------------------------------------------------------------------------------------
-def _run_child(vendor: str, size: int) -> dict | None:
+def _run_child(vendor: str, size: int, limits: bool = False) -> dict | None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.scale_bench", "--child", vendor, str(size)],
+        [
+            sys.executable,
+            "-m",
+            "bench.scale_bench",
+            "--child",
+            vendor,
+            str(size),
+            *(["--limits"] if limits else []),
+        ],
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         capture_output=True,
         text=True,
         timeout=max(CHILD_TIMEOUT_S, size // 150),  # 1M numbers: about an hour on 2 cores
     )
+    log_dir = os.environ.get("BENCH_CHILD_LOG_DIR")
+    if log_dir:  # the child's whole output (task logs included), to see where a run's time went
+        log_file = Path(log_dir) / f"scale-{vendor}-{size}{'-limits' if limits else ''}.log"
+        log_file.write_text(proc.stdout + "\n---- stderr ----\n" + proc.stderr, encoding="utf-8")
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         print(
@@ -304,14 +366,54 @@ def _sizes(text: str) -> list[int]:
     return [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
 
 
+def vendor_limits(sizes: list[int]) -> int:
+    """``--vendor-limits``: nxcloud_number_check per size at the vendor's documented limits."""
+    failures = 0
+    for size in sizes:
+        t0 = time.perf_counter()
+        result = _run_child("nxcloud", size, limits=True)
+        if result is None:
+            failures += 1
+            continue
+        ok = result["state"] == "success" and result["loaded"] == size
+        failures += not ok
+        target = LIMITS_TARGET_S.get(size)
+        verdict = "" if target is None or tiny() else (
+            f"; target <= {target / 60:.1f} min {'MET' if result['wall_s'] <= target else 'NOT MET'}"
+        )  # fmt: skip
+        print(
+            f"FIGURE limits {size:,} numbers: nxcloud_number_check {result['state']} ({result['loaded']:,} loaded"
+            f"{'' if ok else ', INCOMPLETE ' + str(result['failed_tasks'])}) in {result['wall_s']:.1f} s = "
+            f"{result['wall_s'] / 60:.1f} min{verdict} (child {time.perf_counter() - t0:.0f} s with setup); "
+            f"{result['query_calls']:,} query calls ({result['query_refusals']:,} refused as too frequent, "
+            f"sandbox interval {result['query_interval_s']} s); {result['pushes_stored']:,} pushes absorbed at "
+            f"{result['pushes_per_s']:,.0f}/s; peak RSS worker {result['peak_rss_mb']:.0f} MB, receiver "
+            f"{result.get('receiver_rss_mb', 0):.0f} MB, sandbox {result['sandbox_rss_mb']:.0f} MB "
+            f"(target < 1 GB){note()}",
+            flush=True,
+        )
+        print(
+            f"  {size:,} seconds per task: "
+            + ", ".join(f"{task} {seconds:.1f}" for task, seconds in result["task_s"].items()),
+            flush=True,
+        )
+    return 1 if failures else 0
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
-        print("RESULT " + json.dumps(child(argv[1], int(argv[2]))), flush=True)
+        print("RESULT " + json.dumps(child(argv[1], int(argv[2]), "--limits" in argv)), flush=True)
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench.scale_bench")
-    parser.add_argument("--sizes", default=",".join(map(str, NXCLOUD_SIZES)), help="NXCLOUD numbers per run")
-    parser.add_argument("--accuauth-sizes", default=",".join(map(str, ACCUAUTH_SIZES)), help="AccuAuth tasks")
+    parser.add_argument("--sizes", default=None, help="NXCLOUD numbers per run")
+    parser.add_argument("--accuauth-sizes", default=None, help="AccuAuth tasks")
+    parser.add_argument("--vendor-limits", action="store_true", help="strict sandbox, documented query limit")
     args = parser.parse_args(argv)
+    if args.vendor_limits:
+        return vendor_limits(_sizes(args.sizes) if args.sizes else list(LIMITS_SIZES))
+    args.sizes = args.sizes if args.sizes is not None else ",".join(map(str, NXCLOUD_SIZES))
+    if args.accuauth_sizes is None:
+        args.accuauth_sizes = ",".join(map(str, ACCUAUTH_SIZES))
     plan = [("nxcloud", n) for n in _sizes(args.sizes)] + [
         ("accuauth", n) for n in _sizes(args.accuauth_sizes)
     ]

@@ -1,18 +1,19 @@
-"""AccuAuth phone status (Mexico): does a number ring, is it busy, empty or switched off?
+"""AccuAuth phone status (Mexico), on demand: does a number ring, is it busy, empty or switched off?
 
-**Triggered from the UI** with numbers: normalise offline (invalid ones are recorded with their
+Triggered from the UI with numbers: normalise offline (invalid ones are recorded with their
 reason, never paid for), skip numbers checked (or still in flight) within the freshness window,
 state the cost and stop over the budget, submit with bounded concurrency (each number paid at
 most once per run), load answers that come at once, then wait for the ``PENDING`` tasks in ONE
-deferrable trigger (no worker slot held), load the results, expire tasks older than 24 h.
+deferrable trigger (no worker slot held), load the results, expire tasks older than 24 h, and
+settle the spend once the wait is over (callbacks may have settled numbers in doubt by then).
 
-**Scheduled daily** (no numbers): re-poll every open task (e.g. from a run whose wait failed),
-load, expire.
-
-A task finished through the AccuAuth callback (the receiver stores it in the inbox) is not
-polled again. A submit whose answer was lost is never resent: the vendor's callback for that
-number settles it, else it is listed in ``ops.accuauth_in_doubt`` (docs/vendors/accuauth.md). Budget: AccuAuth answers carry no price, so the budget is a number of paid checks
-(``max_checks``); ``unit_price`` (your contract price) only turns the count into a stated cost.
+The daily re-poll of open tasks is its own DAG, ``accuauth_phone_check_daily``. A task finished
+through the AccuAuth callback (the receiver stores it in the inbox) is not polled again. A submit
+whose answer was lost is never resent: the vendor's callback for that number settles it, else it
+is listed in ``ops.accuauth_in_doubt`` (docs/vendors/accuauth.md). Budget: AccuAuth answers carry
+no price, so the budget is a number of paid checks (``max_checks``); ``unit_price`` (your
+contract price) only turns the count into a stated cost. Rate, concurrency, in-doubt window and
+the wait's polling are extras of the ``accuauth_default`` connection (docs/pipelines.md).
 """
 
 from __future__ import annotations
@@ -21,19 +22,23 @@ import airflow.providers.standard.operators.hitl  # noqa: F401  # named so the d
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from phonecheck_airflow.conn_ids import ACCUAUTH_CONN_ID, WAREHOUSE_CONN_ID
+from phonecheck_airflow.assets import ACCUAUTH_RESULTS
+from phonecheck_airflow.conn_ids import ACCUAUTH_CONN_ID, ACCUAUTH_WAIT_SETTINGS, WAREHOUSE_CONN_ID
 from phonecheck_airflow.notifiers import alert_notifiers
-from phonecheck_airflow.number_params import numbers_file_params, numbers_params
+from phonecheck_airflow.number_params import ADVANCED, approval_threshold_param, numbers_params
 from phonecheck_airflow.operators.spend import SpendApprovalOperator
 from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
+
+#: The wait's tuning, as ``submit`` handed it on (read from the connection's extras).
+WAIT = "{{{{ ti.xcom_pull(task_ids='submit')['wait']['{}'] }}}}"
 
 
 @dag(
     dag_id="accuauth_phone_check",
-    schedule="0 6 * * *",
+    schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    tags=["accuauth", "phone-check"],
+    tags=["accuauth", "phone-check", "on-demand"],
     default_args={
         "owner": "data-platform",
         "retries": 1,
@@ -42,7 +47,9 @@ from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
     },
     doc_md=__doc__,
     params={
-        **numbers_params(empty="Empty (and no file) = only re-poll open tasks."),
+        **numbers_params(
+            empty="Empty and no file: re-poll open tasks (this release only: accuauth_phone_check_daily does it)."
+        ),
         "default_region": Param(
             "MX",
             type="string",
@@ -63,62 +70,44 @@ from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
             title="Budget (paid checks)",
             description="Stop before spending if more checks are needed.",
         ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            description="State what would be checked and its cost; submit nothing.",
+        ),
         "unit_price": Param(
             0.0,
             type="number",
             minimum=0,
-            description="Your AccuAuth price per check (the API has no price field); used to state the cost.",
+            section=ADVANCED,
+            description="Your AccuAuth price per check (the API has no price field); used to state the cost. "
+            "Never below the configured contract price.",
         ),
-        "currency": Param("USD", type="string", description="Currency of unit_price."),
-        "dry_run": Param(
-            False, type="boolean", description="State what would be checked and its cost; submit nothing."
-        ),
-        **numbers_file_params(section="Advanced"),
-        "approval_threshold": Param(
-            None,
-            type=["null", "number"],
-            minimum=0,
-            title="Auto-approve up to",
-            description="Above this estimated cost (currency) the run waits for an approver; empty = the "
-            "configured threshold (docs/operations.md).",
-        ),
-        "approval_timeout_minutes": Param(1440, type="number", minimum=1, section="Advanced"),
-        "submit_concurrency": Param(8, type="integer", minimum=1, maximum=64, section="Advanced"),
-        "poll_interval_s": Param(30.0, type="number", minimum=0.1, section="Advanced"),
-        "max_poll_interval_s": Param(900.0, type="number", minimum=0.1, section="Advanced"),
-        "max_requests_per_second": Param(10.0, type="number", exclusiveMinimum=0, section="Advanced"),
-        "warehouse_check_interval_s": Param(30.0, type="number", minimum=0.05, section="Advanced"),
-        "in_doubt_window_s": Param(
-            1800.0,
-            type="number",
-            minimum=0,
-            section="Advanced",
-            description="How long to wait for the callback of a submit whose answer was lost.",
-        ),
+        "currency": Param("USD", type="string", section=ADVANCED, description="Currency of unit_price."),
+        **approval_threshold_param("currency"),
     },
 )
 def accuauth_phone_check():
     @task
-    def prepare_numbers(params=None, dag=None, run_id=None) -> dict:
+    def prepare_numbers(params=None, **context) -> dict:
         """Offline normalisation + freshness skip (shared with NXCLOUD: phonecheck.intake)."""
         from phonecheck_airflow.tasks import accuauth
 
-        return accuauth.prepare(params, dag.dag_id, run_id)
+        return accuauth.prepare(params, context)
 
     @task
-    def budget_guard(prepared: dict, params=None) -> dict:
+    def budget_guard(prepared: dict, params=None, **context) -> dict:
         """State the cost before spending; stop over budget; stop here on a dry run."""
         from phonecheck_airflow.tasks import accuauth
 
-        return accuauth.budget_guard(prepared, params)
+        return accuauth.budget_guard(prepared, params, context)
 
     @task
-    def submit(prepared: dict, budget: dict, params=None, dag=None, run_id=None) -> dict:
+    def submit(prepared: dict, budget: dict, params=None, **context) -> dict:
         """Paid submits (bounded concurrency; at most once per number and run)."""
         from phonecheck_airflow.tasks import accuauth
 
-        # the task context has no "dag_id": the DAG object carries it
-        return accuauth.submit(prepared, budget, params, dag.dag_id, run_id)
+        return accuauth.submit(prepared, budget, params, context)
 
     @task
     def reserve_budget(budget: dict, params=None, **context) -> dict:
@@ -129,7 +118,8 @@ def accuauth_phone_check():
 
     @task(trigger_rule="all_done")
     def settle_spend(**context) -> dict:
-        """Replace the reservation by what the run was charged."""
+        """Replace the reservation by what the run was charged, once the wait (and the callbacks
+        that settle numbers in doubt) is over."""
         from phonecheck_airflow.tasks import spend
 
         return spend.settle_accuauth(context)
@@ -144,43 +134,53 @@ def accuauth_phone_check():
     )
     submitted = submit(prepared, budget)
     budget >> approval >> reserve_budget(budget) >> submitted
-    submitted >> settle_spend()
 
     wait = AccuAuthTasksSensor(
         task_id="wait_for_tasks",
+        deferrable=True,  # Airflow's default_deferrable is False (docs/airflow.md)
         selector=submitted,
         accuauth_conn_id=ACCUAUTH_CONN_ID,
         warehouse_conn_id=WAREHOUSE_CONN_ID,
-        wait_settings={
-            "poll_interval_s": "{{ params.poll_interval_s }}",
-            "max_poll_interval_s": "{{ params.max_poll_interval_s }}",
-            "max_requests_per_second": "{{ params.max_requests_per_second }}",
-            "warehouse_check_interval_s": "{{ params.warehouse_check_interval_s }}",
-        },
+        wait_settings={k: WAIT.format(k) for k in ACCUAUTH_WAIT_SETTINGS},
     )
 
-    @task
-    def load_results(event: dict) -> dict:
+    @task(outlets=[ACCUAUTH_RESULTS])
+    def load_results(event: dict, **context) -> dict:
         """Load what the wait left in the warehouse, callbacks included; close submissions."""
+        from phonecheck_airflow.assets import announce
         from phonecheck_airflow.tasks import accuauth
 
-        return accuauth.load_results(event)
+        loaded = accuauth.load_results(event, context)
+        announce(context, ACCUAUTH_RESULTS, loaded)  # the Asset event: run key and counts
+        return loaded
 
     @task
-    def expire_stale_tasks(loaded: dict) -> dict:
+    def expire_stale_tasks(loaded: dict, **context) -> dict:
         """Tasks past their 24 h validity end as EXPIRED: never polled forever."""
         from phonecheck_airflow.tasks import accuauth
 
-        return accuauth.expire_stale_tasks(loaded)
+        return accuauth.expire_stale_tasks(loaded, context)
 
     @task(on_failure_callback=alert_notifiers("dq_failed"))
-    def validate(expired: dict, params=None, run_id=None, **context) -> dict:
+    def validate(expired: dict, **context) -> dict:
         """Validate the run's rows (keys read from the warehouse) and state the run's outcome."""
         from phonecheck_airflow.tasks import accuauth
 
-        return accuauth.validate(expired, params, run_id, context)
+        return accuauth.validate(expired, context)
 
-    validate(expire_stale_tasks(load_results(wait.output)))
+    @task(trigger_rule="all_done")
+    def write_results(params=None, **context) -> dict:
+        """One row per input line to the results file (results_uri, or beside numbers_uri)."""
+        from phonecheck_airflow.results_output import write_run_results
+
+        return write_run_results("accuauth", params, context)
+
+    expired = expire_stale_tasks(load_results(wait.output))
+    validate(expired)
+    # after the wait: a callback may still settle a number in doubt, which then is charged (or not)
+    settled = expired >> settle_spend()
+    # not after validate: a leaf of its own, so a failed validation still fails the run
+    settled >> write_results()
 
 
 accuauth_phone_check()

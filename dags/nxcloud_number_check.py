@@ -5,7 +5,10 @@ country and level; over budget stops here; a dry run stops after it) → approve
 an approver when the estimate is above the auto-approve threshold) → reserve_budget (the
 monthly budget shared by all runs) → submit (one country and
 at most 5,000 numbers per batch, deterministic batchNo, recorded before the paid call so a retry
-never pays twice, drUrl = the webhook receiver) → wait_for_results (deferrable: pokes once, then
+never pays twice, drUrl = the webhook receiver; a batch whose answer was lost is recorded in
+doubt, never waited for here) → settle_in_doubt (deferrable: the triggerer waits for a push, a
+row or the query API listing each batch in doubt; only after the push window plus a margin
+brought nothing is it sent again) → wait_for_results (deferrable: pokes once, then
 a trigger counts the pushes in the warehouse) → reconcile (every page of the query API) → load
 (the pushes from the inbox) → validate (Great Expectations over the loaded batches) and
 settle_spend (the ledger keeps the charges instead of the estimate; docs/operations.md).
@@ -22,12 +25,15 @@ import airflow.sdk.bases.sensor  # noqa: F401  # the sensor's base, pre-imported
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from phonecheck_airflow.assets import NXCLOUD_RESULTS
 from phonecheck_airflow.notifiers import alert_notifiers
-from phonecheck_airflow.number_params import numbers_file_params, numbers_params
+from phonecheck_airflow.number_params import ADVANCED, approval_threshold_param, numbers_params
+from phonecheck_airflow.operators.nxcloud import NxCloudSettleInDoubtOperator
 from phonecheck_airflow.operators.spend import SpendApprovalOperator
 from phonecheck_airflow.sensors.nxcloud import NxCloudResultsSensor
 
-ADVANCED = "Advanced"
+#: The wait's tuning, as ``submit`` handed it on (read from the connection's extras).
+WAIT = "{{{{ ti.xcom_pull(task_ids='submit')['wait']['{}'] }}}}"
 
 
 @dag(
@@ -84,34 +90,16 @@ ADVANCED = "Advanced"
             title="Budget",
             description="Stop before submitting when the estimated cost is higher (empty = no limit).",
         ),  # fmt: skip
-        "budget_currency": Param("USD", type="string", minLength=3, maxLength=3, title="Budget currency"),
         "dry_run": Param(
-            False, type="boolean", title="Dry run", description="Estimate only; submit nothing."
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Estimate, record the approval decision; submit nothing.",
         ),
-        "approval_threshold": Param(
-            None,
-            type=["null", "number"],
-            minimum=0,
-            title="Auto-approve up to",
-            description="Above this estimate (budget currency) the run waits for an approver; empty = the "
-            "configured threshold (docs/operations.md).",
+        "budget_currency": Param(
+            "USD", type="string", minLength=3, maxLength=3, section=ADVANCED, title="Budget currency"
         ),
-        "approval_timeout_minutes": Param(
-            1440, type="number", minimum=1, section=ADVANCED, title="Approval timeout (minutes)"
-        ),
-        "wait_timeout_minutes": Param(
-            75,
-            type="number",
-            minimum=0,
-            section=ADVANCED,
-            title="Wait for pushes (minutes)",
-            description="Then the query API brings the rest.",
-        ),  # fmt: skip
-        "wait_poll_seconds": Param(10, type="number", minimum=0.1, section=ADVANCED, title="Poll every (s)"),
-        **numbers_file_params(section=ADVANCED),
-        "max_per_chunk": Param(
-            5000, type="integer", minimum=1, maximum=5000, section=ADVANCED, title="Numbers per batch"
-        ),
+        **approval_threshold_param("budget_currency"),
     },
 )
 def nxcloud_number_check():
@@ -139,11 +127,14 @@ def nxcloud_number_check():
 
         return nxcloud.reconcile(submitted, context)
 
-    @task
+    @task(outlets=[NXCLOUD_RESULTS])
     def load(prepared: dict, submitted: dict, reconciled: dict, **context) -> dict:
+        from phonecheck_airflow.assets import announce
         from phonecheck_airflow.tasks import nxcloud
 
-        return nxcloud.load(prepared, submitted, reconciled, context)
+        loaded = nxcloud.load(prepared, submitted, reconciled, context)
+        announce(context, NXCLOUD_RESULTS, loaded)  # the Asset event: run key and counts
+        return loaded
 
     @task(on_failure_callback=alert_notifiers("dq_failed"))
     def validate(loaded: dict, **context) -> dict:
@@ -164,6 +155,15 @@ def nxcloud_number_check():
 
         return spend.settle_nxcloud(context)
 
+    @task(trigger_rule="all_done")
+    def write_results(params=None, **context) -> dict:
+        """One row per input line to the results file (results_uri, or beside numbers_uri)."""
+        from phonecheck.enums import SUBMITTABLE_CHECK_LEVELS
+        from phonecheck_airflow.results_output import write_run_results
+
+        level = SUBMITTABLE_CHECK_LEVELS[params["check_level"]]
+        return write_run_results("nxcloud", params, context, check_level=level)
+
     prepared = prepare()
     cost = estimate(prepared)
     approval = SpendApprovalOperator(
@@ -172,16 +172,26 @@ def nxcloud_number_check():
     reserved = reserve_budget(cost)
     submitted = submit(prepared, cost)
     cost >> approval >> reserved >> submitted
+    settled = NxCloudSettleInDoubtOperator(
+        task_id="settle_in_doubt",
+        run_key=submitted["run_key"],
+        poll_interval=WAIT.format("wait_poll_seconds"),
+    )
     waited = NxCloudResultsSensor(
         task_id="wait_for_results",
+        deferrable=True,  # Airflow's default_deferrable is False (docs/airflow.md)
         run_key=submitted["run_key"],
-        poke_interval="{{ params.wait_poll_seconds }}",
-        timeout="{{ params.wait_timeout_minutes * 60 }}",
+        poke_interval=WAIT.format("wait_poll_seconds"),
+        timeout=WAIT.format("wait_timeout_s"),
     )
+    settled >> waited
     reconciled = reconcile(submitted, waited.output)
     loaded = load(prepared, submitted, reconciled)
-    loaded >> settle_spend()
+    settled = settle_spend()
+    loaded >> settled
     validate(loaded)
+    # not after validate: a leaf of its own, so a failed validation still fails the run
+    [loaded, settled] >> write_results()
 
 
 nxcloud_number_check()

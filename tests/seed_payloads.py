@@ -1,4 +1,4 @@
-"""The vendor documents' example payloads, verbatim (../shared/vendor-docs, the vendor documents (docs/vendors/)).
+"""The vendor documents' example payloads, verbatim (the vendor documents, docs/vendors/).
 
 Copied into the repo so tests do not depend on files outside it. The sandbox must reproduce
 these shapes field for field, and the receiver and parsers must map every field of them.

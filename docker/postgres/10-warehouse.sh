@@ -19,6 +19,9 @@ SELECT 'CREATE ROLE analyst NOLOGIN'
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'analyst') \gexec
 SELECT 'CREATE ROLE pii_reader NOLOGIN'
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pii_reader') \gexec
+-- the warehouse owner may not comment on roles (no CREATEROLE): the superuser does it here
+COMMENT ON ROLE analyst IS 'Analysts: SELECT on the pseudonymised views of schema analyst only; statement timeout; no temporary objects.';
+COMMENT ON ROLE pii_reader IS 'Reads every warehouse schema, raw numbers included (not the pseudonym key). Grant it to the few people who must.';
 ALTER ROLE analyst SET statement_timeout = '2min';
 ALTER ROLE analyst SET idle_in_transaction_session_timeout = '10min';
 SELECT format('CREATE DATABASE %I OWNER %I', :'wh_db', :'wh_user')

@@ -15,8 +15,9 @@ the pipeline's tasks pass each other that key and counts, never the numbers (a l
 million numbers does not belong in Airflow's metadata database). Input is streamed in blocks,
 so memory does not grow with the list.
 
-Idempotent per run: recording the same rejected input twice for one run stores it once, and a
-retried prepare replaces the run's numbers.
+Idempotent per run: a rejected input is one row of ``ops.rejected_number`` per run with the
+number of lines that carried it (the run's rejected count is their sum), and a retried prepare
+replaces the run's numbers and rejects.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class IntakeSummary:
     received: int = 0
     rejected: int = 0
     duplicates: int = 0
+    rewritten: int = 0
     skipped_fresh: int = 0
     to_check: int = 0
     regions: int = 0
@@ -60,6 +62,7 @@ class IntakeSummary:
             "received": self.received,
             "rejected_offline": self.rejected,
             "duplicates": self.duplicates,
+            "rewritten": self.rewritten,
             "skipped_fresh": self.skipped_fresh,
             "to_check": self.to_check,
         }
@@ -77,23 +80,56 @@ class RunContext:
         return f"{self.dag_id}/{self.run_id}"
 
 
+_KEEP_REJECTED = """INSERT INTO ops.rejected_number (vendor, raw_input, default_region, reason, dag_id, run_id, lines)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (vendor, run_id, raw_input) DO NOTHING"""
+_ADD_REJECTED = _KEEP_REJECTED.replace(
+    "DO NOTHING", "DO UPDATE SET lines = ops.rejected_number.lines + EXCLUDED.lines"
+)
+
+
 def record_rejected(
     conn: psycopg.Connection,
     vendor: str,
     rejected: Sequence[Rejected],
     default_region: str | None,
     ctx: RunContext,
+    *,
+    add_lines: bool = False,
 ) -> None:
-    """Keep rejected inputs for inspection (escaped: NUL and lone surrogates cannot be stored)."""
+    """Keep rejected inputs for inspection (escaped: NUL and lone surrogates cannot be stored),
+    one row per distinct input of the run with the number of lines that carried it.
+
+    ``add_lines`` adds this call's lines to a row already stored for the run (the intake, which
+    sees a long list block by block and clears the run's rows first, see :func:`prepare_numbers`);
+    without it a row already stored is left as it is, so a retried caller records nothing twice.
+    """
     if not rejected:
         return
+    lines: Counter[str] = Counter()
+    reasons: dict[str, str] = {}
+    for r in rejected:
+        key = r.storable_raw
+        lines[key] += 1
+        reasons.setdefault(key, r.reason)
     with conn.cursor() as cur:
         cur.executemany(
-            """INSERT INTO ops.rejected_number (vendor, raw_input, default_region, reason, dag_id, run_id)
-               VALUES (%s, %s, %s, %s, %s, %s)
-               ON CONFLICT (vendor, run_id, raw_input) DO NOTHING""",
-            [(vendor, r.storable_raw, default_region, r.reason, ctx.dag_id, ctx.run_id) for r in rejected],
+            _ADD_REJECTED if add_lines else _KEEP_REJECTED,
+            [
+                (vendor, raw, default_region, reasons[raw], ctx.dag_id, ctx.run_id, n)
+                for raw, n in lines.items()
+            ],
         )
+
+
+def record_origin(conn: psycopg.Connection, dag_id: str, run_id: str, origin: str) -> None:
+    """Say which Airflow ran ``dag_id/run_id`` (``ops.run_origin``): the Phone checks page of
+    another Airflow on the same warehouse labels the run with it instead of linking to it."""
+    conn.execute(
+        "INSERT INTO ops.run_origin (dag_id, run_id, origin) VALUES (%s, %s, %s) "
+        "ON CONFLICT (dag_id, run_id) DO UPDATE SET origin = EXCLUDED.origin, recorded_at = now()",
+        (dag_id, run_id, origin),
+    )
 
 
 _FRESH_NXCLOUD = """
@@ -154,12 +190,13 @@ def recently_checked(
 
 _STAGE = """CREATE TEMP TABLE IF NOT EXISTS run_number_stage (
     e164 text, position bigint, region_code text, country_code text, line_type text, raw_input text,
-    fresh boolean
+    rewritten text, fresh boolean
 ) ON COMMIT DROP"""
 
 _KEEP_STAGED = """INSERT INTO ops.run_number
-    (run_key, e164, position, vendor, region_code, country_code, line_type, raw_input, fresh)
-SELECT %(run_key)s, e164, position, %(vendor)s, region_code, country_code, line_type, raw_input, fresh
+    (run_key, e164, position, vendor, region_code, country_code, line_type, raw_input, rewritten, fresh)
+SELECT %(run_key)s, e164, position, %(vendor)s, region_code, country_code, line_type, raw_input, rewritten,
+    fresh
 FROM run_number_stage ORDER BY position
 ON CONFLICT (run_key, e164) DO NOTHING"""
 
@@ -175,6 +212,7 @@ def prepare_numbers(
     ctx: RunContext,
     allow_vanity: bool = False,
     source: str | None = None,
+    origin: str | None = None,
 ) -> IntakeSummary:
     """Normalise ``entries`` (streamed, :data:`BLOCK_SIZE` at a time), keep the rejects in
     ``ops.rejected_number`` and the run's distinct valid numbers in ``ops.run_number`` (fresh
@@ -184,6 +222,12 @@ def prepare_numbers(
     result = IntakeSummary(run_key=run_key)
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("DELETE FROM ops.run_number WHERE run_key = %s", (run_key,))
+        # a retried prepare counts its rejected lines again from zero
+        cur.execute(
+            "DELETE FROM ops.rejected_number WHERE vendor = %s AND run_id IS NOT DISTINCT FROM %s "
+            "AND dag_id IS NOT DISTINCT FROM %s",
+            (vendor, ctx.run_id, ctx.dag_id),
+        )
         cur.execute(_STAGE)
         block: list[str] = []
         for raw in entries:
@@ -197,21 +241,25 @@ def prepare_numbers(
                            ctx, allow_vanity)  # fmt: skip
         counts = cur.execute(
             "SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh), "
-            "count(DISTINCT region_code) FILTER (WHERE NOT fresh) FROM ops.run_number WHERE run_key = %s",
+            "count(DISTINCT region_code) FILTER (WHERE NOT fresh), count(rewritten) "
+            "FROM ops.run_number WHERE run_key = %s",
             (run_key,),
         ).fetchone()
-        result.skipped_fresh, result.to_check, result.regions = counts
+        result.skipped_fresh, result.to_check, result.regions, result.rewritten = counts
         cur.execute(
             """INSERT INTO ops.run_intake (run_key, vendor, dag_id, run_id, source, received, rejected,
-                   duplicates, skipped_fresh, to_check)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   duplicates, rewritten, skipped_fresh, to_check, origin)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (run_key) DO UPDATE SET vendor = EXCLUDED.vendor, source = EXCLUDED.source,
+                   origin = EXCLUDED.origin,
                    received = EXCLUDED.received, rejected = EXCLUDED.rejected,
-                   duplicates = EXCLUDED.duplicates, skipped_fresh = EXCLUDED.skipped_fresh,
-                   to_check = EXCLUDED.to_check, prepared_at = now()""",
+                   duplicates = EXCLUDED.duplicates, rewritten = EXCLUDED.rewritten,
+                   skipped_fresh = EXCLUDED.skipped_fresh, to_check = EXCLUDED.to_check, prepared_at = now()""",
             (run_key, vendor, ctx.dag_id, ctx.run_id, source, result.received, result.rejected,
-             result.duplicates, result.skipped_fresh, result.to_check),
+             result.duplicates, result.rewritten, result.skipped_fresh, result.to_check, origin),
         )  # fmt: skip
+        if origin and ctx.dag_id and ctx.run_id:
+            record_origin(conn, ctx.dag_id, ctx.run_id, origin)
     return result
 
 
@@ -241,17 +289,28 @@ def _prepare_block(
     result.rejected += len(rejected)
     result.reasons.update(r.reason for r in rejected)
     result.rejected_sample.extend(rejected[: REJECTED_SAMPLE - len(result.rejected_sample)])
-    record_rejected(cur.connection, vendor, rejected, default_region, ctx)
+    record_rejected(cur.connection, vendor, rejected, default_region, ctx, add_lines=True)
     if not accepted:
         return
     fresh = recently_checked(cur.connection, vendor, list(accepted), freshness_days, check_level)
     cur.execute("TRUNCATE run_number_stage")
     with cur.copy(
-        "COPY run_number_stage (e164, position, region_code, country_code, line_type, raw_input, fresh) "
-        "FROM STDIN"
+        "COPY run_number_stage (e164, position, region_code, country_code, line_type, raw_input, rewritten, "
+        "fresh) FROM STDIN"
     ) as copy:
         for e164, (position, n) in accepted.items():
-            copy.write_row((e164, position, n.region_code, n.country_code, n.line_type, n.raw, e164 in fresh))
+            copy.write_row(
+                (
+                    e164,
+                    position,
+                    n.region_code,
+                    n.country_code,
+                    n.line_type,
+                    n.raw,
+                    n.rewritten,
+                    e164 in fresh,
+                )
+            )
     cur.execute(_KEEP_STAGED, {"run_key": ctx.run_key, "vendor": vendor})
     result.duplicates += len(accepted) - cur.rowcount  # already stored from an earlier block
 
@@ -263,12 +322,12 @@ def prepared_numbers(
     with conn.transaction(), conn.cursor(name="prepared_numbers") as cur:
         cur.itersize = batch_rows
         cur.execute(
-            "SELECT raw_input, e164, region_code, country_code, line_type FROM ops.run_number "
+            "SELECT raw_input, e164, region_code, country_code, line_type, rewritten FROM ops.run_number "
             "WHERE run_key = %s AND NOT fresh ORDER BY position",
             (run_key,),
         )
-        for raw, e164, region_code, country_code, line_type in cur:
-            yield Normalised(raw, e164, region_code, country_code, line_type)
+        for raw, e164, region_code, country_code, line_type, rewritten in cur:
+            yield Normalised(raw, e164, region_code, country_code, line_type, rewritten)
 
 
 def prepared_counts_by_region(conn: psycopg.Connection, run_key: str) -> dict[str, int]:

@@ -16,8 +16,10 @@ Merge rules, per table (:data:`TABLES`):
 
 * an incoming NULL never erases a known value (``COALESCE(new, old)``), so a push row and a
   query row for the same number merge into one row with the union of their fields;
-* NXCLOUD number check: a query row never changes a value a push brought, and price and
-  currency always come from the same answer (:func:`_number_check_rule`);
+* NXCLOUD number check: a query row never changes a value a push brought, price and
+  currency always come from the same answer, and the result is the same whatever order the
+  answers arrive in (:func:`_number_check_rule`; the writers go through
+  :func:`phonecheck.nxcloud.results.merge_results`);
 * columns listed in ``overwrite`` take the new value even when NULL (e.g. AccuAuth ``reason``);
 * ``guarded`` columns have their own rule (AccuAuth ``status`` never goes back from OK);
 * a row is only touched when something actually changes, so loading the same rows twice
@@ -45,6 +47,9 @@ class TableSpec:
     overwrite: frozenset[str] = field(default_factory=frozenset)
     #: column -> SQL expression over ``t`` (existing) and ``EXCLUDED`` (incoming); static text only.
     guarded: Mapping[str, str] = field(default_factory=dict)
+    #: columns the guarded rules read from ``EXCLUDED``: always loaded (NULL when a caller's
+    #: ``columns`` leave them out, which ranks the incoming row as having no such answer).
+    rank_columns: tuple[str, ...] = ()
 
     @property
     def schema_name(self) -> tuple[str, str]:
@@ -89,24 +94,58 @@ _ACCUAUTH_STATUS_RULE = (
 )
 
 # NXCLOUD number check: the one merge rule of push and query rows (documented on the table in
-# the data dictionary and in docs/vendors/nxcloud.md). A row "has a push" once pushed_at is set.
-# A query row (incoming pushed_at NULL) on a pushed row only fills what is still NULL; anything
-# else keeps the known value unless the incoming one is non-NULL. price and currency are one pair.
-_QUERY_ON_PUSHED = "(EXCLUDED.pushed_at IS NULL AND t.pushed_at IS NOT NULL)"
-_PRICE_FROM_EXISTING = f"(({_QUERY_ON_PUSHED} AND t.price IS NOT NULL) OR EXCLUDED.price IS NULL)"
-# the latest answer wins: which source spoke last, and what the latest query page said
-_LATEST_WINS = ("source", "queried_at", "vendor_check_level", "vendor_answer_id")
+# the data dictionary and in docs/vendors/nxcloud.md), the same whatever order the answers
+# arrive in. Answers are ranked: a push above a query row; among pushes the first delivered
+# (earliest pushed_at: the vendor retries the same body); among query rows the latest read. A row
+# ranks as its best answer so far (pushed_at set = it has a push). Each column takes the
+# better-ranked answer's value and only fills holes from the other; a NULL never erases a value.
+# price and currency are one pair from one answer. The timestamps and provenance columns are
+# order-free too: pushed_at the first delivery (raw_event_id its event), queried_at the latest
+# read (vendor_answer_id / vendor_check_level its page), source 'push' once any push merged.
+# A row with neither timestamp (only hand-made rows: every writer sets one) ranks lowest and,
+# as before, is replaced by what comes next.
+_INCOMING_BETTER = (
+    "(CASE WHEN EXCLUDED.pushed_at IS NOT NULL AND t.pushed_at IS NULL THEN true "
+    "WHEN EXCLUDED.pushed_at IS NULL AND t.pushed_at IS NOT NULL THEN false "
+    "WHEN EXCLUDED.pushed_at IS NOT NULL THEN EXCLUDED.pushed_at < t.pushed_at "
+    "ELSE EXCLUDED.queried_at IS NULL OR t.queried_at IS NULL OR EXCLUDED.queried_at > t.queried_at END)"
+)
+_PRICE_FROM_EXISTING = f"(EXCLUDED.price IS NULL OR (NOT {_INCOMING_BETTER} AND t.price IS NOT NULL))"
+_EARLIER_PUSH = (
+    "(EXCLUDED.pushed_at IS NOT NULL AND (t.pushed_at IS NULL OR EXCLUDED.pushed_at < t.pushed_at))"
+)
+_LATER_QUERY = (
+    "(EXCLUDED.queried_at IS NOT NULL AND (t.queried_at IS NULL OR EXCLUDED.queried_at > t.queried_at))"
+)
+_FOLLOWS = {
+    "raw_event_id": _EARLIER_PUSH,
+    "vendor_answer_id": _LATER_QUERY,
+    "vendor_check_level": _LATER_QUERY,
+}
+
+
+def _prefer(condition: str, column: str) -> str:
+    return (
+        f"CASE WHEN {condition} THEN COALESCE(EXCLUDED.{column}, t.{column}) "
+        f"ELSE COALESCE(t.{column}, EXCLUDED.{column}) END"
+    )
 
 
 def _number_check_rule(column: str) -> str:
-    if column in _LATEST_WINS:
-        return f"COALESCE(EXCLUDED.{column}, t.{column})"
+    if column == "pushed_at":
+        return "LEAST(t.pushed_at, EXCLUDED.pushed_at)"  # LEAST/GREATEST skip NULLs
+    if column == "queried_at":
+        return "GREATEST(t.queried_at, EXCLUDED.queried_at)"
+    if column == "source":
+        return (
+            "CASE WHEN t.pushed_at IS NOT NULL OR EXCLUDED.pushed_at IS NOT NULL THEN 'push' "
+            "ELSE COALESCE(EXCLUDED.source, t.source) END"
+        )
+    if column in _FOLLOWS:
+        return _prefer(_FOLLOWS[column], column)
     if column in ("price", "currency"):
         return f"CASE WHEN {_PRICE_FROM_EXISTING} THEN t.{column} ELSE EXCLUDED.{column} END"
-    return (
-        f"CASE WHEN {_QUERY_ON_PUSHED} THEN COALESCE(t.{column}, EXCLUDED.{column}) "
-        f"ELSE COALESCE(EXCLUDED.{column}, t.{column}) END"
-    )
+    return _prefer(_INCOMING_BETTER, column)
 
 
 TABLES: dict[str, TableSpec] = {
@@ -119,6 +158,7 @@ TABLES: dict[str, TableSpec] = {
             guarded={
                 c: _number_check_rule(c) for c in _NUMBER_CHECK_COLUMNS if c not in ("batch_no", "phone")
             },
+            rank_columns=("pushed_at", "queried_at"),
         ),
         TableSpec(
             "telco.accuauth_phone_check",
@@ -198,6 +238,7 @@ def upsert(
     """
     spec = TABLES[table]
     cols = tuple(columns) if columns else spec.columns
+    cols += tuple(c for c in spec.rank_columns if c not in cols)
     unknown = set(cols) - set(spec.columns)
     if unknown:
         raise ValueError(f"{table}: not loadable column(s) {sorted(unknown)}")

@@ -19,7 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberType, ValidationResult
+from phonenumbers import NumberParseException, ValidationResult
+
+from phonecheck.numbers_fast import LINE_TYPE_NAMES, fast_normalise
 
 _SPLIT_RE = re.compile(r"[\n,;\t]+")
 
@@ -39,6 +41,8 @@ _POSSIBLE_ERRORS = {
     ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "too short: a local number without its area code",
 }
 
+_UNASSIGNED = "not a valid number for its region (unassigned range)"
+
 
 @dataclass(frozen=True)
 class Normalised:
@@ -47,6 +51,9 @@ class Normalised:
     region_code: str  # ISO 3166-1 alpha-2, "001" for non-geographic
     country_code: str  # calling code, "52"
     line_type: str  # phonenumbers' PhoneNumberType name, e.g. MOBILE, FIXED_LINE_OR_MOBILE
+    #: How the input was rewritten into today's number (a legacy form, see :func:`legacy_rewrite`),
+    #: None when it was taken as written.
+    rewritten: str | None = None
 
     @property
     def digits(self) -> str:
@@ -114,11 +121,7 @@ def split_input(text: str) -> list[str]:
 
 
 def _line_type_name(number: phonenumbers.PhoneNumber) -> str:
-    value = phonenumbers.number_type(number)
-    for name in dir(PhoneNumberType):
-        if not name.startswith("_") and getattr(PhoneNumberType, name) == value:
-            return name
-    return "UNKNOWN"
+    return LINE_TYPE_NAMES.get(phonenumbers.number_type(number), "UNKNOWN")
 
 
 def normalise(
@@ -134,12 +137,20 @@ def normalise(
     number of ``default_region``.
     """
     text = (raw or "").strip()
+    region = (default_region or "").upper() or None
+    if text and len(text) <= MAX_INPUT_CHARS and (region is None or region in phonenumbers.SUPPORTED_REGIONS):
+        fast = fast_normalise(text, region)  # plainly written valid numbers: same answer, faster
+        if fast is not None:
+            return Normalised(raw, *fast)
+        if text[0] == "+" or region in (None, "MX"):  # where a legacy form is never valid as written
+            legacy = legacy_rewrite(text, re.sub(r"\D", "", text), region)
+            if legacy is not None and (fast := fast_normalise(legacy[0], None)) is not None:
+                return Normalised(raw, *fast, rewritten=legacy[1])
     if not text:
         return Rejected(raw, "empty")
     why = screen(text, allow_vanity)
     if why is not None:
         return Rejected(raw, why)
-    region = (default_region or "").upper() or None
     if region and region not in phonenumbers.SUPPORTED_REGIONS:
         return Rejected(raw, f"unknown default region {default_region!r}")
 
@@ -155,28 +166,85 @@ def normalise(
 
     first_error: str | None = None
     for i, candidate in enumerate(candidates):
-        try:
-            number = phonenumbers.parse(candidate, None if candidate.startswith("+") else region)
-        except NumberParseException as exc:
-            first_error = first_error or _PARSE_ERRORS.get(exc.error_type, str(exc))
-            continue
-        possible = phonenumbers.is_possible_number_with_reason(number)
-        if possible != ValidationResult.IS_POSSIBLE:
-            first_error = first_error or _POSSIBLE_ERRORS.get(possible, "not a possible number")
-            continue
-        if not phonenumbers.is_valid_number(number):
-            if i == 0:
-                first_error = "not a valid number for its region (unassigned range)"
-            continue
-        region_of_number = phonenumbers.region_code_for_number(number) or "001"
-        return Normalised(
-            raw=raw,
-            e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
-            region_code=region_of_number,
-            country_code=str(number.country_code),
-            line_type=_line_type_name(number),
-        )
+        parsed = _parse_valid(candidate, region)
+        if isinstance(parsed, phonenumbers.PhoneNumber):
+            return _normalised(raw, parsed, _rewritten_by_library(parsed, digits_only))
+        if i == 0 or parsed != _UNASSIGNED:
+            first_error = first_error or parsed
+    legacy = legacy_rewrite(text, digits_only, region)
+    if legacy is not None:
+        parsed = _parse_valid(legacy[0], None)
+        if isinstance(parsed, phonenumbers.PhoneNumber):
+            return _normalised(raw, parsed, legacy[1])
     return Rejected(raw, first_error or "not a valid number")
+
+
+def _parse_valid(candidate: str, region: str | None) -> phonenumbers.PhoneNumber | str:
+    """The parsed number when it is valid, else why not."""
+    try:
+        number = phonenumbers.parse(candidate, None if candidate.startswith("+") else region)
+    except NumberParseException as exc:
+        return _PARSE_ERRORS.get(exc.error_type, str(exc))
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    if possible != ValidationResult.IS_POSSIBLE:
+        return _POSSIBLE_ERRORS.get(possible, "not a possible number")
+    if not phonenumbers.is_valid_number(number):
+        return _UNASSIGNED
+    return number
+
+
+def _normalised(raw: str, number: phonenumbers.PhoneNumber, rewritten: str | None) -> Normalised:
+    return Normalised(
+        raw=raw,
+        e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+        region_code=phonenumbers.region_code_for_number(number) or "001",
+        country_code=str(number.country_code),
+        line_type=_line_type_name(number),
+        rewritten=rewritten,
+    )
+
+
+#: Mexico's numbering plan of August 2019 dropped these; customer files still hold them.
+#: ``+52 1`` + 10 digits: the mobile marker dialled after the country code from abroad;
+#: ``044`` / ``045`` + 10 digits: local / long-distance calls to a mobile; ``01`` + 10 digits:
+#: national long distance. Today every Mexican number is the 10 digits alone.
+_MX_INTERNATIONAL_MOBILE = re.compile(r"521(\d{10})")
+_MX_NATIONAL_PREFIX = re.compile(r"(044|045|01)(\d{10})")
+_MX_REASONS = {
+    "1": "Mexican mobile marker 1 after +52 dropped (not dialled since 2019)",
+    "044": "Mexican prefix 044 (local call to a mobile) dropped (not dialled since 2019)",
+    "045": "Mexican prefix 045 (long-distance call to a mobile) dropped (not dialled since 2019)",
+    "01": "Mexican long-distance prefix 01 dropped (not dialled since 2019)",
+}
+
+
+def legacy_rewrite(text: str, digits: str, region: str | None) -> tuple[str, str] | None:
+    """Today's form (``+52`` + 10 digits) of a Mexican number written the pre-2019 way, with what
+    was dropped, or None. ``+52 1 …``, ``00 52 1 …`` and bare ``521…`` (13 digits, the vendors'
+    style) from any default region; ``044`` / ``045`` / ``01`` + 10 digits only as national
+    numbers of MX. Tried only after the number failed as written, so a number valid today is
+    never rewritten; the result is validated like any input."""
+    if text.startswith("00"):
+        digits = digits[2:]
+    if match := _MX_INTERNATIONAL_MOBILE.fullmatch(digits):
+        return "+52" + match[1], _MX_REASONS["1"]
+    if region == "MX" and not text.startswith(("+", "00")):
+        if match := _MX_NATIONAL_PREFIX.fullmatch(digits):
+            return "+52" + match[2], _MX_REASONS[match[1]]
+    return None
+
+
+def _rewritten_by_library(number: phonenumbers.PhoneNumber, digits: str) -> str | None:
+    """What ``phonenumbers`` itself changed beyond dropping dialling prefixes: a national number
+    that is not in the input's digits was rewritten by the region's parsing rules (Argentina's
+    ``15`` mobile marker after the area code becomes ``9`` before it)."""
+    national = phonenumbers.national_significant_number(number)
+    if national in digits:
+        return None
+    region = phonenumbers.region_code_for_number(number) or "001"
+    if region == "AR":
+        return "Argentine mobile written with 15 after the area code: rewritten as 9 + area code + number"
+    return f"rewritten by the national parsing rules of {region}"
 
 
 @dataclass

@@ -1,7 +1,10 @@
 """Warehouse runtime: where the PostgreSQL warehouse is, how to reach it, how to migrate it.
 
 * ``WAREHOUSE_DSN`` set → that server is used as is.
-* unset → an embedded PostgreSQL from the ``pgserver`` wheel, data under ``.local/pgdata``
+* A deployment's processes outside Airflow (the standalone receiver) read the same setting as
+  Airflow: the ``warehouse`` connection in its env form ``AIRFLOW_CONN_WAREHOUSE``, or
+  ``WAREHOUSE_DSN`` (:func:`deployment_dsn`).
+* neither → an embedded PostgreSQL from the ``pgserver`` wheel, data under ``.local/pgdata``
   (git-ignored). It is started on first use and stopped when the process that started it
   exits (pgserver counts the processes using it, so nested users share one server).
 
@@ -19,10 +22,12 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
+from typing import Any
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlparse
 
 import psycopg
 from psycopg import sql
@@ -78,6 +83,121 @@ def resolve_dsn() -> str:
     if dsn:
         return dsn
     return start_embedded().get_uri()
+
+
+DSN_ENV = "WAREHOUSE_DSN"
+CONNECTION_ENV = "AIRFLOW_CONN_WAREHOUSE"  # the `warehouse` connection as Airflow reads it from env
+
+
+@cache
+def libpq_keywords() -> frozenset[str]:
+    """The connection parameters this libpq accepts (``sslmode``, ``connect_timeout``, ...)."""
+    import psycopg.pq
+
+    return frozenset(d.keyword.decode() for d in psycopg.pq.Conninfo.get_defaults())
+
+
+#: Parts of the URI itself; an extra may not override them.
+_URI_PARTS = frozenset({"host", "hostaddr", "port", "dbname", "user", "password"})
+
+
+def dsn_from_parts(
+    *,
+    host: str | None,
+    port: int | None,
+    login: str | None,
+    password: str | None,
+    dbname: str | None,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """libpq URI of a postgres connection's fields; a host starting with ``/`` is a socket
+    directory (the embedded warehouse). Extras that are libpq parameters (``sslmode``,
+    ``sslrootcert``, ``connect_timeout``, ``application_name``, ``options``, ...) go into the URI,
+    as ``PostgresHook.get_conn`` hands them to the driver; other extras (``cursor``, ``iam``, ...)
+    are Airflow's, not libpq's."""
+    user = quote(login or "postgres", safe="")
+    secret = quote(password or "", safe="")
+    host = host or "localhost"
+    db = quote(dbname or "postgres", safe="")
+    port = port or 5432
+    query = {
+        k: str(v) for k, v in sorted((extra or {}).items()) if k in libpq_keywords() and k not in _URI_PARTS
+    }
+    if host.startswith("/"):
+        query = {"host": host, "port": str(port), **query}
+        return f"postgresql://{user}:{secret}@/{db}?{urlencode(query, safe='/', quote_via=quote)}"
+    suffix = f"?{urlencode(query, safe='/', quote_via=quote)}" if query else ""
+    return f"postgresql://{user}:{secret}@{host}:{port}/{db}{suffix}"
+
+
+def dsn_from_airflow_connection_env(value: str) -> str:
+    """libpq URI of an ``AIRFLOW_CONN_*`` value (JSON or URI form), read without Airflow."""
+    value = value.strip()
+    if value.startswith("{"):
+        fields = json.loads(value)
+        extra = fields.get("extra") or {}
+        return dsn_from_parts(
+            host=fields.get("host"),
+            port=int(fields["port"]) if fields.get("port") else None,
+            login=fields.get("login"),
+            password=fields.get("password"),
+            dbname=fields.get("schema"),
+            extra=json.loads(extra) if isinstance(extra, str) else extra,
+        )
+    url = urlparse(value)
+    query = dict(parse_qsl(url.query))
+    extra = json.loads(query.pop("__extra__")) if "__extra__" in query else query
+    return dsn_from_parts(
+        host=query.get("host") or (unquote(url.hostname) if url.hostname else None),
+        port=url.port or (int(query["port"]) if query.get("port") else None),
+        login=unquote(url.username) if url.username else None,
+        password=unquote(url.password) if url.password else None,
+        dbname=unquote(url.path.lstrip("/")) or None,
+        extra=extra,
+    )
+
+
+def same_database(a: str, b: str) -> bool:
+    """Whether two DSNs name the same database as the same user (spelling aside)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    def key(dsn: str) -> tuple:
+        parts = conninfo_to_dict(dsn)
+        return (
+            parts.get("host") or "localhost",
+            str(parts.get("port") or 5432),
+            parts.get("dbname") or parts.get("user") or "postgres",
+            parts.get("user") or "postgres",
+        )
+
+    return key(a) == key(b)
+
+
+def pick(from_connection: str | None, from_dsn_env: str | None, connection_name: str) -> str | None:
+    """The DSN of the warehouse setting's two spellings: ``WAREHOUSE_DSN`` as is when set (it may
+    reach the same database another way, e.g. through a proxy), else the connection's. When they
+    name different servers or databases, say so in the log: the receiver and Airflow's tasks
+    may be writing to two warehouses."""
+    if from_connection and from_dsn_env and not same_database(from_connection, from_dsn_env):
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%s and %s name different servers or databases; using %s (the receiver and Airflow's "
+            "tasks must reach the same warehouse)",
+            connection_name,
+            DSN_ENV,
+            DSN_ENV,
+        )
+    return from_dsn_env or from_connection
+
+
+def deployment_dsn() -> str:
+    """The warehouse DSN outside Airflow, from the deployment's settings: ``WAREHOUSE_DSN``, else
+    ``AIRFLOW_CONN_WAREHOUSE`` (the ``warehouse`` connection's env form), else the embedded server."""
+    connection = os.environ.get(CONNECTION_ENV)
+    from_connection = dsn_from_airflow_connection_env(connection) if connection else None
+    dsn = pick(from_connection, os.environ.get(DSN_ENV), f"the warehouse connection ({CONNECTION_ENV})")
+    return dsn or start_embedded().get_uri()
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from phonecheck_dev.local import free_port
+from tests.fixtures.ports import reserve_port
 from tests.fixtures.receiver import PREFIX, LiveReceiver, _subprocess_server
 
 
@@ -23,7 +23,7 @@ from tests.fixtures.receiver import PREFIX, LiveReceiver, _subprocess_server
 def outage_receiver(disposable_warehouse, receiver_token: str, tmp_path: Path) -> Iterator[LiveReceiver]:
     """``python -m phonecheck.receiver`` (what ``make receiver`` runs) on a PostgreSQL server of
     its own, which the test may stop and start again (never the shared embedded server)."""
-    port = free_port()
+    port = reserve_port()
     env = {
         **os.environ,
         "WAREHOUSE_DSN": disposable_warehouse.dsn,

@@ -34,8 +34,8 @@ from phonecheck import warehouse
 from phonecheck.receiver.intake import Endpoint, build_event
 from phonecheck.receiver.processing import process_inbox
 from phonecheck.receiver.spool import Spool, encode_record
-from phonecheck_dev.local import free_port
 from tests import seed_payloads as seed
+from tests.fixtures.ports import reserve_port
 from tests.fixtures.receiver import CALL, PREFIX, VOICE, LiveReceiver, receiver_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -245,7 +245,7 @@ def receiver_on_a_tmpfs_spool(dsn: str, token: str, tmp_path: Path, *, size: str
     spool.mkdir()
     remount = f" && mount -o remount,ro,size={size} tmpfs {spool}" if read_only else ""
     script = f"mount -t tmpfs -o size={size},mode=0700 tmpfs {spool}{remount} && exec {sys.executable} -m phonecheck.receiver"
-    port = free_port()
+    port = reserve_port()
     env = receiver_env(dsn, token, port, spool / "spool")
     base = f"http://127.0.0.1:{port}{PREFIX}"
     return base, spool, _answering_server(["unshare", "-rm", "sh", "-c", script], env, base)

@@ -22,8 +22,8 @@ import time
 import httpx
 import pytest
 
-from phonecheck_dev.local import free_port
 from tests import seed_payloads as seed
+from tests.fixtures.ports import reserve_port
 from tests.fixtures.receiver import CALL, PREFIX, LiveReceiver, _subprocess_server, receiver_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
@@ -69,7 +69,7 @@ def start_standalone(fresh_warehouse_dsn, receiver_token, tmp_path):
     stack = contextlib.ExitStack()
 
     def start(shell_prefix: str = "", **settings: str) -> LiveReceiver:
-        port = free_port()
+        port = reserve_port()
         env = receiver_env(fresh_warehouse_dsn, receiver_token, port, tmp_path / "spool", **settings)
         command = f"{shell_prefix} exec {shlex.quote(sys.executable)} -m phonecheck.receiver"
         base = f"http://127.0.0.1:{port}{PREFIX}"

@@ -1,4 +1,4 @@
-"""The warehouse stops for 30 s while 10,000 mixed pushes arrive: nothing lost, nothing doubled.
+"""The warehouse stops while 10,000 mixed pushes arrive: nothing lost, nothing doubled.
 
 Every push type goes to the receiver's local spool during the outage (docs/receiver.md) and is
 acknowledged; the vendor-like client still retries anything that is not a 200.
@@ -11,7 +11,8 @@ callback answered with anything but 200 is sent again a (compressed) vendor minu
 long as it takes; a voice receipt is sent once and never again, whatever the answer.
 
 Meanwhile the receiver's own PostgreSQL server (``disposable_warehouse``, never the shared one)
-is stopped for 30 s of wall time and started again. Afterwards push processing
+is stopped and started again once 3,000 deliveries have been offered while it was down (counted,
+not timed: the test does not depend on the machine's speed). Afterwards push processing
 (``process_inbox``) runs, and every push must be in its typed table exactly once, carrying the
 values that were pushed, with its inbox row processed and no row in error.
 """
@@ -34,7 +35,7 @@ from tests.fixtures.receiver import ACCUAUTH, CALL, NUMBER_CHECK, VOICE
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
-OUTAGE_S = 30.0  # "warehouse stopped for 30 s"
+OFFERED_DURING_OUTAGE = 3_000  # deliveries offered while the warehouse is down (~12 s at the pace below)
 DELIVERIES = 10_000
 UNIQUE = {"number_check": 3600, "voice": 2250, "call": 1800, "accuauth": 1350}  # 9,000 pushes
 DUPLICATES = {"number_check": 400, "voice": 250, "call": 200, "accuauth": 150}  # + 1,000 again
@@ -158,7 +159,7 @@ def wait_for(predicate, timeout: float, what: str):
     return value
 
 
-def test_a_30_s_warehouse_outage_during_10000_mixed_pushes_loses_and_doubles_nothing(
+def test_a_warehouse_outage_during_10000_mixed_pushes_loses_and_doubles_nothing(
     disposable_warehouse, outage_receiver
 ):
     receiver = outage_receiver
@@ -171,8 +172,9 @@ def test_a_30_s_warehouse_outage_during_10000_mixed_pushes_loses_and_doubles_not
     dsn_before = disposable_warehouse.dsn
     disposable_warehouse.stop()
     stopped_at = client.started
-    time.sleep(OUTAGE_S)
-    resumed_at = client.started
+    wait_for(
+        lambda: client.started - stopped_at >= OFFERED_DURING_OUTAGE, 120, "deliveries during the outage"
+    )
     disposable_warehouse.start()
     assert disposable_warehouse.dsn == dsn_before  # the receiver keeps using the same address
 
@@ -180,8 +182,6 @@ def test_a_30_s_warehouse_outage_during_10000_mixed_pushes_loses_and_doubles_not
     assert not client.thread.is_alive(), "the vendor-like client did not finish"
     assert client.error is None, repr(client.error)
 
-    # the outage really hit the load: many deliveries started while the server was down
-    assert resumed_at - stopped_at >= 0.5 * OUTAGE_S * OFFERED_PER_S, (stopped_at, resumed_at)
     answers = Counter(a for d in deliveries for a in d.answers)
     assert answers[500] == 0, answers  # the receiver never answers 500
     # every delivery ended accepted: the retried ones eventually, the voice ones at the first go

@@ -11,7 +11,10 @@ answered at once). Pending tasks are made to finish by polls only (a huge
 from __future__ import annotations
 
 import json
+import os
+import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -21,6 +24,7 @@ from phonecheck.sandbox import outcomes
 pytestmark = pytest.mark.integration
 
 DAG_ID = "accuauth_phone_check"
+DAILY_DAG_ID = "accuauth_phone_check_daily"
 FAST_WAIT = {"poll_interval_s": 0.1, "max_poll_interval_s": 0.5, "max_requests_per_second": 500.0}
 
 
@@ -43,8 +47,12 @@ def task_states(run) -> dict[str, str]:
 
 @pytest.fixture
 def accuauth_env(vendor_connections, fresh_warehouse_dsn, monkeypatch):
-    """The sandbox as ``accuauth_default``, a fresh warehouse, no callback URL, polls only."""
+    """The sandbox as ``accuauth_default`` (its rate and polling as connection extras, as a
+    deployment sets them), a fresh warehouse, no callback URL, polls only."""
     monkeypatch.delenv("TELCO_WEBHOOK_BASE_URL", raising=False)
+    connection = json.loads(os.environ["AIRFLOW_CONN_ACCUAUTH_DEFAULT"])
+    connection.setdefault("extra", {}).update(FAST_WAIT)
+    monkeypatch.setenv("AIRFLOW_CONN_ACCUAUTH_DEFAULT", json.dumps(connection))
     vendor_connections.control.settings(accuauth_seconds_per_poll=3600.0)
     return vendor_connections, fresh_warehouse_dsn
 
@@ -189,7 +197,8 @@ def test_unauthorized_fails_with_a_clear_message_and_no_secret_in_the_log(
 
 def test_a_task_past_24_hours_ends_expired_and_is_not_polled(accuauth_env, vendor_profile, run_dag):
     """A task submitted 25 h ago (and the vendor's clock past its validity) is never polled: the
-    daily re-poll run (no numbers) marks it EXPIRED; a fresh open task of the same run finishes."""
+    daily re-poll DAG marks it EXPIRED; a fresh open task of the same run finishes. The on-demand
+    DAG without numbers still re-polls (the old contract, kept for one release)."""
     sandbox, dsn = accuauth_env
     old, fresh = "525519000091", "525519000072"  # both pending at least 2 polls
     assert outcomes.accuauth_pending_polls(old) > 1 and outcomes.accuauth_pending_polls(fresh) > 1
@@ -205,8 +214,9 @@ def test_a_task_past_24_hours_ends_expired_and_is_not_polled(accuauth_env, vendo
             (back, back, old),
         )
 
-    run = run_dag(DAG_ID, conf={"numbers": "", **FAST_WAIT})
+    run = run_dag(DAILY_DAG_ID)  # its tuning from the connection's extras: no conf
     assert state_of(run) == "success", task_states(run)
+    assert "submit" not in task_states(run)
 
     found = {
         p: (s, ps)
@@ -239,3 +249,47 @@ def _submit_directly(dsn: str, sandbox, phones: list[str], run_key: str = "test/
         AccuAuthClient(sandbox.accuauth_host, c.accuauth_api_id, c.accuauth_api_secret) as client,
     ):
         submit_numbers(conn, client, [normalise("+" + p) for p in phones], run_key=run_key, run_id=run_key)
+
+
+def test_the_old_and_new_forms_of_one_mexican_number_are_one_number_checked_once(accuauth_env, run_dag):
+    """Customer files still hold Mexico's pre-2019 forms: ``+52 1`` (mobile from abroad) and
+    ``044`` (mobile, national) name the same line as ``+52 55 1234 5678`` today."""
+    sandbox, dsn = accuauth_env
+    pasted = ["+52 1 55 1234 5678", "+52 55 1234 5678", "044 55 1234 5678", "12", "12"]
+    conf = {"numbers": "\n".join(pasted), "freshness_days": 7, "unit_price": 0.0125, **FAST_WAIT}
+    run = run_dag(DAG_ID, conf=conf)
+    assert state_of(run) == "success", task_states(run)
+
+    submitted = [
+        dict(p.split("=") for p in c["body"].split("&")) for c in vendor_calls(sandbox, "accuauth.submit")
+    ]
+    assert [s["phone_number"] for s in submitted] == ["525512345678"]
+    assert [c["phone"] for c in charges_of(sandbox)] == ["525512345678"]
+    run_key = f"{DAG_ID}/{run.run_id}"
+    assert rows(dsn, "SELECT e164, raw_input, rewritten FROM ops.run_number WHERE run_key = %s", run_key) == [
+        (
+            "+525512345678",
+            "+52 1 55 1234 5678",
+            "Mexican mobile marker 1 after +52 dropped (not dialled since 2019)",
+        )
+    ]
+    assert rows(
+        dsn, "SELECT received, duplicates, rewritten FROM ops.run_intake WHERE run_key = %s", run_key
+    ) == [(5, 2, 1)]
+    # the run's rejected count is what ops.rejected_number says for it: one row, two lines
+    assert rows(dsn, "SELECT rejected FROM ops.run_intake WHERE run_key = %s", run_key) == [(2,)]
+    assert rows(dsn, "SELECT raw_input, lines FROM ops.rejected_number WHERE run_id = %s", run.run_id) == [
+        ("12", 2)
+    ]
+
+    # AccuAuth's spend is in the marts and on the Phone checks page like NXCLOUD's: the contract
+    # price per check, exact in the mart, rounded once (to the cent) for display
+    from phonecheck.spend.page import load_page_data, render_page
+
+    assert rows(dsn, "SELECT vendor, currency, spend FROM mart.daily_spend WHERE spend IS NOT NULL") == [
+        ("accuauth", "USD", Decimal("0.0125"))
+    ]
+    with psycopg.connect(dsn) as conn:
+        page = render_page(load_page_data(conn))
+    assert re.search(r"<title>\d{4}-\d\d-\d\d accuauth: 0\.01 USD</title>", page), page
+    assert 'aria-label="daily spend in USD"' in page

@@ -1,8 +1,8 @@
 """The AccuAuth wait: the sensor defers (no worker slot held), the trigger serialises, resumes
 and fires once with a selector and counts (the answers are in the warehouse); callbacks received
-by the real receiver stop the polling of their task; without a trigger the sensor pokes in
-``poke`` / ``reschedule`` mode. The trigger's own event paths (serialisation, done, vendor error,
-warehouse down): tests/unit/test_accuauth_trigger.py; timeout / poke_interval / mode handed to the
+by the real receiver stop the polling of their task; without a trigger the sensor polls in the
+worker before its (read-only) poke in ``poke`` / ``reschedule`` mode. The trigger's own event paths (serialisation, done, vendor error,
+warehouse down): tests/integration/test_accuauth_trigger.py; timeout / poke_interval / mode handed to the
 deferral: tests/integration/test_wait_sensors.py. Real sandbox over HTTP, real PostgreSQL, the real receiver app;
 each test under both sandbox profiles."""
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
+import threading
 import time
 
 import psycopg
@@ -86,11 +88,12 @@ def test_the_sensor_defers_and_the_trigger_serialises_resumes_and_fires_once(
         task_id="wait",
         selector={"run_id": "test/defer", "max_submission_id": report.max_submission_id},
         wait_settings=FAST_WAIT,
+        deferrable=True,  # as the DAG passes it (Airflow's default_deferrable is False)
     )
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context={})  # poke once (tasks open) → defer: the worker slot is released
     assert deferred.value.method_name == "execute_complete"
-    assert deferred.value.timeout.total_seconds() == 25 * 3600
+    assert deferred.value.timeout.total_seconds() == 25 * 3600 + 300  # the trigger's deadline comes first
     assert sandbox.control.calls(event="accuauth.task_result") == []  # the poke never calls the vendor
 
     classpath, kwargs = deferred.value.trigger.serialize()
@@ -131,19 +134,41 @@ def test_a_task_finished_by_the_callback_is_not_polled(vendor_connections, live_
     """The sandbox calls the real receiver back (GET) while the trigger waits; the inbox row stops
     the polling of that task. Tasks without a callback are polled."""
     sandbox, dsn = vendor_connections, live_receiver.dsn
-    # every check pending; the vendor finishes it after 0.5 s (then calls back), never by polls
-    sandbox.control.settings(accuauth_pending_seconds=0.5, accuauth_pending_polls=1000)
+    # every check pending; the vendor finishes it after 0.5 s (then calls back), never by polls.
+    # The callbacks are held until the trigger has listed the open tasks: released earlier, they
+    # would land before the listing on a busy machine and the tasks would never be open.
+    sandbox.control.settings(accuauth_pending_seconds=0.5, accuauth_pending_polls=1000, pushes_held=True)
     callback = webhook_url(ACCUAUTH_PHONE_NUMBER, base_url=live_receiver.base_url, token=live_receiver.token)
     with_callback = ["525512000110", "525512000121", "525512000132"]
     without_callback = ["525512000143", "525512000154"]
     submit(dsn, sandbox, with_callback, run_key="test/callback", callback=callback)
     report = submit(dsn, sandbox, without_callback, run_key="test/callback")
 
-    # first polls 2 s after submission: the callbacks (after 0.5 s) are in the inbox well before
-    trigger = AccuAuthTaskTrigger(
-        "test/callback", report.max_submission_id, poll_interval=2.0, max_poll_interval=2.0
-    )
-    (event,) = asyncio.run(fire(trigger))
+    listed = threading.Event()
+
+    class Listed(logging.Handler):  # the waiter logs the open tasks it listed
+        def emit(self, record: logging.LogRecord) -> None:
+            if "open task(s)" in record.getMessage():
+                listed.set()
+
+    async def scenario() -> list:
+        # the first poll comes 8 s after submission: the released callbacks land well before
+        trigger = AccuAuthTaskTrigger(
+            "test/callback", report.max_submission_id, poll_interval=8.0, max_poll_interval=8.0
+        )
+        waiting = asyncio.ensure_future(fire(trigger))
+        await asyncio.to_thread(listed.wait, 60)
+        await asyncio.to_thread(sandbox.control.settings, pushes_held=False)
+        return await waiting
+
+    handler = Listed()
+    logging.getLogger("phonecheck.accuauth.waiter").addHandler(handler)
+    try:
+        (event,) = asyncio.run(scenario())
+    finally:
+        logging.getLogger("phonecheck.accuauth.waiter").removeHandler(handler)
+        sandbox.control.settings(pushes_held=False)
+    assert listed.is_set()
     assert wait_for_inbox(dsn, len(with_callback)) == len(with_callback)
     with psycopg.connect(dsn) as conn:
         task_of = dict(conn.execute("SELECT phones[1], task_id FROM ops.number_check_submission"))
@@ -166,19 +191,18 @@ def test_a_task_finished_by_the_callback_is_not_polled(vendor_connections, live_
 
 
 @pytest.mark.parametrize("mode", ["poke", "reschedule"])
-def test_without_a_trigger_the_sensor_pokes_polls_and_loads(vendor_connections, fresh_warehouse_dsn, mode):
-    """``deferrable=False``: the standard sensor loop (``mode``, ``poke_interval``, ``timeout``);
-    each poke polls the due tasks once and loads the answers. The trigger module is not even
-    imported on this path."""
-    import sys
-
+def test_without_a_trigger_the_sensor_polls_outside_poke_and_loads(
+    vendor_connections, fresh_warehouse_dsn, mode
+):
+    """``deferrable=False``: ``poke()`` only reads the warehouse; the trigger's polling runs in the
+    worker before it (``reschedule``: one pass per try; ``poke``: the whole wait) and the answers
+    are loaded."""
     from airflow.sdk.exceptions import AirflowRescheduleException
 
     sandbox, dsn = vendor_connections, fresh_warehouse_dsn
     sandbox.control.settings(accuauth_seconds_per_poll=3600.0)
     phones = ["525512000051", "525512000062"]  # 1 and 2 PENDING polls first
     report = submit(dsn, sandbox, phones, run_key="test/poke")
-    sys.modules.pop("phonecheck_airflow.triggers.accuauth", None)
     sensor = AccuAuthTasksSensor(
         task_id="wait",
         selector={"run_id": "test/poke", "max_submission_id": report.max_submission_id},
@@ -186,46 +210,66 @@ def test_without_a_trigger_the_sensor_pokes_polls_and_loads(vendor_connections, 
         deferrable=False,
         mode=mode,
         poke_interval=0.1,
-        timeout=60,
+        timeout=3600,
     )
+    assert sensor.poke(context={}) is False
+    assert sandbox.control.calls(event="accuauth.task_result") == []  # a poke never calls the vendor
     if mode == "poke":
         result = sensor.execute(context={})
-        assert result["status"] == "done" and result["selector"]["run_id"] == "test/poke"
     else:
 
         class FirstTry:  # the task instance's reschedule history: none yet
             def get_first_reschedule_date(self, context):
                 return None
 
-        pokes = 0
-        while True:  # what the scheduler does between reschedules
+        # what the scheduler does between reschedules, capped: each try polls the due tasks once,
+        # and 2 PENDING answers per task at most need 3 tries once the first poll is due
+        tries, result = 0, None
+        while result is None and tries < 200:
+            tries += 1
             try:
-                sensor.execute(context={"ti": FirstTry()})
-                break
+                result = sensor.execute(context={"ti": FirstTry()})
             except AirflowRescheduleException:
-                pokes += 1
                 time.sleep(0.1)
-        assert pokes >= 1
-    assert "phonecheck_airflow.triggers.accuauth" not in sys.modules
+        assert result is not None, f"still pending after {tries} tries"
+        assert tries >= 2
+    assert result["status"] == "done" and result["selector"]["run_id"] == "test/poke"
+    assert result["timed_out"] is False
     with psycopg.connect(dsn) as conn:
         found = dict(conn.execute("SELECT phone_number, status FROM telco.accuauth_phone_check"))
     assert found == {p: "OK" for p in phones}
 
 
-def test_without_a_trigger_the_sensor_honours_its_timeout(vendor_connections, fresh_warehouse_dsn):
+def test_without_a_trigger_the_sensor_hands_over_or_fails_at_its_timeout(
+    vendor_connections, fresh_warehouse_dsn
+):
+    """``timeout=0``: the wait is over before it starts, at any machine's pace."""
     from airflow.sdk.exceptions import AirflowSensorTimeout
 
     sandbox, dsn = vendor_connections, fresh_warehouse_dsn
     sandbox.control.settings(accuauth_seconds_per_poll=3600.0, accuauth_pending_polls=1000)
     report = submit(dsn, sandbox, ["525512000071"], run_key="test/timeout")
+    selector = {"run_id": "test/timeout", "max_submission_id": report.max_submission_id}
+    settings = {"poll_interval_s": 0.05, "max_poll_interval_s": 0.05}
     sensor = AccuAuthTasksSensor(
+        task_id="wait", selector=selector, wait_settings=settings, deferrable=False, timeout=0
+    )
+    assert sensor.execute(context={}) == {
+        "status": "timeout",
+        "selector": selector,
+        "stats": {},
+        "timed_out": True,
+    }
+    strict = AccuAuthTasksSensor(
         task_id="wait",
-        selector={"run_id": "test/timeout", "max_submission_id": report.max_submission_id},
-        wait_settings={"poll_interval_s": 0.05, "max_poll_interval_s": 0.05},
+        selector=selector,
+        wait_settings=settings,
         deferrable=False,
-        poke_interval=0.1,
-        timeout=0.5,
+        timeout=0,
+        fail_on_timeout=True,
     )
     with pytest.raises(AirflowSensorTimeout):
-        sensor.execute(context={})
-    assert sandbox.control.calls(event="accuauth.task_result")  # it did poll while it waited
+        strict.execute(context={})
+    with psycopg.connect(dsn) as conn:  # still open: the daily re-poll picks it up
+        (status,) = conn.execute("SELECT status FROM telco.accuauth_phone_check").fetchone()
+    assert status == "PENDING"

@@ -25,6 +25,7 @@ import pytest
 
 from phonecheck_dev import local
 from tests.fixtures.airflow import Launcher
+from tests.fixtures.ports import reserve_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -61,8 +62,8 @@ def user_settings(fresh_warehouse_dsn):
     settings = {
         "PHONECHECK_LOCAL_DIR": str(local_dir),
         "WAREHOUSE_DSN": fresh_warehouse_dsn,
-        "AIRFLOW_API_PORT": str(local.free_port()),
-        "SANDBOX_PORT": str(local.free_port()),
+        "AIRFLOW_API_PORT": str(reserve_port()),
+        "SANDBOX_PORT": str(reserve_port()),
     }
     yield settings
     import shutil
@@ -85,14 +86,41 @@ def seed_submissions(dsn: str, days: list[date]) -> dict[date, str]:
     return batches
 
 
+def dag_ids_in_folder() -> set[str]:
+    return {
+        m.group(1)
+        for path in (local.REPO_ROOT / "dags").glob("*.py")
+        for m in re.finditer(r'dag_id="([^"]+)"', path.read_text())
+    }
+
+
+def in_parallel(commands: list[str], logs: Path) -> list[str]:
+    """Shell lines running ``commands`` side by side (one log and exit code file each), then waiting."""
+    lines = []
+    for i, command in enumerate(commands):
+        lines.append(f"{{ ( {command} ) > {logs}/{i}.log 2>&1; echo $? > {logs}/{i}.rc; }} &")
+    return [*lines, "wait"]
+
+
 def test_the_documented_cli_commands_work_in_a_fresh_shell(user_settings):
-    # set-up, dags list, a dry dags test: no launcher running (own local dir and warehouse)
-    out = fresh_shell(doc_commands("cli-walkthrough"), user_settings, timeout=600)
+    # set-up, dags list, a dry dags test, then every DAG by `airflow dags test` (side by side in
+    # the same shell): no launcher running (own local dir and warehouse), no vendor reachable
+    every_dag = doc_commands("dags-test-every-dag")
+    logs = Path(user_settings["PHONECHECK_LOCAL_DIR"]) / "dags-test"
+    logs.mkdir()
+    assert {c.split()[3] for c in every_dag} == dag_ids_in_folder()
+    out = fresh_shell(
+        [*doc_commands("cli-walkthrough"), *in_parallel(every_dag, logs)], user_settings, timeout=1100
+    )
     for dag_id in ("nxcloud_number_check", DAILY, "accuauth_phone_check"):
         assert dag_id in out, out[-3000:]
     assert "SUMMARY nxcloud prepare: rejected 1" in out
     assert re.search(r"DagRun Finished: dag_id=nxcloud_number_check, .*state=success", out), out[-3000:]
     assert "Could not load provider" not in out and "isn't defined" not in out
+    for i, command in enumerate(every_dag):
+        log = (logs / f"{i}.log").read_text()
+        assert (logs / f"{i}.rc").read_text().strip() == "0", f"{command}:\n{log[-4000:]}"
+        assert re.search(rf"DagRun Finished: dag_id={command.split()[3]}, .*state=success", log), log[-3000:]
 
 
 def test_the_documented_backfill_with_make_airflow(make_airflow: Launcher):

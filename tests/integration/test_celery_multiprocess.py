@@ -28,10 +28,11 @@ import pytest
 
 from phonecheck import warehouse
 from phonecheck_dev import local
+from tests.fixtures.ports import reserve_port
 from tests.integration.ui_trigger import (
     Phases,
+    PushesHeldUntilTheWaitDefers,
     assert_number_check_done,
-    delay_sandbox_pushes,
     trigger_like_the_ui,
 )
 
@@ -149,12 +150,13 @@ def redis_broker() -> str:
 
 @pytest.fixture
 def celery_cluster(
-    redis_broker: str, warehouse_server_dsn: str, fresh_warehouse_dsn: str, sandbox, tmp_path: Path
+    request, redis_broker: str, warehouse_server_dsn: str, fresh_warehouse_dsn: str, sandbox, tmp_path: Path
 ) -> Iterator[tuple[AirflowCluster, local.AirflowApi, Phases]]:
+    """The cluster; a test module may add Airflow settings with a module-level ``CLUSTER_ENV``."""
     phases = Phases()
     home = tmp_path / "airflow-home"
     home.mkdir()
-    api_port = local.free_port()
+    api_port = reserve_port()
     token = "tok-" + secrets.token_urlsafe(16)
     queue = f"phonecheck-test-{secrets.token_hex(4)}"  # isolates this run on a shared Redis
     password = secrets.token_urlsafe(12)
@@ -197,9 +199,10 @@ def celery_cluster(
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
                 "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
                 "AIRFLOW__API__WORKERS": "1",
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(local.free_port()),
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(local.free_port()),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(reserve_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(reserve_port()),
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+                **getattr(request.module, "CLUSTER_ENV", {}),
             }
         )
         cluster = AirflowCluster(env, tmp_path)
@@ -229,7 +232,7 @@ def celery_cluster(
 
 
 def test_without_redis_the_skip_reason_says_so():
-    port = local.free_port()  # bound and released: nothing listens there
+    port = reserve_port()  # reserved, and nothing listens there
     reason = _redis_unavailable_reason("127.0.0.1", port)
     assert reason is not None and f"no Redis server on 127.0.0.1:{port}" in reason
 
@@ -240,17 +243,20 @@ def test_celery_executor_runs_nxcloud_number_check_triggered_like_the_ui(
     celery_cluster, sandbox, fresh_warehouse_dsn: str
 ) -> None:
     cluster, api, phases = celery_cluster
-    delay_sandbox_pushes(sandbox.base_url)
+    pushes = PushesHeldUntilTheWaitDefers(sandbox.base_url)
+
+    def on_poll(state: str, seen: dict[str, set[str]]) -> None:
+        cluster.check_alive()
+        pushes(state, seen)
+
     try:
         run = trigger_like_the_ui(
-            api,
-            "celery",
-            timeout=150,
-            log_dir=Path(cluster.env["AIRFLOW_HOME"]) / "logs",
-            on_poll=lambda *_: cluster.check_alive(),
+            api, "celery", timeout=150, log_dir=Path(cluster.env["AIRFLOW_HOME"]) / "logs", on_poll=on_poll
         )
     except TimeoutError as exc:
         raise AssertionError(f"{exc}\n{cluster.tails()}") from None
+    finally:
+        pushes.release()
     phases.mark(f"nxcloud_number_check run finished ({run.state})")
     assert_number_check_done(run, fresh_warehouse_dsn, context=cluster.tails())
 

@@ -4,7 +4,7 @@ What ``airflow-init`` does, then the services, as separate processes on one mach
 PostgreSQL metadata database, ``airflow db migrate`` (Airflow's tables and FAB's ``ab_*``), then
 ``python -m phonecheck_airflow.auth_setup ensure-roles ensure-users`` with the users of .env; then
 ``api-server``, ``scheduler`` (LocalExecutor instead of Celery: the executor is not what this is
-about) and ``dag-processor``. Through the REST API the UI uses:
+about), ``dag-processor`` and ``triggerer``. Through the REST API the UI uses:
 
 * the three logins get a JWT at ``/auth/token``; the requester triggers ``nxcloud_number_check``
   over its approval threshold; the approver may not trigger;
@@ -12,6 +12,13 @@ about) and ``dag-processor``. Through the REST API the UI uses:
   is refused with 403 by the FAB permission check; the approver's (Reject: nothing is spent and
   the run ends by itself) is accepted and names the approver (``responded_by``: FAB user id and
   name), a second answer gets 409, and ``ops.spend_approval`` records the approver;
+* four eyes, with a user holding both rights (``admin``) and a configured threshold of 0 (the
+  Variable): ``admin`` triggers with a form threshold of 2,000 and the run still waits (a form only
+  lowers the threshold). Approver role deciding (no approver list, as compose deploys): ``admin``'s
+  own Approve is not taken, the same question opens again; the approver answers it, the try that
+  asked is then failed and retried (what Airflow 3.3's deferral race does): the retry acts on the
+  answer already given, never asks again, and the run submits.
+  With an approver list naming both: ``admin``'s answer is refused with 403 by Airflow itself;
 * the Phone checks page (a plugin app) accepts the FAB login and answers 401 without one.
 """
 
@@ -37,6 +44,7 @@ import pytest
 from phonecheck import warehouse
 from phonecheck_airflow import auth_setup
 from phonecheck_dev import local
+from tests.fixtures.ports import reserve_port
 from tests.integration.test_celery_multiprocess import AirflowCluster
 from tests.integration.ui_trigger import Phases
 
@@ -96,7 +104,7 @@ def fab_stack(
     phases = Phases()
     home = tmp_path / "airflow-home"
     home.mkdir()
-    api_port = local.free_port()
+    api_port = reserve_port()
     passwords = {name: secrets.token_urlsafe(12) for name in ("admin", "approver", "requester")}
     from cryptography.fernet import Fernet
 
@@ -133,8 +141,8 @@ def fab_stack(
                 "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
                 "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
                 "AIRFLOW__API__WORKERS": "1",
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(local.free_port()),
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(local.free_port()),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(reserve_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(reserve_port()),
             }
         )
         cluster = AirflowCluster(env, tmp_path)
@@ -149,6 +157,7 @@ def fab_stack(
             # (compose starts them after airflow-init; only the api-server reads the users).
             cluster.start("scheduler", ["scheduler"])
             cluster.start("dag-processor", ["dag-processor"])
+            cluster.start("triggerer", ["triggerer"])  # a retried approval waits there
             init = subprocess.run(
                 [sys.executable, "-m", "phonecheck_airflow.auth_setup", "ensure-roles", "ensure-users"],
                 env=init_env, cwd=local.REPO_ROOT, capture_output=True, text=True, timeout=180,
@@ -219,7 +228,7 @@ def form(**extra) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(600)
 def test_only_the_approver_role_answers_the_spend_approval(
     fab_stack: FabStack, fresh_warehouse_dsn: str, sandbox
 ):
@@ -276,6 +285,7 @@ def test_only_the_approver_role_answers_the_spend_approval(
             ).fetchone()
         assert decision == ("rejected", ids["approver"], "approver")
         assert sandbox.control.calls(event="nxcloud.check") == []  # nothing was sent to the vendor
+        four_eyes(stack, admin, approver, ids, fresh_warehouse_dsn, sandbox)
         # The project's page in the UI takes FAB's login like the REST API does (401 without one).
         page = approver.get("/phone-checks/")
         assert page.status_code == 200 and "Receiver health" in page.text, page.text[:500]
@@ -283,3 +293,97 @@ def test_only_the_approver_role_answers_the_spend_approval(
     finally:
         for http in (admin, approver, requester):
             http.close()
+
+
+def approval_row(dsn: str, run_id: str) -> tuple:
+    with psycopg.connect(dsn) as db:
+        return db.execute(
+            "SELECT decision, decided_by_name, requested_by, self_approval_allowed FROM ops.spend_approval "
+            "WHERE run_id = %s",
+            (run_id,),
+        ).fetchone()
+
+
+def four_eyes(
+    stack: FabStack, admin: httpx.Client, approver: httpx.Client, ids: dict, dsn: str, sandbox
+) -> None:
+    """``admin`` may trigger and answer: the run's own form cannot wave it through, nor can admin."""
+    runs = f"/api/v2/dags/{DAG_ID}/dagRuns"
+    configured = admin.post(
+        "/api/v2/variables", json={"key": "phonecheck_auto_approve_nxcloud", "value": "0"}
+    )
+    assert configured.status_code in (200, 201), configured.text
+    # 1. The Approver role decides (no list): Airflow lets admin answer; the task does not take it.
+    conf = form(
+        approval_threshold=2000, batch_label="fab4", numbers="\n".join(f"+52 55 16{i:06d}" for i in range(5))
+    )
+    run_id = admin.post(runs, json={"logical_date": None, "conf": conf}).json()["dag_run_id"]
+    wait_for_state(stack, admin, run_id, "approve_spend", "awaiting_input", timeout=120)
+    body = approver.get(hitl_path(run_id)).json()["body"]
+    assert "only lower the threshold" in body and "**Requested by:** admin, who cannot answer" in body, body
+    own = admin.patch(hitl_path(run_id), json={"chosen_options": ["Approve"]})
+    assert own.status_code == 200, own.text  # Airflow has no way to refuse it here: the task does
+    deadline = time.monotonic() + 120
+    # The task resumes, refuses the answer and opens the same question again: it waits for input, or,
+    # when the deferral race failed that resumed try, its retry waits on the same question (deferred).
+    while True:
+        detail = approver.get(hitl_path(run_id)).json()
+        if not detail["response_received"] and task_state(admin, run_id, "approve_spend") in (
+            "awaiting_input",
+            "deferred",
+        ):
+            break
+        assert time.monotonic() < deadline, (detail, stack.cluster.tails())
+        assert task_state(admin, run_id, "submit") in (None, "scheduled"), "admin's own answer was taken"
+        time.sleep(1)
+    assert approval_row(dsn, run_id)[0] == "awaiting"
+    # The approver answers, and Airflow 3.3's deferral race (docs/airflow.md) strikes, made on
+    # purpose: the try that asked is failed before it acts on the answer, and retried (cleared).
+    run_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
+    asked_in = admin.get(f"{run_path}/taskInstances/approve_spend").json()["try_number"]
+    failed = admin.patch(f"{run_path}/taskInstances/approve_spend", json={"new_state": "failed"})
+    assert failed.status_code == 200, failed.text
+    answered = approver.patch(hitl_path(run_id), json={"chosen_options": ["Approve"]})
+    assert answered.status_code == 200, answered.text
+    assert task_state(admin, run_id, "approve_spend") == "failed"  # answered, never acted on
+    cleared = admin.post(
+        f"/api/v2/dags/{DAG_ID}/clearTaskInstances",
+        json={"dry_run": False, "dag_run_id": run_id, "task_ids": ["approve_spend"],
+              "include_downstream": True, "only_failed": False, "reset_dag_runs": True},
+    )  # fmt: skip
+    assert cleared.status_code == 200, cleared.text
+    deadline = time.monotonic() + 180
+    while task_state(admin, run_id, "submit") != "success":  # the retry acts on the answer given
+        ti = admin.get(f"{run_path}/taskInstances/approve_spend").json()
+        assert not (ti["state"] == "awaiting_input" and ti["try_number"] > asked_in), f"asked again: {ti}"
+        assert ti["state"] != "failed" or ti["try_number"] == asked_in, ti
+        assert time.monotonic() < deadline, (ti, stack.cluster.tails())
+        stack.cluster.check_alive()
+        time.sleep(1)
+    assert admin.get(f"{run_path}/taskInstances/approve_spend").json()["try_number"] > asked_in
+    detail = approver.get(hitl_path(run_id)).json()  # still the one answer, by the approver
+    assert detail["chosen_options"] == ["Approve"] and detail["responded_by_user"]["name"] == "approver"
+    assert approval_row(dsn, run_id) == ("approved", "approver", "admin", False)
+    phones = {f"52551600000{i}" for i in range(5)}
+    assert {c["phone"] for c in sandbox.control.charges(vendor="nxcloud")} >= phones  # submitted, charged
+    stack.phases.mark("four eyes (Approver role): own answer reopened; approver's answer survives a retry")
+
+    # 2. An approver list naming admin too: Airflow refuses admin's answer for this run (403).
+    listed = f"{ids['admin']}:admin,{ids['approver']}:approver"
+    assert admin.post(
+        "/api/v2/variables", json={"key": "phonecheck_spend_approvers", "value": listed}
+    ).status_code in (200, 201)
+    conf = form(
+        approval_threshold=2000, batch_label="fab5", numbers="\n".join(f"+52 55 17{i:06d}" for i in range(5))
+    )
+    run_id = admin.post(runs, json={"logical_date": None, "conf": conf}).json()["dag_run_id"]
+    wait_for_state(stack, admin, run_id, "approve_spend", "awaiting_input", timeout=120)
+    assert approver.get(hitl_path(run_id)).json()["assigned_users"] == [
+        {"id": ids["approver"], "name": "approver"}
+    ]
+    refused = admin.patch(hitl_path(run_id), json={"chosen_options": ["Approve"]})
+    assert refused.status_code == 403 and "not a respondent" in refused.text, refused.text
+    assert approver.patch(hitl_path(run_id), json={"chosen_options": ["Reject"]}).status_code == 200
+    wait_for_state(stack, admin, run_id, "submit", "skipped", timeout=120)
+    assert approval_row(dsn, run_id) == ("rejected", "approver", "admin", False)
+    stack.phases.mark("four eyes (approver list): own answer 403")

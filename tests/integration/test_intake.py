@@ -37,9 +37,34 @@ def test_rejected_numbers_are_recorded_once_per_run(wh):
         "received": 3,
         "rejected_offline": 2,
         "duplicates": 0,
+        "rewritten": 0,
         "skipped_fresh": 0,
         "to_check": 1,
     }
+
+
+def test_the_rejected_count_is_what_the_table_says_for_the_run(wh, monkeypatch):
+    """One row per distinct rejected input, with how many lines carried it, across blocks and
+    retries: the run's count (logged, ops.run_intake) is sum(lines)."""
+    monkeypatch.setattr("phonecheck.intake.BLOCK_SIZE", 4)  # the same bad inputs in several blocks
+    ctx = RunContext(dag_id="d", run_id="counted")
+    entries = ["junk", "12", "+525512345678", "junk"] * 5 + ["12"]
+    for _ in range(2):  # a retried prepare counts from zero again
+        result = prepare_numbers(
+            wh,
+            vendor=NXCLOUD,
+            entries=entries,
+            default_region="MX",
+            freshness_days=30,
+            check_level=1,
+            ctx=ctx,
+        )
+    rows = wh.execute(
+        "SELECT raw_input, lines FROM ops.rejected_number WHERE run_id = 'counted' ORDER BY raw_input"
+    ).fetchall()
+    assert rows == [("12", 6), ("junk", 10)]
+    stored = wh.execute("SELECT rejected FROM ops.run_intake WHERE run_key = 'd/counted'").fetchone()[0]
+    assert result.rejected == stored == 16
 
 
 def test_fresh_results_and_checks_in_flight_are_skipped_per_level(wh):
@@ -139,7 +164,7 @@ def test_a_retried_prepare_replaces_the_run_and_duplicates_across_blocks_count_o
             wh, vendor=NXCLOUD, entries=iter(entries), default_region="MX", freshness_days=0, check_level=1,
             ctx=ctx,
         )  # fmt: skip
-    assert result.summary() == {"received": 6, "rejected_offline": 1, "duplicates": 2, "skipped_fresh": 0,
+    assert result.summary() == {"received": 6, "rejected_offline": 1, "duplicates": 2, "rewritten": 0, "skipped_fresh": 0,
                                 "to_check": 3}  # fmt: skip
     assert _split(wh, result)[0] == ["+525512345678", "+525512345679", "+525512345670"]
     intake_row = wh.execute(

@@ -63,7 +63,18 @@ def test_push_and_query_rows_merge_into_one_row(wh):
         "SELECT check_level, code, validity, carrier, pushed_at, queried_at, source, first_seen_at <= updated_at "
         "FROM telco.nxcloud_number_check"
     ).fetchone()
-    assert row == (5, 0, "YES", "China Telecom", push["pushed_at"], query["queried_at"], "query", True)
+    assert row == (5, 0, "YES", "China Telecom", push["pushed_at"], query["queried_at"], "push", True)
+    # the same answers the other way round: the same row
+    wh.execute("DELETE FROM telco.nxcloud_number_check")
+    loader.upsert(wh, "telco.nxcloud_number_check", [query])
+    loader.upsert(wh, "telco.nxcloud_number_check", [push])
+    assert (
+        wh.execute(
+            "SELECT check_level, code, validity, carrier, pushed_at, queried_at, source, first_seen_at <= updated_at "
+            "FROM telco.nxcloud_number_check"
+        ).fetchone()
+        == row
+    )
 
 
 def test_changed_values_update_and_report_counts(wh):
@@ -113,6 +124,27 @@ def test_voice_and_call_records_load(wh):
 def test_unknown_column_is_refused(wh):
     with pytest.raises(ValueError, match="not loadable"):
         loader.upsert(wh, "telco.nxcloud_number_check", [], columns=["batch_no", "phone", "drop_table"])
+
+
+def test_a_load_naming_only_some_columns_still_follows_the_merge_rule(wh):
+    """The merge rule ranks answers by pushed_at / queried_at; a caller whose ``columns`` leave
+    them out loads them as NULL (an answer of unknown rank) instead of failing the statement."""
+    table = "telco.nxcloud_number_check"
+    pushed = {**_synthetic_rows(1)[0], "pushed_at": datetime(2026, 1, 5, 12, 0, tzinfo=UTC)}
+    loader.upsert(wh, table, [pushed])
+    poorer = {
+        "batch_no": "bulk-1",
+        "phone": pushed["phone"],
+        "code": 2,
+        "carrier": "Telcel",
+        "source": "query",
+    }
+    result = loader.upsert(wh, table, [poorer], columns=["batch_no", "phone", "code", "carrier", "source"])
+    assert (result.inserted, result.updated) == (0, 1)  # the hole is filled ...
+    row = wh.execute(
+        f"SELECT code, carrier, pushed_at, source FROM {table} WHERE phone = %s", [pushed["phone"]]
+    )
+    assert row.fetchone() == (0, "Telcel", pushed["pushed_at"], "push")  # ... the pushed code is kept
 
 
 def test_mixed_load_repeating_keys_updates_existing_and_inserts_new_with_the_last_value(wh):

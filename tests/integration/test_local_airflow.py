@@ -16,7 +16,11 @@ import pytest
 
 from phonecheck_dev import local
 from tests.fixtures.airflow import Launcher, processes_with_env
-from tests.integration.ui_trigger import assert_number_check_done, delay_sandbox_pushes, trigger_like_the_ui
+from tests.integration.ui_trigger import (
+    PushesHeldUntilTheWaitDefers,
+    assert_number_check_done,
+    trigger_like_the_ui,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -29,13 +33,13 @@ def _listening(port: int) -> bool:
 
 def test_make_airflow_runs_nxcloud_number_check_triggered_like_the_ui(make_airflow: Launcher) -> None:
     launcher = make_airflow
-    delay_sandbox_pushes(launcher.sandbox_url)
+    pushes = PushesHeldUntilTheWaitDefers(launcher.sandbox_url)
     api = local.AirflowApi(launcher.base_url, "admin", launcher.passwords["admin"], timeout=120)
     try:
-        run = trigger_like_the_ui(api, "local", timeout=400, log_dir=launcher.airflow_logs)
+        run = trigger_like_the_ui(api, "local", timeout=400, log_dir=launcher.airflow_logs, on_poll=pushes)
     finally:
         api.close()
-        delay_sandbox_pushes(launcher.sandbox_url, 0.0)
+        pushes.release()
     for line in launcher.output().splitlines():  # Airflow 3.3's defer race, when it strikes
         if "reported that the task instance" in line:
             print(f"[race] {line[:400]}")

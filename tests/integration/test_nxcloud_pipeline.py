@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
 import pytest
@@ -20,6 +20,7 @@ from phonecheck.nxcloud.submissions import submit_chunk
 from phonecheck.parsers.nxcloud import parse_number_check_push
 from phonecheck.sandbox import outcomes
 from tests import nxcloud_expected
+from tests.fixtures.sandbox import nxcloud_vendor_day
 
 pytestmark = pytest.mark.integration
 
@@ -69,8 +70,18 @@ def submitted_phones(sandbox) -> list[str]:
     return phones
 
 
-def predicted_row(phone: str, level: int, batch_no: str, profile: str = "default") -> dict:
-    merged = nxcloud_expected.predicted_row(phone, level, batch_no, COMPARED, profile)
+def predicted_row(
+    phone: str,
+    level: int,
+    batch_no: str,
+    profile: str = "default",
+    *,
+    pushed: bool = True,
+    queried: bool = True,
+) -> dict:
+    merged = nxcloud_expected.predicted_row(
+        phone, level, batch_no, COMPARED, profile, pushed=pushed, queried=queried
+    )
     merged["message_id"] = None  # depends on the vendor's request id: compared separately
     return merged
 
@@ -78,7 +89,8 @@ def predicted_row(phone: str, level: int, batch_no: str, profile: str = "default
 def loaded_rows(dsn: str, batch_nos: list[str]) -> dict[str, dict]:
     with psycopg.connect(dsn) as conn:
         cur = conn.execute(
-            f"SELECT phone, batch_no, {', '.join(COMPARED)} FROM telco.nxcloud_number_check "  # noqa: S608
+            f"SELECT phone, batch_no, pushed_at IS NOT NULL AS pushed, queried_at IS NOT NULL AS queried, "  # noqa: S608
+            f"{', '.join(COMPARED)} FROM telco.nxcloud_number_check "
             "WHERE batch_no = ANY(%s)",
             (batch_nos,),
         )
@@ -103,7 +115,9 @@ def assert_rows_as_predicted(
     got = loaded_rows(dsn, batch_nos)
     assert sorted(got) == sorted(phones)
     for phone, row in got.items():
-        expected = predicted_row(phone, level, row["batch_no"], profile)
+        expected = predicted_row(
+            phone, level, row["batch_no"], profile, pushed=row["pushed"], queried=row["queried"]
+        )
         assert row["message_id"]  # from the vendor (push or query)
         assert {k: row[k] for k in COMPARED if k != "message_id"} == {
             k: expected[k] for k in COMPARED if k != "message_id"
@@ -260,8 +274,16 @@ def test_over_budget_and_dry_run_spend_nothing(nx_env, run_dag, caplog, capfd):
 
 def test_a_retry_after_a_lost_answer_finds_the_batch_and_does_not_pay_twice(nx_env, vendor_profile):
     """The submit reached the vendor but we crashed before recording the answer: the row is
-    still ``pending``. The retry asks the query API, finds the batch, and does not submit."""
+    still ``pending``. The retry sends nothing and makes the batch in doubt; the in-doubt wait
+    asks the query API, finds the batch, and it is never submitted again."""
+    from phonecheck.nxcloud.in_doubt import act_on_evidence, wait_for_evidence
     from phonecheck_airflow.hooks.nxcloud import NxCloudHook
+
+    def run_in_doubt_of(conn):
+        rows = conn.execute(
+            "SELECT batch_no, in_doubt_since FROM ops.number_check_submission WHERE status = 'in_doubt'"
+        )
+        return rows.fetchall()
 
     sandbox, dsn = nx_env
     hook = NxCloudHook().get_client()
@@ -274,9 +296,12 @@ def test_a_retry_after_a_lost_answer_finds_the_batch_and_does_not_pay_twice(nx_e
         )
         conn.commit()
         hook.submit_numbers(chunk.phones, batch_no=chunk.batch_no, check_level=1)  # the "lost" call
-        outcome = submit_chunk(conn, hook, chunk, dr_url=None)
+        outcome = submit_chunk(conn, hook, chunk, dr_url=None)  # in doubt: sends nothing
+        [(batch_no, since)] = [(b, s) for b, s in run_in_doubt_of(conn) if b == chunk.batch_no]
+        event = wait_for_evidence(conn, hook, [(batch_no, since)], poll_s=0.05)
+        settled = act_on_evidence(conn, hook, [batch_no], event["listed"], event["unlisted"], None, True)
         again = submit_chunk(conn, hook, chunk, dr_url=None)
-    assert (outcome.status, again.status) == ("recovered", "already_submitted")
+    assert (outcome.status, settled.recovered, again.status) == ("in_doubt", [batch_no], "already_submitted")
     assert len(sandbox.control.calls(event="nxcloud.check")) == 1
     assert charged_phones(sandbox) == Counter(dict.fromkeys(chunk.phones, 1))
     assert rows(dsn, "SELECT status FROM ops.number_check_submission") == [("submitted",)]
@@ -311,10 +336,10 @@ def test_a_10000_number_batch_takes_the_minimum_100_query_calls(nx_env, capsys):
     phones = mx(10_000, start=100_000)
     for i in range(2):
         hook.submit_numbers(phones[i * 5000 : (i + 1) * 5000], batch_no=f"big-{i}", check_level=1)
-    day = datetime.now(UTC).date()
     seen: list[str] = []
     for i in range(2):
         stats = QueryStats()
+        day = nxcloud_vendor_day(sandbox.control, f"big-{i}")
         for page in hook.iter_query_results(f"big-{i}", day, stats=stats, concurrency=4):
             seen.extend(r["phone"] for r in page)
         assert (stats.pages, stats.rows, stats.api_calls) == (50, 5000, 50)
@@ -339,25 +364,26 @@ def test_concurrent_paging_respects_the_vendor_query_interval(nx_env, monkeypatc
     hook.submit_numbers(phones, batch_no="spaced", check_level=1)
     sandbox.control.settings(query_min_interval_s=0.2)
     stats = QueryStats()
-    got = [
-        r["phone"]
-        for page in hook.iter_query_results("spaced", datetime.now(UTC).date(), stats=stats)
-        for r in page
-    ]
+    day = nxcloud_vendor_day(sandbox.control, "spaced")
+    got = [r["phone"] for page in hook.iter_query_results("spaced", day, stats=stats) for r in page]
     assert sorted(got) == sorted(phones) and stats.pages == 10
 
 
 # ---- daily reconciliation ----------------------------------------------------------------------
 
 
-def submit_on_past_day(sandbox, dsn: str, receiver_dr_url: str, days_ago: int, phones: list[str]) -> str:
-    """A batch submitted ``days_ago`` days back: the sandbox clock is set back that far (its ts
-    window widened so our real-time ``ts`` is still accepted), our submission row is dated the same
-    day, and the pushes land in the inbox now."""
+def submit_on_past_day(
+    sandbox, dsn: str, receiver_dr_url: str, today: date, days_ago: int, phones: list[str]
+) -> str:
+    """A batch submitted ``days_ago`` days before ``today``, at 04:00 UTC (noon in China: the same
+    vendor day in either profile): the sandbox clock is set to that moment (its ts window widened
+    so our real-time ``ts`` is still accepted), our submission row is dated the same, and the
+    pushes land in the inbox now. Fixed moments: the test holds whenever 00:00 or 16:00 UTC falls."""
     from phonecheck_airflow.hooks.nxcloud import NxCloudHook
 
+    submitted_at = datetime.combine(today - timedelta(days=days_ago), time(4), UTC)
     sandbox.control.settings(ts_window_s=20 * 86400)
-    sandbox.control.clock(offset_s=-days_ago * 86400)
+    sandbox.control.clock(set_ms=int(submitted_at.timestamp() * 1000))
     chunk = Chunk(f"daily-{days_ago}d-MX-0000", "MX", 5, 0, tuple(phones))
     with psycopg.connect(dsn) as conn:
         submit_chunk(
@@ -369,9 +395,8 @@ def submit_on_past_day(sandbox, dsn: str, receiver_dr_url: str, days_ago: int, p
             run_id=f"d{days_ago}",
         )
         conn.execute(
-            "UPDATE ops.number_check_submission SET submitted_at = submitted_at - make_interval(days => %s) "
-            "WHERE batch_no = %s",
-            (days_ago, chunk.batch_no),
+            "UPDATE ops.number_check_submission SET submitted_at = %s WHERE batch_no = %s",
+            (submitted_at, chunk.batch_no),
         )
         conn.commit()
     sandbox.control.wait_pushes()
@@ -404,7 +429,9 @@ def test_daily_backfill_over_3_days_loads_the_pushed_rows_and_flags_a_dropped_pu
     for days_ago in (3, 2, 1):
         if days_ago == 2:
             sandbox.control.faults({"target": "push.number_check", "kind": "drop", "count": 1})
-        batches[days_ago] = submit_on_past_day(sandbox, dsn, dr_url, days_ago, mx(12, start=days_ago * 1000))
+        batches[days_ago] = submit_on_past_day(
+            sandbox, dsn, dr_url, today, days_ago, mx(12, start=days_ago * 1000)
+        )
         sandbox.control.faults()
     dropped = [p for p in sandbox.control.pushes(kind="number_check") if p["outcome"] == "dropped"]
     assert len(dropped) == 1 and dropped[0]["batch_no"] == batches[2]
@@ -422,14 +449,18 @@ def test_daily_backfill_over_3_days_loads_the_pushed_rows_and_flags_a_dropped_pu
         "SELECT vendor_date, batch_no, query_rows, pages_fetched, missing_push_count, missing_push_phones "
         "FROM ops.query_sync_report ORDER BY vendor_date",
     )
+    # only the day with a dropped push asked the query API (one page holds its 12 rows); the
+    # days whose pushes all arrived are complete from the inbox at no query call
     assert report == [
-        (today - timedelta(days=3), batches[3], 12, 1, 0, []),
+        (today - timedelta(days=3), batches[3], 0, 0, 0, []),
         (today - timedelta(days=2), batches[2], 12, 1, 1, [dropped[0]["phone"]]),
-        (today - timedelta(days=1), batches[1], 12, 1, 0, []),
+        (today - timedelta(days=1), batches[1], 0, 0, 0, []),
     ]
+    queried = {json.loads(c["body"])["batchNo"] for c in sandbox.control.calls(event="nxcloud.query")}
+    assert queried == {batches[2]}
     # every number of each batch is listed now: none of them is still waiting (the page's count)
     assert rows(dsn, submission_states) == sorted((b, "complete") for b in batches.values())
-    # the rows the daily sync loaded (query API) are the rows the pushes carried
+    # the rows the daily sync loaded (pushes from the inbox, query rows) are the rows the pushes carried
     with psycopg.connect(dsn) as conn:
         pushes = [
             parse_number_check_push(p)
@@ -453,14 +484,20 @@ def test_daily_backfill_over_3_days_loads_the_pushed_rows_and_flags_a_dropped_pu
 
 def test_a_day_15_days_back_fails_fast_with_the_14_day_message(nx_env, run_dag, caplog, capfd):
     sandbox, _ = nx_env
-    day = datetime.now(UTC).date() - timedelta(days=15)
+    today = datetime.now(UTC).date()
+    day = today - timedelta(days=15)
     with caplog.at_level("INFO"):
         run = run_daily_for(run_dag, day)
     out, err = capfd.readouterr()
+    # the run reads its own clock: 16 days old when 00:00 UTC fell since `today`
+    ages = {15, (datetime.now(UTC).date() - day).days}
     assert state_of(run) == "failed"
     assert task_states(run)["plan"] == "failed"
     text = caplog.text + out + err
-    assert f"vendor date {day} is 15 days old: the NXCLOUD query API only keeps the last 14 days" in text
+    assert any(
+        f"vendor date {day} is {age} days old: the NXCLOUD query API only keeps the last 14 days" in text
+        for age in ages
+    ), text
     assert "we hold 0 submission(s) from that day" in text
     assert sandbox.control.calls(event="nxcloud.query") == []  # failed fast: no vendor call
 

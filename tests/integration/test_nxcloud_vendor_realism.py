@@ -10,17 +10,18 @@ sandbox's charge ledger (``/_sandbox/charges``) says what we paid for.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
 from phonecheck.nxcloud.planning import Chunk
 from phonecheck.nxcloud.submissions import submit_chunk
+from tests.fixtures.sandbox import nxcloud_vendor_day
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +32,20 @@ PUSHED_COLUMNS = (
 )  # fmt: skip
 
 
-def first_guess_misses(profile: str) -> int:
-    """1 when reconcile's first candidate date (the connection's UTC) is not the vendor's day:
-    the strict vendor dates in China time, which is a day ahead from 16:00 to 24:00 UTC. Then
-    one empty page for the wrong date comes before the batch's pages; else 0."""
-    now = datetime.now(UTC)
-    return int(profile == "strict" and now.astimezone(ZoneInfo("Asia/Shanghai")).date() != now.date())
+def vendor_day(nx, batch_no: str) -> str:
+    """The date the vendor lists the batch under (China time when strict: a day ahead of UTC from
+    16:00 to 24:00 UTC), from the sandbox's record of the submit, not from the test's clock."""
+    return nxcloud_vendor_day(nx.sandbox.control, batch_no, strict=nx.profile == "strict").isoformat()
+
+
+def query_pages_by_date(nx, batch_no: str) -> dict[str, list[tuple[int, int]]]:
+    """date -> (page, rows listed) of every answered (code 0) query call for the batch."""
+    by_date: dict[str, list[tuple[int, int]]] = {}
+    for call in nx.sandbox.control.calls(event="nxcloud.query"):
+        body = json.loads(call["body"])
+        if body.get("batchNo") == batch_no and call["answer"].get("code") == 0:
+            by_date.setdefault(body["date"], []).append((body["page"], len(call["answer"]["data"]["result"])))
+    return by_date
 
 
 def mx(count: int, start: int = 0) -> list[str]:
@@ -82,6 +91,17 @@ def dr_url_of(receiver) -> str:
 # ---- a lost submit answer ----------------------------------------------------------------------
 
 
+def settle(conn, client, batch_no: str):
+    """Settle one batch in doubt as the DAG's settle_in_doubt task does, in plain Python."""
+    from phonecheck.nxcloud.in_doubt import act_on_evidence, wait_for_evidence
+    from phonecheck.nxcloud.submissions import get_submission
+
+    since = get_submission(conn, batch_no)["in_doubt_since"]
+    event = wait_for_evidence(conn, client, [(batch_no, since)], poll_s=0.05)
+    assert event["status"] == "settled", event
+    return act_on_evidence(conn, client, [batch_no], event["listed"], event["unlisted"], None, True)
+
+
 @pytest.mark.parametrize(
     ("how", "with_pushes"),
     [
@@ -99,11 +119,16 @@ def test_a_lost_submit_answer_costs_exactly_one_charge_per_number(nx, how, with_
     nx.sandbox.control.faults({"target": "nxcloud.check", "count": 1, **how})
     with psycopg.connect(nx.dsn) as conn:
         outcome = submit_chunk(conn, client, chunk, dr_url=dr_url_of(nx.receiver) if with_pushes else None)
+        retried = submit_chunk(conn, client, chunk, dr_url=None)  # a task retry while in doubt sends nothing
+        settled = settle(conn, client, chunk.batch_no)  # what the settle_in_doubt task does
         again = submit_chunk(conn, client, chunk, dr_url=None)  # a task retry / a rerun
     assert charges_per_number(nx.sandbox, chunk.batch_no) == Counter(dict.fromkeys(chunk.phones, 1))
+    assert (outcome.status, retried.status) == ("in_doubt", "in_doubt")
     # strict: the vendor had charged, we found out without sending again; default: the fault
     # came before the vendor did anything, so after the window the batch was sent again
-    assert outcome.status == ("recovered" if nx.profile == "strict" else "submitted")
+    assert (settled.recovered, settled.resent) == (
+        ([chunk.batch_no], []) if nx.profile == "strict" else ([], [chunk.batch_no])
+    )
     assert again.status == "already_submitted"
     [(status, in_doubt_since)] = rows(
         nx.dsn,
@@ -113,6 +138,24 @@ def test_a_lost_submit_answer_costs_exactly_one_charge_per_number(nx, how, with_
     assert status == "submitted" and in_doubt_since is not None
 
 
+def xcom_of(run_id: str, task_id: str):
+    """The return value of a task of a ``dag.test()`` run, read from the metadata database."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        value = session.execute(
+            select(XComModel.value).where(
+                XComModel.dag_id == "nxcloud_number_check",
+                XComModel.run_id == run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == "return_value",
+            )
+        ).scalar_one()
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def test_a_rerun_after_a_lost_answer_buys_nothing(nx, run_dag):
     numbers = mx(40, start=12_000)
     nx.sandbox.control.faults({"target": "nxcloud.check", "kind": "error", "status": 503, "count": 1})
@@ -120,6 +163,12 @@ def test_a_rerun_after_a_lost_answer_buys_nothing(nx, run_dag):
             "budget": 100, "wait_poll_seconds": 0.3, "wait_timeout_minutes": 0.1}  # fmt: skip
     first = run_dag("nxcloud_number_check", conf=conf)
     assert str(getattr(first.state, "value", first.state)) == "success"
+    # the lost answer was settled by the deferrable task after submit, as before: recovered
+    # when the vendor had charged (strict), sent again after the window when it had not
+    settled = xcom_of(first.run_id, "settle_in_doubt")
+    assert (settled["in_doubt"], settled["recovered"], settled["resent"]) == (
+        (1, 1, 0) if nx.profile == "strict" else (1, 0, 1)
+    )
     ours = set(numbers)  # (a slow answer of an earlier test may still land in the ledger)
     ledger = Counter(c["phone"] for c in nx.sandbox.control.charges() if c["phone"] in ours)
     assert ledger == Counter(dict.fromkeys(numbers, 1))
@@ -134,7 +183,6 @@ def test_a_rerun_after_a_lost_answer_buys_nothing(nx, run_dag):
 
 
 def test_query_rows_never_change_a_pushed_value_and_every_page_is_kept_verbatim(nx):
-    import json
 
     from phonecheck.nxcloud.results import load_pushes
     from phonecheck_airflow.tasks.nxcloud import reconcile
@@ -157,10 +205,25 @@ def test_query_rows_never_change_a_pushed_value_and_every_page_is_kept_verbatim(
     # strict: the query API lists the batch only minutes later: reconcile once it does
     lag = nx.sandbox.control.settings()["strict_query_lag_minutes"] * 0.05
     threading.Event().wait(lag + 0.1)
-    wrong_date_pages = first_guess_misses(nx.profile)
     result = reconcile({"run_key": run_key("merge")}, context("merge"))
-    assert result["query_rows"] == 150 and result["pages"] == 2 + wrong_date_pages
     assert result["run_key"] == run_key("merge") and result["batches"] == 1
+    assert result["api_calls"] == 0 and result["batches_complete_from_pushes"] == 1  # every push is in
+    # the query rows come anyway (a day's sync of a batch we cannot tell is complete reads them
+    # all): the query loop over every page of the batch, as for such a batch
+    from phonecheck.nxcloud.client import candidate_dates
+    from phonecheck.nxcloud.sync import BatchLookup, query_batch
+
+    client = NxCloudHook().get_client()
+    with psycopg.connect(nx.dsn) as conn:
+        [(submitted_at,)] = conn.execute(
+            "SELECT submitted_at FROM ops.number_check_submission WHERE batch_no = %s", (chunk.batch_no,)
+        ).fetchall()
+        days = candidate_dates(submitted_at, client.settings.query_timezone)
+        read = query_batch(client, conn, BatchLookup(chunk.batch_no, days, expected=150))
+    # the dates tried before the vendor's own each cost one empty page (strict, 16:00-24:00 UTC:
+    # the first guess, the connection's UTC date, is a day behind China's)
+    wrong_date_pages = [d.isoformat() for d in days].index(vendor_day(nx, chunk.batch_no))
+    assert read.rows == 150 and read.pages == 2 + wrong_date_pages
 
     after = rows(nx.dsn, query, chunk.batch_no)
     names = ("phone", *PUSHED_COLUMNS)
@@ -203,7 +266,6 @@ def test_chinese_refusals_and_two_concurrent_runs_on_one_access_key_complete_wit
     """The sandbox refuses queries closer than 0.2 s apart (code 88; Chinese text when strict).
     Two runs reconcile at once with the same access key: the limiter in the warehouse spaces
     them together, refusals that still happen are retried, and both load every row."""
-    import json
 
     from phonecheck_airflow.hooks.nxcloud import NxCloudHook
     from phonecheck_airflow.tasks.nxcloud import reconcile
@@ -249,15 +311,20 @@ def test_chinese_refusals_and_two_concurrent_runs_on_one_access_key_complete_wit
     ]
     refusals = [a for a in answers if a.get("code") == 88]
     assert len(refusals) >= 3  # the injected ones at least
-    ok_calls = sum(a.get("code") == 0 for a in answers)
-    # 3 pages per batch, each fetched once (plus one empty page per batch for a wrong first date)
-    assert ok_calls == 6 + 2 * first_guess_misses(nx.profile)
+    # per batch: the vendor's date's 3 pages, each fetched once; a date tried before it (the
+    # first guess is a day behind China's from 16:00 UTC) costs one empty first page
+    for batch_no in batches:
+        pages = query_pages_by_date(nx, batch_no)
+        assert sorted(pages.pop(vendor_day(nx, batch_no))) == [(1, 100), (2, 100), (3, 100)], batch_no
+        assert all(listed == [(1, 0)] for listed in pages.values()), (batch_no, pages)
     [(slots,)] = rows(nx.dsn, "SELECT calls FROM ops.nxcloud_query_slot")
     assert slots == len(answers)  # one limiter row for the key, shared by both runs
 
 
 def test_a_chinese_rate_limit_refusal_never_fails_the_run(nx, run_dag):
     nx.sandbox.control.settings(query_min_interval_s=0.3)  # our connection does not space queries
+    # the pushes never come, so the query API is asked for every number (3 pages, back to back)
+    nx.sandbox.control.faults({"target": "push.number_check", "kind": "drop"})
     numbers = mx(250, start=16_000)
     run = run_dag(
         "nxcloud_number_check",
@@ -291,7 +358,8 @@ def test_a_batch_submitted_at_2330_utc_is_reconciled_under_either_vendor_timezon
     default profile) reconcile looks at one date only."""
     from phonecheck.nxcloud.daily import day_batches
     from phonecheck_airflow.hooks.nxcloud import NxCloudHook
-    from phonecheck_airflow.tasks.nxcloud import plan_day, reconcile, sync_day
+    from phonecheck_airflow.tasks.nxcloud import reconcile
+    from phonecheck_airflow.tasks.nxcloud_daily import plan_day, sync_day
 
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     at = datetime(yesterday.year, yesterday.month, yesterday.day, 23, 30, tzinfo=UTC)

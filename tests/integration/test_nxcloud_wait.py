@@ -93,10 +93,11 @@ def test_trigger_fires_done_after_a_late_push(wh):
     submit(wh, "w-late", ["1", "2"], pushed=["1"])
 
     async def scenario():
-        trigger = NxCloudResultsTrigger(key("run-w-late"), poll_interval=0.05, deadline=time.time() + 30)
+        trigger = NxCloudResultsTrigger(key("run-w-late"), poll_interval=0.05, deadline=time.time() + 3600)
         run = trigger.run().__anext__()
         task = asyncio.ensure_future(run)
-        await asyncio.sleep(0.3)
+        while trigger.__dict__.get("looks", 0) < 2:  # it looked, found 1 of 2, slept, looked again
+            await asyncio.sleep(0.01)
         assert not task.done()
         await asyncio.to_thread(submit_push, "w-late", "2")
         return (await task).payload
@@ -132,19 +133,28 @@ def test_trigger_keeps_waiting_through_a_failing_warehouse_and_times_out(monkeyp
         "AIRFLOW_CONN_DEAD_WAREHOUSE",
         json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "x", "schema": "x"}),
     )
-    trigger = NxCloudResultsTrigger(key("x"), warehouse_conn_id="dead_warehouse", poll_interval=0.05,
-                                    deadline=time.time() + 0.3)  # fmt: skip
-    event = first_event(trigger)
-    assert event["status"] == "timeout" and event["expected"] is None and event["polls"] >= 2
+
+    class ThreeLooks(NxCloudResultsTrigger):  # the deadline passes after the third look, at any pace
+        def deadline_passed(self) -> bool:
+            return self.looks >= 3
+
+    trigger = ThreeLooks(key("x"), warehouse_conn_id="dead_warehouse", poll_interval=0.05)
+    assert first_event(trigger) == {"status": "timeout", "expected": None, "results": None, "polls": 3}
 
 
 # ---- the sensor --------------------------------------------------------------------------------
 
 
+NOW = 1_800_000_000.0  # the clock the deferring sensor reads: deadlines are exact, not windows
+
+
 def sensor(**kwargs):
     from phonecheck_airflow.sensors.nxcloud import NxCloudResultsSensor
 
-    return NxCloudResultsSensor(task_id="wait", **kwargs)
+    kwargs.setdefault("deferrable", True)  # what the DAG passes (Airflow's default is False)
+    waiting = NxCloudResultsSensor(task_id="wait", **kwargs)
+    waiting.clock = lambda: NOW
+    return waiting
 
 
 def test_sensor_imports_its_trigger_only_when_it_defers(wh):
@@ -164,7 +174,7 @@ def test_sensor_imports_its_trigger_only_when_it_defers(wh):
     classpath, kwargs = deferred.value.trigger.serialize()
     assert classpath == CLASSPATH and kwargs["poll_interval"] == 7.0  # the standard attributes
     assert kwargs["run_key"] == key("run-s-open")
-    assert 100 < kwargs["deadline"] - time.time() <= 120
+    assert kwargs["deadline"] == NOW + 120  # timeout counted from the deferral
     assert deferred.value.timeout.total_seconds() == 120 + 300
 
 
@@ -182,15 +192,14 @@ def test_sensor_takes_templated_timeout_and_poke_interval_and_this_runs_key_by_d
         waiting.execute({"dag": SimpleNamespace(dag_id=DAG_ID), "run_id": "run-s-params"})
     kwargs = deferred.value.trigger.serialize()[1]
     assert kwargs["run_key"] == key("run-s-params")
-    assert kwargs["poll_interval"] == 0.5 and 50 < kwargs["deadline"] - time.time() <= 60
+    assert kwargs["poll_interval"] == 0.5 and kwargs["deadline"] == NOW + 60
     assert deferred.value.timeout.total_seconds() == 60 + 300
 
 
 def test_sensor_in_poke_mode_waits_in_the_worker_and_hands_over_on_timeout(wh):
     submit(wh, "s-poke", ["1", "2"], pushed=["1"])
-    waiting = sensor(
-        run_key=key("run-s-poke"), deferrable=False, mode="poke", timeout=0.3, poke_interval=0.05
-    )
+    # timeout 0: the first poke that finds a result missing is past it, at any pace
+    waiting = sensor(run_key=key("run-s-poke"), deferrable=False, mode="poke", timeout=0, poke_interval=0.05)
     assert waiting.execute({}) == {
         "run_key": key("run-s-poke"),
         "expected": 2,
@@ -200,7 +209,7 @@ def test_sensor_in_poke_mode_waits_in_the_worker_and_hands_over_on_timeout(wh):
     from airflow.sdk.exceptions import AirflowSensorTimeout
 
     strict = sensor(
-        run_key=key("run-s-poke"), deferrable=False, timeout=0.1, poke_interval=0.05, fail_on_timeout=True
+        run_key=key("run-s-poke"), deferrable=False, timeout=0, poke_interval=0.05, fail_on_timeout=True
     )
     with pytest.raises(AirflowSensorTimeout):
         strict.execute({})
@@ -234,10 +243,12 @@ def test_sensor_in_reschedule_mode_frees_its_slot_until_the_next_poke_and_hands_
     submit(wh, "s-resched", ["1", "2"], pushed=["2"])
     waiting = sensor(run_key=key("run-s-resched"), mode="reschedule", timeout="600", poke_interval="30")
     first_try = SimpleNamespace(get_first_reschedule_date=lambda context: None)
+    before = datetime.now(UTC)
     with pytest.raises(AirflowRescheduleException) as rescheduled:
         waiting.execute({"ti": first_try})
-    delay = (rescheduled.value.reschedule_date - datetime.now(UTC)).total_seconds()
-    assert 20 < delay <= 30  # the templated poke_interval, rendered
+    after = datetime.now(UTC)
+    poke_interval = timedelta(seconds=30)  # the templated poke_interval, rendered
+    assert before + poke_interval <= rescheduled.value.reschedule_date <= after + poke_interval
 
     long_ago = datetime.now(UTC) - timedelta(seconds=601)  # first poke longer ago than the timeout
     later_try = SimpleNamespace(get_first_reschedule_date=lambda context: long_ago)

@@ -7,18 +7,23 @@ checks (``/plugin/phone-checks``, the page in an iframe). The figures it shows â
 per vendor and currency, the number of checks waiting, the last failed data-quality expectation
 â€” must equal what SQL on the warehouse says at that moment. The demo leaves all three (its last
 NXCLOUD run meets a slow, partly wrong vendor: a batch still waiting, a failed expectation), so
-none of them is an empty state. The page is saved as docs/img/phone_checks_page.png.
+none of them is an empty state. No link on it answers 404 (the demo's runs live in the demo's
+own Airflow: they are labelled "from make demo", not linked), and every outcome in the outcome mix
+says what it means. The page is saved as docs/img/phone_checks_page.png.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 
 import httpx
 import psycopg
 import pytest
 
+from phonecheck.spend.money import format_money
+from phonecheck.spend.outcomes import UNEXPLAINED, explain
 from phonecheck_dev import local
 from tests.fixtures.airflow import Launcher
 from tests.integration.browser import Browser, chromium_binary, headless_chromium
@@ -35,18 +40,38 @@ READ_PAGE = """(() => {
   const failure = d.querySelector('tr.dq-failure');
   const link = failure && failure.querySelector('a[href*="/data-docs/"]');
   return {
+    month: [...d.querySelectorAll('h2')].map(h => h.innerText).find(t => t.startsWith('Spend this month')),
     spend: [...d.querySelectorAll('.card[data-vendor]')].map(
       c => [c.dataset.vendor, c.dataset.currency, c.querySelector('.spend').innerText]),
     pending: d.getElementById('pending-count').innerText,
     dq: failure ? [...failure.cells].map(c => c.innerText.trim()) : null,
     docs: link ? link.getAttribute('href') : null,
+    foreign: [...d.querySelectorAll('.foreign-run')].map(
+      s => [s.innerText, s.nextElementSibling ? s.nextElementSibling.innerText : null]),
+    outcomes: [...d.querySelectorAll('dl.outcome-help')].map(dl => ({
+      vendor: dl.dataset.vendor,
+      shown: [...dl.previousElementSibling.querySelectorAll('.outcome')].map(s => s.dataset.outcome),
+      explained: Object.fromEntries([...dl.querySelectorAll('dt')].map(dt => [dt.innerText, dt.nextElementSibling.innerText])),
+    })),
   };
+})()"""
+
+#: Every link on the page, followed as the browser would; a link to a run asks the REST API (the
+#: UI's run page is a single-page app: it answers 200 and shows "not found" itself).
+FOLLOW_LINKS = """(() => {
+  const f = document.querySelector('iframe');
+  const hrefs = [...f.contentDocument.querySelectorAll('a[href]')].map(a => a.getAttribute('href'));
+  return Promise.all(hrefs.map(h => {
+    const run = h.match(/^\\/dags\\/([^/]+)\\/runs\\/([^/]+)$/);
+    const url = run ? `/api/v2/dags/${run[1]}/dagRuns/${run[2]}` : h;
+    return f.contentWindow.fetch(url, {credentials: 'include'}).then(r => [h, r.status]);
+  }));
 })()"""
 
 
 @dataclass(frozen=True)
 class Figures:
-    spend: dict[tuple[str, str], Decimal]  # (vendor, currency) -> committed this month
+    spend: dict[tuple[date, str, str], Decimal]  # (UTC month, vendor, currency) -> committed
     pending: int  # numbers in submissions still waiting for the vendor
     last_dq_failure: tuple | None  # table, expectation, column, failing rows, run
 
@@ -54,10 +79,9 @@ class Figures:
 def figures_in_the_warehouse(dsn: str) -> Figures:
     with psycopg.connect(dsn) as db:
         spend = {
-            (vendor, currency): amount
-            for vendor, currency, amount in db.execute(
-                "SELECT vendor, currency, sum(amount) FROM ops.spend_ledger "
-                "WHERE month = date_trunc('month', now() AT TIME ZONE 'UTC')::date GROUP BY 1, 2"
+            (month, vendor, currency): amount
+            for month, vendor, currency, amount in db.execute(
+                "SELECT month, vendor, currency, sum(amount) FROM ops.spend_ledger GROUP BY 1, 2, 3"
             )
         }
         pending = db.execute(
@@ -98,16 +122,23 @@ def test_the_phone_checks_page_shows_what_the_warehouse_holds_after_the_demo(mak
         # what the demo left: spend, something waiting, a failed expectation
         assert sql.spend and sql.pending > 0 and sql.last_dq_failure is not None, sql
 
+        # "this month" is the page's own (its clock, not the test's): the ledger's figures of that
+        # month. Only when 00:00 UTC on the 1st fell between the demo and the page is it empty.
+        month = datetime.strptime(shown["month"], "Spend this month (%B %Y) vs budget").date()
+        spend = {(v, c): amount for (m, v, c), amount in sql.spend.items() if m == month}
+        assert spend or max(m for m, _, _ in sql.spend) < month, (month, sql.spend)
         cards = {(vendor, currency): text for vendor, currency, text in shown["spend"]}
-        for (vendor, currency), amount in sql.spend.items():
-            assert cards.get((vendor, currency)) == f"{amount:,.2f} {currency}", (vendor, currency, cards)
-        for key in set(cards) - set(sql.spend):  # results this month but nothing in the ledger
-            assert cards[key] == f"{Decimal(0):,.2f} {key[1]}".strip(), cards
+        for (vendor, currency), amount in spend.items():
+            assert cards.get((vendor, currency)) == format_money(amount, currency), (vendor, currency, cards)
+        for key in set(cards) - set(spend):  # results this month but nothing in the ledger
+            assert cards[key] == format_money(Decimal(0), key[1]), cards
 
         assert shown["pending"] == str(sql.pending), shown
 
         table, expectation, column, failing, run_id = sql.last_dq_failure
-        assert shown["dq"][1:6] == [table, expectation, column or "", str(failing), run_id], shown["dq"]
+        # the run cell: the run id, and where it ran when this Airflow does not hold it (make demo's)
+        assert shown["dq"][1:5] == [table, expectation, column or "", str(failing)], shown["dq"]
+        assert shown["dq"][5] in (run_id, f"{run_id} (from make demo)"), shown["dq"]
 
         # its Data Docs report opens behind the same login (the demo wrote it on this host)
         assert shown["docs"], shown
@@ -116,3 +147,15 @@ def test_the_phone_checks_page_shows_what_the_warehouse_holds_after_the_demo(mak
             f"return f.contentWindow.fetch({shown['docs']!r}).then(r => r.status); }})()"
         )
         assert status == 200, shown["docs"]
+
+        # no link answers 404: runs of make demo's own Airflow are labelled, not linked
+        followed = browser.evaluate(FOLLOW_LINKS)
+        assert followed and all(code != 404 for _, code in followed), followed
+        assert shown["foreign"] and all(label == "(from make demo)" for _, label in shown["foreign"]), shown
+
+        # every outcome shown says what it means, in the words of docs/analysts.md
+        assert {o["vendor"] for o in shown["outcomes"]} == {"nxcloud", "accuauth"}, shown["outcomes"]
+        for mix in shown["outcomes"]:
+            assert mix["shown"], mix
+            for outcome in mix["shown"]:
+                assert mix["explained"].get(outcome) == explain(mix["vendor"], outcome) != UNEXPLAINED, mix

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -225,15 +226,27 @@ def test_documented_analyst_queries_answer_as_analyst(with_dq_sample):
     assert len(queries) == 4
     wh.execute("SET ROLE analyst")
     try:
-        answers = [wh.execute(q).fetchall() for q in queries]
         a_key = wh.execute(
             "SELECT phone_key FROM analyst.phone_check_result WHERE check_key = 'b1' AND vendor = 'nxcloud'"
         ).fetchone()[0]
+        # the same answers whatever the analyst's session timezone (the sample's checks fall on
+        # 1 November UTC from 08:00: still October in Honolulu, already 2 November in Kiritimati)
+        per_zone = {}
+        for zone in ("UTC", "Pacific/Honolulu", "America/Mexico_City", "Pacific/Kiritimati"):
+            wh.execute(psycopg.sql.SQL("SET TimeZone = {}").format(psycopg.sql.Literal(zone)))
+            per_zone[zone] = [wh.execute(q).fetchall() for q in queries]
     finally:
         wh.execute("RESET ROLE")
+        wh.execute("RESET TimeZone")
+    answers = per_zone["UTC"]
+    for zone, zone_answers in per_zone.items():
+        assert [zone_answers[0], zone_answers[3]] == [answers[0], answers[3]], zone
     assert [row[0] for row in answers[0]] == [a_key]  # A's latest HLR says NO; B's says YES
     assert len(answers[2]) == 1 and answers[2][0][5] == {"batch_no": "b1", "phone": "86******8000"}
-    assert [(vendor, n) for vendor, _, n in answers[3]] == [("accuauth", 2), ("nxcloud", 4)]
+    assert [(vendor, month, n) for vendor, month, n in answers[3]] == [
+        ("accuauth", datetime(2026, 11, 1), 2),
+        ("nxcloud", datetime(2026, 11, 1), 4),
+    ]
 
 
 def test_erasure_dry_run_only_counts_then_erasure_deletes_and_redacts(with_dq_sample, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -15,7 +16,9 @@ from phonecheck.privacy.retention import enforce_retention
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+# a fixed clock: the last day of a month, just before 00:00 UTC, and in the past, so that the
+# partitions a fresh warehouse got for the real current week are never "expired" here
+NOW = datetime(2026, 1, 31, 23, 58, 30, tzinfo=UTC)
 
 
 def store(conn, key: str, received_at: datetime, *, endpoint: str = "nxcloud_voice", body: bytes = b"x=1"):
@@ -209,3 +212,29 @@ def test_retention_drops_expired_partitions_and_touches_nothing_young(wh, tmp_pa
     ] == kept[1:]
     again = enforce_retention(wh.info.dsn, now=NOW + timedelta(days=15), data_docs_dir=tmp_path)
     assert again.dropped_partitions == [] and not any(again.counts.values())
+
+
+def test_retention_creates_the_coming_utc_days_whatever_the_timezone_of_now(wh, tmp_path):
+    # 00:00:30 UTC on 1 February is still 31 January in Honolulu: the partitions are UTC days
+    moment = datetime(2026, 2, 1, 0, 0, 30, tzinfo=UTC)
+    before = set(partitions(wh))
+    result = enforce_retention(
+        wh.info.dsn, now=moment.astimezone(ZoneInfo("Pacific/Honolulu")), data_docs_dir=tmp_path
+    )
+    created = set(partitions(wh)) - before
+    assert created == {day_partition(moment + timedelta(days=d)) for d in range(8)}
+    assert result.created_partitions == 8
+
+
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Pacific/Honolulu"])
+def test_partitions_ahead_start_from_the_utc_day_in_any_session_timezone(wh, zone):
+    wh.execute(psycopg.sql.SQL("SET TimeZone = {}").format(psycopg.sql.Literal(zone)))
+    with wh.transaction():  # one now(): the day cannot change between the call and the check
+        days = [name for name in partitions(wh) if name != "webhook_event_default"]
+        for name in days:
+            wh.execute(psycopg.sql.SQL("DROP TABLE raw.{}").format(psycopg.sql.Identifier(name)))
+        assert wh.execute("SELECT raw.ensure_webhook_event_partitions_ahead(1)").fetchone() == (2,)
+        utc_today = wh.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()[0]
+        assert [name for name in partitions(wh) if name != "webhook_event_default"] == [
+            "webhook_event_p" + (utc_today + timedelta(days=d)).strftime("%Y%m%d") for d in (0, 1)
+        ]

@@ -267,17 +267,16 @@ def _airflow_context(task_id: str = "validate_loaded") -> dict:
     return {"ti": ti, "run_id": ti.run_id}
 
 
-def test_operator_fails_the_task_with_the_failed_expectations_and_keeps_the_rows(wh, fresh_warehouse_dsn):
+def test_a_failed_check_fails_the_task_with_the_failed_expectations_and_keeps_the_rows(
+    wh, fresh_warehouse_dsn
+):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
+    from phonecheck_airflow.operators.quality import validate_loaded_rows
 
     loader.upsert(wh, NC, bad_number_checks())
-    operator = ValidateLoadedRowsOperator(
-        task_id="validate_loaded", table=NC, key_column="batch_no", key_values="['bad-1']"
-    )
     with pytest.raises(AirflowFailException) as failure:
-        operator.execute(_airflow_context())
+        validate_loaded_rows(NC, "batch_no", ["bad-1"], context=_airflow_context())
     message = str(failure.value)
     assert "rows are kept" in message
     for expected in ("number_type", "code", "batch_no,e164", "86******8010"):
@@ -289,14 +288,11 @@ def test_operator_fails_the_task_with_the_failed_expectations_and_keeps_the_rows
     ).fetchall() == [("quality_test_dag", "validate_loaded", "manual__2026-11-24")]
 
 
-def test_operator_passes_a_clean_load_and_returns_a_summary(wh, fresh_warehouse_dsn):
-    from phonecheck_airflow.operators.quality import ValidateLoadedRowsOperator
+def test_a_clean_load_passes_and_returns_a_summary(wh, fresh_warehouse_dsn):
+    from phonecheck_airflow.operators.quality import validate_loaded_rows
 
     loader.upsert(wh, NC, clean_number_checks())
-    operator = ValidateLoadedRowsOperator(
-        task_id="validate_loaded", table=NC, key_column="batch_no", key_values=["clean-1"]
-    )
-    result = operator.execute(_airflow_context())
+    result = validate_loaded_rows(NC, "batch_no", ["clean-1"], context=_airflow_context())
     assert result["success"] is True and result["rows"] == 5 and result["table"] == NC
     assert result["expectations"] == len(suite_for(NC).checks)
     assert result["data_docs_path"].endswith(".html")

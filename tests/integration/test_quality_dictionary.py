@@ -30,3 +30,17 @@ def test_dictionary_lists_every_mart_view_and_enum_values(warehouse_dsn):
         assert f"### `mart.{view}` (view)" in text
     assert "- `'invalid_number'`: Invalid number" in text  # dial.response meaning, from enums.py
     assert "| `number_type` | text | yes |" in text and "in nxcloud_number_type" in text
+
+
+def test_a_partition_made_on_another_day_leaves_the_dictionary_unchanged(warehouse_dsn):
+    """The inbox gains a partition a day: the dictionary documents the parent only."""
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        before = dictionary.render(conn)
+        conn.execute(
+            "CREATE TABLE raw.webhook_event_p20991231 PARTITION OF raw.webhook_event "
+            "FOR VALUES FROM ('2099-12-31') TO ('2100-01-01')"
+        )
+        after = dictionary.render(conn)
+    assert "webhook_event_p20991231" not in after
+    assert "### `raw.webhook_event` (partitioned table)" in after
+    assert after == before

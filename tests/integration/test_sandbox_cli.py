@@ -11,14 +11,14 @@ import time
 import httpx
 import pytest
 
-from phonecheck_dev.local import free_port
 from tests.conftest import REPO_ROOT
+from tests.fixtures.ports import reserve_port
 
 pytestmark = pytest.mark.integration
 
 
 def test_make_sandbox_prints_base_url_and_credentials():
-    port = free_port()
+    port = reserve_port()
     # -o: never rebuild the venv stamp from inside a test; SANDBOX_PORT: not the default 8089.
     process = subprocess.Popen(
         ["make", "--no-print-directory", "-o", ".venv/.installed", "sandbox"],

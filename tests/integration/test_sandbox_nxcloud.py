@@ -5,11 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 
 import httpx
 import pytest
 
 from phonecheck.sandbox import outcomes
+from phonecheck.sandbox.config import SandboxConfig
+from phonecheck.sandbox.state import SandboxState
+from tests.fixtures.sandbox import TEST_STRICT_QUERY_INTERVAL_S
 
 pytestmark = pytest.mark.integration
 
@@ -251,6 +255,32 @@ def test_query_by_message_id_and_rate_limit(sandbox, nx):
     assert limited["code"] == 88 and "one query every 3 s" in limited["msg"]
 
 
+def test_strict_profile_enforces_the_documented_query_interval(sandbox, nx):
+    """Strict: one query per interval per accessKey whatever query_min_interval_s says; the
+    interval is the documented 3 s unless the sandbox was started (or set) with a shorter one."""
+    nx.submit(["5215512345670"], batch_no="s-1")
+    sandbox.control.settings(profile="strict")
+    assert sandbox.control.health()["query_min_interval_s"] == TEST_STRICT_QUERY_INTERVAL_S
+    # long enough that two calls in a row fall within it on a busy machine; 0 cannot loosen strict
+    sandbox.control.settings(strict_query_min_interval_s=0.5, query_min_interval_s=0)
+    interval = sandbox.control.health()["query_min_interval_s"]
+    assert interval == 0.5
+    day = today(sandbox)
+    assert nx.query(batchNo="s-1", page=1, pageSize=100, date=day)["code"] == 0
+    too_soon = nx.query(batchNo="s-1", page=1, pageSize=100, date=day)
+    assert too_soon["code"] == 88 and "秒最多查询一次" in too_soon["msg"]  # strict: Chinese texts
+    time.sleep(interval * 1.5)
+    assert nx.query(batchNo="s-1", page=1, pageSize=100, date=day)["code"] == 0
+    health = sandbox.control.health()
+    assert health["query_refusals"] == 1 and health["calls"]["nxcloud.query"] == 3
+
+
+def test_strict_query_interval_defaults_to_the_documented_three_seconds():
+    assert SandboxState(SandboxConfig(profile="strict")).query_min_interval_s == 3.0
+    assert SandboxState(SandboxConfig()).query_min_interval_s == 0.0
+    assert SandboxState(SandboxConfig(query_min_interval_s=0.5)).query_min_interval_s == 0.5
+
+
 def test_push_is_given_up_after_sixty_vendor_minutes(sandbox, nx, receiver_stub):
     receiver_stub.fail_next(10**6, status=500)
     nx.submit(["5215512345670"], batch_no="g-1", dr_url=receiver_stub.url)
@@ -259,6 +289,18 @@ def test_push_is_given_up_after_sixty_vendor_minutes(sandbox, nx, receiver_stub)
     assert [p["attempt"] for p in log] == list(range(1, 62))  # first try + one retry per vendor minute
     assert [p["outcome"] for p in log] == ["retry"] * 60 + ["gave_up"]
     assert len(receiver_stub.received(answered=500)) == 61
+
+
+def test_held_pushes_wait_until_released(sandbox, nx, receiver_stub):
+    sandbox.control.settings(pushes_held=True)
+    nx.submit(["5215512345670", "5215512345671"], batch_no="h-1", dr_url=receiver_stub.url)
+    with pytest.raises(TimeoutError, match="2 push"):  # nothing may go while held
+        sandbox.control.wait_pushes(timeout_s=1)
+    assert receiver_stub.received() == [] and sandbox.control.pushes(batch_no="h-1") == []
+    sandbox.control.settings(pushes_held=False)
+    sandbox.control.wait_pushes()
+    assert sorted(p["outcome"] for p in sandbox.control.pushes(batch_no="h-1")) == ["accepted", "accepted"]
+    assert len(receiver_stub.received()) == 2
 
 
 def test_faults_rate_limit_errors_drops_and_duplicates(sandbox, nx, receiver_stub):

@@ -58,11 +58,13 @@ def test_a_run_over_the_monthly_budget_stops_before_spending_and_says_by_how_muc
     sandbox, receiver = nxcloud_wired
     with psycopg.connect(receiver.dsn, autocommit=True) as db:
         set_budget(db, vendor="nxcloud", currency="USD", amount="1.00")
-        # another run already holds most of the month
+        # other runs already hold most of this month and of the next: the run reserves in the
+        # month its reserve step runs in, which may be the next one if 00:00 UTC on the 1st
+        # falls during the test
         db.execute(
             "INSERT INTO ops.spend_ledger (vendor, currency, month, dag_id, run_id, status, estimated, amount) "
-            "VALUES ('nxcloud', 'USD', date_trunc('month', now() AT TIME ZONE 'UTC')::date, %s, 'other', "
-            "'reserved', 0.95, 0.95)",
+            "SELECT 'nxcloud', 'USD', (date_trunc('month', now() AT TIME ZONE 'UTC') + m * interval '1 month')::date, "
+            "%s, 'other-' || m, 'reserved', 0.95, 0.95 FROM generate_series(0, 1) AS m",
             (DAG_ID,),
         )
     numbers = ["+" + n for n in mx(30, start=8200)]

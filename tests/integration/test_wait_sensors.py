@@ -5,6 +5,8 @@ deferring, and a deferral that runs out ends the sensor with ``AirflowSensorTime
 with ``soft_fail``), exactly as the task runner resumes a deferred sensor whose trigger timed out.
 Real warehouse, real sandbox over HTTP; the deferral is what ``execute`` raises.
 
+``deferrable`` defaults to Airflow's ``[operators] default_deferrable`` and the DAGs pass True.
+
 Each sensor's own paths (poke once then defer, events, poke-mode loops):
 tests/integration/test_accuauth_wait.py and tests/integration/test_nxcloud_wait.py."""
 
@@ -59,9 +61,15 @@ def accuauth_open_task(dsn: str, sandbox, run_key: str) -> int:
     return report.max_submission_id
 
 
+NOW = 1_800_000_000.0  # the clock a deferring sensor reads: the deadline it hands over is exact
+
+
 def accuauth_sensor(max_submission_id: int, run_key: str, **kwargs) -> AccuAuthTasksSensor:
     selector = {"run_id": run_key, "max_submission_id": max_submission_id}
-    return AccuAuthTasksSensor(task_id="wait", selector=selector, **kwargs)
+    kwargs.setdefault("deferrable", True)  # what the DAG passes (Airflow's default is False)
+    sensor = AccuAuthTasksSensor(task_id="wait", selector=selector, **kwargs)
+    sensor.clock = lambda: NOW
+    return sensor
 
 
 def test_accuauth_timeout_and_poke_interval_reach_the_deferral_and_the_trigger(
@@ -70,8 +78,10 @@ def test_accuauth_timeout_and_poke_interval_reach_the_deferral_and_the_trigger(
     max_id = accuauth_open_task(fresh_warehouse_dsn, vendor_connections, "t/defer")
     with pytest.raises(TaskDeferred) as deferred:
         accuauth_sensor(max_id, "t/defer", timeout=600, poke_interval=7).execute(context={})
-    assert deferred.value.timeout.total_seconds() == 600
+    # the trigger reports the deadline; the deferral's timeout only catches one that never fires
+    assert deferred.value.timeout.total_seconds() == 600 + 300
     kwargs = deferred.value.trigger.serialize()[1]
+    assert kwargs["deadline"] == NOW + 600
     assert kwargs["poll_interval"] == 7.0  # a task's first poll: poke_interval by default
     assert (kwargs["run_id"], kwargs["max_submission_id"]) == ("t/defer", max_id)
 
@@ -79,7 +89,7 @@ def test_accuauth_timeout_and_poke_interval_reach_the_deferral_and_the_trigger(
     settings = {"poll_interval_s": "0.5", "max_poll_interval_s": "60", "warehouse_check_interval_s": "2"}
     with pytest.raises(TaskDeferred) as deferred:
         accuauth_sensor(max_id, "t/defer", poke_interval=7, wait_settings=settings).execute(context={})
-    assert deferred.value.timeout.total_seconds() == 25 * 3600  # the default: tasks live 24 h
+    assert deferred.value.timeout.total_seconds() == 25 * 3600 + 300  # the default: tasks live 24 h
     kwargs = deferred.value.trigger.serialize()[1]
     assert (kwargs["poll_interval"], kwargs["max_poll_interval"], kwargs["warehouse_check_interval"]) == (
         0.5,
@@ -116,6 +126,23 @@ def test_accuauth_unknown_wait_settings_fail_when_the_dag_is_parsed():
         accuauth_sensor(1, "t/typo", wait_settings={"poll_interval": 1})
 
 
+def test_accuauth_wait_settings_are_the_waiters_and_each_reaches_the_trigger():
+    """The names the sensor accepts (checked at parse time, without the trigger) are the trigger's
+    and ``WaitSettings``' own, and the trigger turns its parameters back into those settings."""
+    import dataclasses
+
+    from phonecheck.accuauth.waiter import WaitSettings
+    from phonecheck_airflow.sensors.accuauth import WAIT_SETTING_NAMES
+    from phonecheck_airflow.triggers.accuauth import WAIT_SETTINGS, AccuAuthTaskTrigger
+
+    assert set(WAIT_SETTING_NAMES) == set(WAIT_SETTINGS) <= {f.name for f in dataclasses.fields(WaitSettings)}
+    given = {name: 2.0 + i for i, name in enumerate(WAIT_SETTING_NAMES)}
+    given["max_in_flight"] = 3
+    trigger = AccuAuthTaskTrigger.from_wait_settings(given, run_id="d/r", max_submission_id=1)
+    settings = trigger.settings()
+    assert {name: getattr(settings, name) for name in given} == given
+
+
 # ---- NXCLOUD -------------------------------------------------------------------------------------
 
 
@@ -133,7 +160,9 @@ def nxcloud_submitted(dsn: str, batch_no: str) -> str:
 
 def test_nxcloud_reschedule_mode_reschedules_instead_of_deferring(fresh_warehouse_dsn):
     run_key = nxcloud_submitted(fresh_warehouse_dsn, "t-reschedule")
-    sensor = NxCloudResultsSensor(task_id="wait", run_key=run_key, mode="reschedule", poke_interval=5)
+    sensor = NxCloudResultsSensor(
+        task_id="wait", run_key=run_key, mode="reschedule", poke_interval=5, deferrable=True
+    )
     with pytest.raises(AirflowRescheduleException):
         sensor.execute(context={"ti": FirstTry()})
 
@@ -145,3 +174,59 @@ def test_nxcloud_a_timed_out_deferral_ends_the_sensor_like_airflow_sensors():
         trigger_timed_out(NxCloudResultsSensor(task_id="wait", run_key="d/r", timeout=60))
     with pytest.raises(AirflowSkipException):
         trigger_timed_out(NxCloudResultsSensor(task_id="wait", run_key="d/r", timeout=60, soft_fail=True))
+
+
+# ---- both ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("configured", ["True", "False"])
+def test_deferrable_defaults_to_airflows_default_deferrable(monkeypatch, configured):
+    """Like the providers' sensors: ``[operators] default_deferrable`` (Airflow's default: False,
+    which is why the DAGs pass ``deferrable=True``); an explicit argument wins."""
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", configured)
+    expected = configured == "True"
+    selector = {"run_id": "d/r", "max_submission_id": 1}
+    assert AccuAuthTasksSensor(task_id="wait", selector=selector).deferrable is expected
+    assert NxCloudResultsSensor(task_id="wait", run_key="d/r").deferrable is expected
+    assert (
+        NxCloudResultsSensor(task_id="wait", run_key="d/r", deferrable=not expected).deferrable
+        is not expected
+    )
+    assert (
+        AccuAuthTasksSensor(task_id="wait", selector=selector, deferrable=not expected).deferrable
+        is not expected
+    )
+
+
+def test_the_dags_defer_whatever_airflows_default(monkeypatch):
+    """The DAGs pass ``deferrable=True``: with Airflow's default (False) their waits still defer."""
+    from airflow.sdk.configuration import conf
+
+    monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", raising=False)
+    assert conf.getboolean("operators", "default_deferrable") is False
+    import ast
+    from pathlib import Path
+
+    dags = Path(__file__).resolve().parents[2] / "dags"
+    sensor_calls = {
+        file.name: [
+            node
+            for node in ast.walk(ast.parse(file.read_text()))
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "").endswith("Sensor")
+        ]
+        for file in sorted(dags.glob("*.py"))
+    }
+    # every wait of ours is in these DAGs; a new DAG with a sensor is checked the same way
+    assert {name for name, calls in sensor_calls.items() if calls} >= {
+        "accuauth_phone_check.py",
+        "accuauth_phone_check_daily.py",
+        "nxcloud_number_check.py",
+    }
+    # no wait holds a worker slot: it defers, or (a plain time wait) it reschedules
+    for name, calls in sensor_calls.items():
+        for call in calls:
+            given = {k.arg: getattr(k.value, "value", None) for k in call.keywords}
+            holds_no_slot = given.get("deferrable") is True or given.get("mode") == "reschedule"
+            assert holds_no_slot, f"{name}: {call.func.id} neither deferrable=True nor mode='reschedule'"
+            if call.func.id in ("AccuAuthTasksSensor", "NxCloudResultsSensor"):
+                assert given.get("deferrable") is True, f"{name}: {call.func.id} without deferrable=True"

@@ -21,7 +21,6 @@ from phonecheck_dev.local import AirflowApi
 
 TARGET_DAG = "nxcloud_number_check"
 WAIT_TASK = "wait_for_results"
-PUSH_DELAY_S = 4.0  # > one poke: the wait must defer to the triggerer
 
 VALID_NUMBERS = [f"+52 55 12{i:06d}" for i in range(12)] + [f"+57 300 1{i:06d}" for i in range(4)]
 INVALID_NUMBERS = ["12345", "+52 99", "not a number"]
@@ -45,9 +44,28 @@ def ui_form_conf(batch_label: str) -> dict:
     }
 
 
-def delay_sandbox_pushes(sandbox_url: str, seconds: float = PUSH_DELAY_S) -> None:
-    answer = httpx.post(f"{sandbox_url}/_sandbox/settings", json={"push_delay_s": seconds}, timeout=10)
-    answer.raise_for_status()
+class PushesHeldUntilTheWaitDefers:
+    """Holds the sandbox's pushes from before the trigger until ``wait_for_results`` is seen
+    deferred, then lets them go: the wait must defer to the triggerer and the trigger must see
+    the results land, however slow the machine (a fixed push delay was outrun by a busy Celery
+    worker between ``submit`` and the first poke). Call it as ``on_poll``; ``release`` at the end."""
+
+    def __init__(self, sandbox_url: str) -> None:
+        self.sandbox_url = sandbox_url
+        self.released = False
+        self._settings(pushes_held=True)
+
+    def _settings(self, **changes: object) -> None:
+        answer = httpx.post(f"{self.sandbox_url}/_sandbox/settings", json=changes, timeout=10)
+        answer.raise_for_status()
+
+    def __call__(self, _state: str, seen: dict[str, set[str]]) -> None:
+        if not self.released and "deferred" in seen.get(WAIT_TASK, ()):
+            self.release()
+
+    def release(self) -> None:
+        self._settings(pushes_held=False)
+        self.released = True
 
 
 @dataclass
@@ -119,7 +137,9 @@ def assert_number_check_done(run: UiRun, warehouse_dsn: str, context: str = "") 
     """Success, a real deferral, and the run loaded exactly the valid numbers, rejected the rest."""
     states = {t["task_id"]: (t["state"], t["try_number"]) for t in run.tasks}
     assert run.state == "success", f"run {run.run_id} {run.state}: {states}\n{context}"
-    assert {state for state, _ in states.values()} == {"success"}, states
+    # write_results skips when the run has no results file (numbers pasted, no results_uri)
+    expected = {task: "skipped" if task == "write_results" else "success" for task in states}
+    assert {task: state for task, (state, _) in states.items()} == expected, states
 
     # The wait went through the triggerer: a try of wait_for_results deferred, and the trigger
     # (its lines are merged into the task log) fired with every result counted. A second try

@@ -76,13 +76,16 @@ def test_the_secret_is_never_in_a_repr_or_an_error():
         api.AccuAuthClient("https://cloudapi.example", "my-id", "")
 
 
-def test_retry_policy_is_full_jitter_and_bounded():
+def test_retry_policy_is_the_shared_one_full_jitter_and_bounded():
+    from phonecheck.vendor_errors import RetryPolicy
+
+    assert api.RetryPolicy is RetryPolicy  # one policy for both vendors' clients
     policy = api.RetryPolicy(attempts=4, multiplier_s=1.0, max_wait_s=5.0)
-    kwargs = policy.kwargs()
+    kwargs = policy.kwargs(paid=False)
     assert kwargs["reraise"] is True
-    assert kwargs["stop"].max_attempt_number == 4
-    assert type(kwargs["wait"]).__name__ == "wait_random_exponential"
-    assert kwargs["wait"].max == 5.0
+    assert policy.limit_for(api.AccuAuthRateLimited("RATE_LIMIT_EXCEEDED", None)) == 4
+    client = api.AccuAuthClient("https://cloudapi.example", "my-id", "s3cr3t-value", retry=policy)
+    assert client.retry is policy
 
 
 def test_webhook_url_from_arguments_or_environment(monkeypatch):
@@ -158,13 +161,15 @@ def test_a_5xx_on_the_paid_submit_is_an_unknown_outcome_never_retried_but_on_a_p
 
 
 def test_a_connection_that_never_opened_is_safe_to_retry_one_lost_after_sending_is_not():
-    assert isinstance(
-        api._lost("/p", "TRANSPORT", "x", sent=False, idempotent=False), api.AccuAuthTransportError
-    )
-    assert isinstance(
-        api._lost("/p", "TIMEOUT", "x", sent=True, idempotent=False), api.AccuAuthOutcomeUnknown
-    )
-    assert isinstance(api._lost("/p", "TIMEOUT", "x", sent=True, idempotent=True), api.AccuAuthTransportError)
+    def lost(sent: bool, idempotent: bool) -> api.AccuAuthError:
+        error = api.AccuAuthTransportError("TIMEOUT", "ReadTimeout", path="/p")
+        error.may_have_landed = sent
+        return api.maybe_charged(error, idempotent=idempotent, raw=None)
+
+    assert type(lost(sent=False, idempotent=False)) is api.AccuAuthTransportError
+    unknown = lost(sent=True, idempotent=False)
+    assert type(unknown) is api.AccuAuthOutcomeUnknown and "may have been processed" in str(unknown)
+    assert type(lost(sent=True, idempotent=True)) is api.AccuAuthTransportError
 
 
 @pytest.mark.parametrize(

@@ -89,3 +89,37 @@ def test_storable_escapes_and_cuts():
     assert storable("12\x003") == "12\\x003"
     assert storable("\udcff") == "\\udcff"
     assert storable("x" * 150).endswith("... (150 characters)")
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "dropped"),
+    [
+        ("+52 1 55 1234 5678", None, "marker 1 after +52"),
+        ("0052 1 55 1234 5678", "MX", "marker 1 after +52"),
+        ("5215512345678", "GB", "marker 1 after +52"),  # vendor style digits
+        ("044 55 1234 5678", "MX", "prefix 044"),
+        ("045 55 1234 5678", "MX", "prefix 045"),
+        ("01 55 1234 5678", "MX", "prefix 01"),
+    ],
+)
+def test_mexican_legacy_forms_become_todays_number_and_say_so(raw, region, dropped):
+    result = normalise(raw, region)
+    assert isinstance(result, Normalised)
+    assert (result.e164, result.region_code) == ("+525512345678", "MX")
+    assert dropped in result.rewritten
+
+
+def test_todays_numbers_and_legacy_lookalikes_are_not_rewritten():
+    assert normalise("+52 55 1234 5678").rewritten is None
+    assert normalise("020 7946 0018", "GB").rewritten is None
+    assert normalise("0 21 11 91234 5678", "BR").rewritten is None  # carrier code 21: only dialled
+    assert isinstance(normalise("044 55 1234 5678", "GB"), Rejected)  # national forms of MX only
+    assert isinstance(normalise("+52 1 55 1234 567"), Rejected)  # 9 digits after the marker
+
+
+def test_argentine_15_mobile_marker_is_rewritten_by_phonenumbers_and_flagged():
+    result = normalise("011 15 1234 5678", "AR")
+    assert isinstance(result, Normalised) and result.e164 == "+5491112345678"
+    assert "15 after the area code" in result.rewritten
+    assert normalise("+54 9 11 1234 5678").rewritten is None
+    assert normalise_many(["+54 9 11 1234 5678", "011 15 1234 5678"], "AR").duplicates == 1

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 
 import pytest
+import tenacity
 
-from phonecheck.nxcloud.client import NxCloudClient
+from phonecheck.nxcloud.client import TS_WINDOW_S, NxCloudClient, NxCloudSettings
 from phonecheck.nxcloud.errors import (
     NxCloudAuthError,
     NxCloudBadRequestError,
@@ -83,10 +85,32 @@ def test_sha256_signs_the_same_string(monkeypatch, case):
     assert headers["algorithm"] == "sha256"
 
 
-def test_every_signature_gets_a_fresh_ts(monkeypatch):
-    hook = _hook(monkeypatch).get_client()
-    first = hook.signed_headers(QUERY_BODY)
-    assert first["ts"].isdigit() and len(first["ts"]) == 13  # epoch milliseconds
+def test_every_attempt_is_signed_fresh_within_the_vendor_window(receiver_stub):
+    """Each attempt is signed at its own send (the vendor refuses a ``ts`` more than 60 s off its
+    clock): on a virtual clock that moves 45 s per request received, a ``ts`` kept from the first
+    attempt would be 90 s stale at the third."""
+    start = 1_796_000_000.0
+
+    def vendor_now() -> float:  # virtual time: advanced only by what the vendor receives
+        return start + 45.0 * len(receiver_stub.received(answered=None))
+
+    receiver_stub.fail_next(2, 503)  # the free query is retried after a 5xx
+    receiver_stub.body = json.dumps(
+        {"code": 0, "data": {"page": 1, "totalPage": 0, "totalSize": 0, "result": []}}
+    )
+    settings = NxCloudSettings(receiver_stub.url, "testAccessKey01", SECRET, query_min_interval_s=0)
+    client = NxCloudClient(settings, backoff_multiplier=0.001, backoff_max=0.001, clock=vendor_now)
+    client.query_page(date=date(2026, 11, 1), batch_no="batch-0001")
+
+    sent = receiver_stub.received(answered=None)
+    assert [r.answered for r in sent] == [503, 503, 200]
+    for i, request in enumerate(sent):
+        received_at = start + 45.0 * i  # the vendor's clock when this attempt arrived
+        assert abs(int(request.headers["ts"]) / 1000 - received_at) <= TS_WINDOW_S, i
+        signed = {k: request.headers[k] for k in ("accessKey", "action", "bizType", "ts")}
+        expected = hashlib.md5(string_to_sign(signed, request.body.decode(), SECRET).encode()).hexdigest()
+        assert request.headers["sign"] == expected  # signed over its own ts and the bytes sent
+    assert len({r.headers["ts"] for r in sent}) == 3
 
 
 def test_settings_from_the_connection(monkeypatch):
@@ -160,11 +184,21 @@ def test_error_messages_carry_no_secret_or_signature(monkeypatch):
             assert secret not in text
 
 
+def _state(attempt: int, exc: BaseException | None = None) -> tenacity.RetryCallState:
+    state = tenacity.RetryCallState(None, None, (), {})
+    state.attempt_number = attempt
+    if exc is not None:
+        state.set_exception((type(exc), exc, None))
+    return state
+
+
 def test_retry_wait_is_full_jitter_and_honours_retry_after(monkeypatch):
-    hook = _hook(monkeypatch).get_client()
-    hook.backoff_multiplier, hook.backoff_max = 1.0, 8.0
-    waits = {round(hook._wait_seconds(3, None), 6) for _ in range(200)}
+    hook = _hook(monkeypatch)
+    hook.client_kwargs.update(backoff_multiplier=1.0, backoff_max=8.0)
+    policy = hook.get_client().retry
+    waits = {round(policy.wait(_state(3)), 6) for _ in range(200)}
     assert len(waits) > 50 and min(waits) >= 0 and max(waits) <= 8.0  # random in [0, min(8, 2**3)]
     rate_limited = NxCloudRateLimited("query", "NXCLOUD query: HTTP 429")
     rate_limited.retry_after = 5
-    assert all(hook._wait_seconds(1, rate_limited) >= 5 for _ in range(50))
+    assert all(policy.wait(_state(1, rate_limited)) >= 5 for _ in range(50))
+    assert policy.limit_for(rate_limited) == 10 and policy.limit_for(None) == 6  # rate refusals: own budget

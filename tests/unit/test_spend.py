@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from phonecheck.spend.approval import approval_markdown, estimate_lines, needs_approval, totals
+from phonecheck.spend.approval import (
+    answer_refused,
+    approval_markdown,
+    estimate_lines,
+    floored_price,
+    needs_approval,
+    tightened_threshold,
+    totals,
+)
 from phonecheck.spend.ledger import MonthPosition
 from phonecheck.spend.page import PageData, budget_bar_svg, daily_spend_svg, render_page
 
@@ -34,6 +42,37 @@ def test_thresholds_decide_who_waits():
     assert wait and "50000 VND" in why
 
 
+def test_a_run_may_lower_the_configured_threshold_never_raise_it():
+    configured = (Decimal("100"), "Airflow Variable phonecheck_auto_approve_nxcloud")
+    assert tightened_threshold(*configured, None) == configured
+    lower, why = tightened_threshold(*configured, Decimal("20"))
+    assert lower == Decimal("20") and "stricter than Airflow Variable" in why
+    kept, why = tightened_threshold(*configured, Decimal("2000"))
+    assert kept == Decimal("100") and "the run asked for 2000" in why and "only lower" in why
+    assert tightened_threshold(*configured, Decimal("100"))[0] == Decimal("100")
+    # a deployment that never waits: any threshold a run asks for is stricter
+    assert tightened_threshold(None, "Airflow Variable x", Decimal("5"))[0] == Decimal("5")
+    assert tightened_threshold(None, "Airflow Variable x", None)[0] is None
+
+
+def test_a_run_may_state_a_higher_price_than_the_contract_never_a_lower_one():
+    contract = (Decimal("0.05"), "Airflow Variable phonecheck_accuauth_unit_price")
+    price, why = floored_price(*contract, Decimal("0"))
+    assert price == Decimal("0.05") and "unit_price 0 is lower and was not used" in why
+    assert floored_price(*contract, Decimal("0.08"))[0] == Decimal("0.08")
+    assert floored_price(*contract, None)[0] == Decimal("0.05")
+    assert floored_price(None, "", Decimal("0.02")) == (Decimal("0.02"), "the run's unit_price")
+
+
+def test_the_requester_may_not_answer_their_own_approval_unless_allowed():
+    assert answer_refused("alice", "alice", self_approval_allowed=False)
+    assert not answer_refused("alice", "bob", self_approval_allowed=False)
+    assert not answer_refused("alice", "alice", self_approval_allowed=True)
+    # the timeout default has no person; a scheduled run has no requester
+    assert not answer_refused("alice", None, self_approval_allowed=False)
+    assert not answer_refused(None, "bob", self_approval_allowed=False)
+
+
 def test_the_approval_body_shows_the_breakdown_the_skips_and_the_month():
     lines = estimate_lines(NXCLOUD_ESTIMATE)
     assert totals(lines) == {"USD": Decimal("93.2000"), "VND": Decimal("50000.0000")}
@@ -57,8 +96,10 @@ def test_the_approval_body_shows_the_breakdown_the_skips_and_the_month():
         threshold_source="Airflow Variable phonecheck_auto_approve_nxcloud",
         reason="estimate above the threshold",
         timeout_text="within 24 h",
+        requested_by="alice",
     )
     assert "| MX | HLR | 100 | 0.9230 USD | default | 92.3000 USD |" in body
+    assert "**Requested by:** alice, who cannot answer this approval (four eyes)" in body
     assert "| VN | HLR | 10 | 5000 VND | price_list | 50,000.0000 VND |" in body
     assert "12 rejected offline as invalid" in body and "5 skipped as fresh" in body
     assert "| nxcloud | USD | 125.0000 USD | 30.0000 USD | 500.0000 USD | 345.0000 USD |" in body
@@ -83,7 +124,7 @@ def test_the_page_renders_figures_and_escapes_what_it_shows():
                 "checks": 200}],
         waiting=[{"vendor": "accuauth", "status": "pending", "dag_id": "accuauth_phone_check",
                   "run_id": "manual__<x>", "submissions": 2, "numbers": 7, "oldest": now - timedelta(hours=3),
-                  "age": timedelta(hours=3)}],
+                  "age": timedelta(hours=3), "state": "waiting for the answer"}],
     )  # fmt: skip
     page = render_page(data, ui_base="", page_base="/phone-checks")
     assert "42.50 USD</b> of 100.00 USD" in page
@@ -108,4 +149,4 @@ def test_svg_charts_scale_to_the_data():
         ],
         date(2026, 11, 27),
     )
-    assert "<title>2026-11-27 nxcloud: 3.0000 USD</title>" in svg
+    assert "<title>2026-11-27 nxcloud: 3.00 USD</title>" in svg  # money shown to the minor unit

@@ -35,15 +35,9 @@ def dag_folder_parse_ms(folder: Path, workers: int = 2) -> dict[str, float]:
 
 
 def run_dag_test(dag: Any, **kwargs: Any) -> Any:
-    """``dag.test(**kwargs)`` for a DAG that may carry a deadline alert.
+    """``dag.test(**kwargs)``, the one way the tests and the demo run a DAG locally.
 
-    Airflow 3.3.2's ``dag.test()`` cannot finish a run of a DAG with a ``deadline``: when the run
-    succeeds, ``DagRun.update_state`` looks the alerts up by the ids the serialised DAG stores,
-    but ``dag.test()`` hands it the in-memory alert definitions, and SQLAlchemy fails with
-    "'dict' object has no attribute 'hex'". The scheduler path is not affected. Deadlines only
-    matter to the scheduler anyway (they fire from the triggerer long after a test run ends), so
-    local test runs drop them; ``tests/integration/test_alerts.py`` pins the deadline itself.
+    No DAG of the project carries a ``deadline``: Airflow 3.3.2's ``dag.test()`` cannot finish a
+    successful run of one (docs/airflow.md), so the daily deadline is a check task instead.
     """
-    if getattr(dag, "deadline", None):
-        dag.deadline = None
     return dag.test(**kwargs)

@@ -128,6 +128,19 @@ def day_batches(conn: psycopg.Connection, day: date, tz: ZoneInfo) -> tuple[list
     return batches, near
 
 
+def incomplete_batches(conn: psycopg.Connection, batch_nos: Sequence[str]) -> list[str]:
+    """Those of ``batch_nos`` not yet marked complete (ours still ``submitted``, or not ours)."""
+    done = {
+        r[0]
+        for r in conn.execute(
+            "SELECT batch_no FROM ops.number_check_submission WHERE vendor = 'nxcloud' AND batch_no = ANY(%s) "
+            "AND status = 'complete'",
+            (list(batch_nos),),
+        )
+    }
+    return [b for b in batch_nos if b not in done]
+
+
 def synced_batches(conn: psycopg.Connection, *, day: date, dag_id: str, run_id: str) -> list[str]:
     """The batches the sync run ``dag_id``/``run_id`` of ``day`` loaded query rows for."""
     rows = conn.execute(
@@ -136,6 +149,22 @@ def synced_batches(conn: psycopg.Connection, *, day: date, dag_id: str, run_id: 
         (day, dag_id, run_id),
     )
     return [r[0] for r in rows]
+
+
+_REPORT_INSERT = """INSERT INTO ops.query_sync_report
+       (vendor_date, batch_no, query_rows, pages_fetched, api_calls, missing_push_count,
+        missing_push_phones, dag_id, run_id, synced_at)
+   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+   ON CONFLICT (vendor_date, batch_no) """
+_REPORT_UPSERT = (
+    _REPORT_INSERT
+    + """DO UPDATE SET
+       query_rows = EXCLUDED.query_rows, pages_fetched = EXCLUDED.pages_fetched,
+       api_calls = EXCLUDED.api_calls, missing_push_count = EXCLUDED.missing_push_count,
+       missing_push_phones = EXCLUDED.missing_push_phones, dag_id = EXCLUDED.dag_id,
+       run_id = EXCLUDED.run_id, synced_at = now()"""
+)
+_REPORT_INSERT_ONLY = _REPORT_INSERT + "DO NOTHING"
 
 
 def write_sync_report(
@@ -149,18 +178,13 @@ def write_sync_report(
     missing_phones: Sequence[str],
     dag_id: str | None,
     run_id: str | None,
+    looked_up: bool = True,
 ) -> None:
-    """One row per (date, batch); the latest sync wins."""
+    """One row per (date, batch); the latest sync that looked the batch up wins. A sync that
+    made no call for it (every number already had a result) only adds a row when there is none,
+    so it never erases the pushes an earlier sync found missing."""
     conn.execute(
-        """INSERT INTO ops.query_sync_report
-               (vendor_date, batch_no, query_rows, pages_fetched, api_calls, missing_push_count,
-                missing_push_phones, dag_id, run_id, synced_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now())
-           ON CONFLICT (vendor_date, batch_no) DO UPDATE SET
-               query_rows = EXCLUDED.query_rows, pages_fetched = EXCLUDED.pages_fetched,
-               api_calls = EXCLUDED.api_calls, missing_push_count = EXCLUDED.missing_push_count,
-               missing_push_phones = EXCLUDED.missing_push_phones, dag_id = EXCLUDED.dag_id,
-               run_id = EXCLUDED.run_id, synced_at = now()""",
+        _REPORT_UPSERT if looked_up else _REPORT_INSERT_ONLY,
         (
             day,
             batch_no,

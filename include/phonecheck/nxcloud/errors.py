@@ -2,7 +2,9 @@
 
 Messages carry the action, the vendor code, its documented meaning and the vendor's own text,
 never a header, the body we sent (it holds the webhook token in ``drUrl``), the secret or the
-signature. Which exceptions are worth retrying is decided here, in one place:
+signature. Every class derives from :class:`phonecheck.vendor_errors.VendorError`, so
+:func:`phonecheck.vendor_errors.classify` sorts them into final / transient / maybe-charged the
+same way as AccuAuth's:
 
 * transient (:class:`NxCloudTransientError`): HTTP 5xx, timeouts, connection errors, HTTP 429
   and the vendor's rate-limit answers (code 429, and code 88 unless its text names a permanent
@@ -21,6 +23,7 @@ backoff unless the text names a permanent error in English or Chinese
 from __future__ import annotations
 
 from phonecheck.enums import NXCLOUD_AUTH_CODE, NXCLOUD_QUERY_CODE, NXCLOUD_SUBMIT_CODE
+from phonecheck.vendor_errors import VendorError
 
 AUTH_CODES = frozenset(NXCLOUD_AUTH_CODE.values)
 BALANCE_CODES = frozenset({204, 211})
@@ -44,7 +47,7 @@ def code_meaning(code: int | None) -> str:
     return "undocumented code"
 
 
-class NxCloudError(Exception):
+class NxCloudError(VendorError):
     """An NXCLOUD call failed. ``code`` is the vendor code (None for HTTP-level failures)."""
 
     def __init__(self, action: str, message: str, *, code: int | None = None, http_status: int | None = None):
@@ -73,19 +76,23 @@ class NxCloudUnknownError(NxCloudError):
 class NxCloudTransientError(NxCloudError):
     """Worth retrying with a fresh signature: 5xx, timeouts, connection errors, rate limits."""
 
-    #: True when the vendor may have acted on the request (5xx after it was sent, read timeout):
-    #: a paid submit must not be repeated blindly after such a failure.
-    ambiguous: bool = False
-    #: Seconds the vendor asked us to wait (``Retry-After``), when it said.
-    retry_after: float | None = None
+    retryable = True
 
+    @property
+    def ambiguous(self) -> bool:
+        """``may_have_landed`` under its older name: the vendor may have acted on the request
+        (5xx after it was sent, read timeout), so a paid submit must not be repeated blindly."""
+        return self.may_have_landed
 
-class BatchInDoubt(NxCloudTransientError):
-    """A batch whose submit answer was lost could not be settled (the query API did not answer)."""
+    @ambiguous.setter
+    def ambiguous(self, value: bool) -> None:
+        self.may_have_landed = value
 
 
 class NxCloudRateLimited(NxCloudTransientError):
     """HTTP 429 or a vendor rate-limit code: the call was not processed."""
+
+    rate_limited = True
 
 
 class NxCloudServerError(NxCloudTransientError):
@@ -125,7 +132,7 @@ def error_for_code(
         )
     if code in SERVER_CODES:
         err = NxCloudServerError(action, detail, code=code, http_status=http_status)
-        err.ambiguous = True
+        err.may_have_landed = True  # the vendor answered: it may have charged before failing
         return err
     if code in BAD_REQUEST_CODES:
         return NxCloudBadRequestError(action, detail, code=code, http_status=http_status)

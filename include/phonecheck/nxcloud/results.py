@@ -32,36 +32,68 @@ log = logging.getLogger(__name__)
 TABLE = "telco.nxcloud_number_check"
 ENDPOINT = "nxcloud_number_check"
 
-#: (batch_no, phone) pairs we expect a result for: submitted minus refused at submit.
+#: (batch_no, phone) pairs we expect a result for: submitted minus refused at submit. The refused
+#: numbers of a submission (2024 ``failNumber``: objects with ``number``, or bare numbers) are read
+#: into one array per batch, not once per phone of it.
 _EXPECTED_CTE = """
 expected AS (
     SELECT s.batch_no, p.phone
-    FROM ops.number_check_submission s, unnest(s.phones) AS p(phone)
+    FROM ops.number_check_submission s
+    CROSS JOIN LATERAL (
+        SELECT array_agg(v.number) FROM jsonb_array_elements(COALESCE(s.failed_numbers, '[]'::jsonb)) f,
+             LATERAL (VALUES (f->>'number'), (f #>> '{}')) AS v(number)
+        WHERE v.number IS NOT NULL) AS refused(numbers)
+    CROSS JOIN LATERAL unnest(s.phones) AS p(phone)
     WHERE s.vendor = 'nxcloud' AND s.batch_no = ANY(%(batches)s)
       AND s.status IN ('submitted', 'complete')
-      AND NOT EXISTS (
-          SELECT 1 FROM jsonb_array_elements(COALESCE(s.failed_numbers, '[]'::jsonb)) f
-          WHERE f->>'number' = p.phone OR f #>> '{}' = p.phone)
-),
-have AS (
-    SELECT payload->>'batchNo' AS batch_no, payload->>'phone' AS phone
-    FROM raw.webhook_event
+      AND (p.phone = ANY(refused.numbers)) IS NOT TRUE
+)"""
+
+#: Every expected pair, each number with a push in the inbox and each typed row, tallied per
+#: (batch, phone) in one aggregate: how many times the pair is expected, and whether it has a
+#: result. No join, so no plan the planner can pick on a wrong guess (a freshly filled inbox
+#: partition or typed table has no statistics yet when a run asks, and the numbers of a batch come
+#: from unnest(), which it takes for 10) can match every number against every push of its batch:
+#: the cost stays one pass over the run's numbers, pushes and rows.
+_TALLY_CTE = """
+pairs AS (
+    SELECT batch_no, phone, 1 AS expected, false AS has FROM expected
+    UNION ALL
+    SELECT payload->>'batchNo', payload->>'phone', 0, true FROM raw.webhook_event
     WHERE endpoint = 'nxcloud_number_check' AND payload->>'batchNo' = ANY(%(batches)s)
-    UNION
-    SELECT batch_no, phone FROM telco.nxcloud_number_check WHERE batch_no = ANY(%(batches)s)
+      AND payload->>'phone' IS NOT NULL
+    UNION ALL
+    SELECT batch_no, phone, 0, true FROM telco.nxcloud_number_check WHERE batch_no = ANY(%(batches)s)
+),
+tally AS (
+    SELECT batch_no, phone, sum(expected) AS expected, bool_or(has) AS has FROM pairs GROUP BY batch_no, phone
 )"""
 
 COUNT_RESULTS_SQL = f"""
-WITH {_EXPECTED_CTE}
-SELECT count(*) AS expected, count(h.phone) AS results
-FROM expected e LEFT JOIN have h USING (batch_no, phone)
+WITH {_EXPECTED_CTE},
+{_TALLY_CTE}
+SELECT COALESCE(sum(expected), 0) AS expected, COALESCE(sum(expected) FILTER (WHERE has), 0) AS results
+FROM tally
 """  # noqa: S608 - static text
 
+#: One row per expected pair without a result (a number listed twice in a batch: twice).
 MISSING_RESULTS_SQL = f"""
-WITH {_EXPECTED_CTE}
-SELECT e.batch_no, e.phone FROM expected e LEFT JOIN have h USING (batch_no, phone)
-WHERE h.phone IS NULL ORDER BY 1, 2
+WITH {_EXPECTED_CTE},
+{_TALLY_CTE}
+SELECT t.batch_no, t.phone FROM tally t CROSS JOIN LATERAL generate_series(1, t.expected) AS n
+WHERE t.expected > 0 AND NOT t.has ORDER BY 1, 2
 """  # noqa: S608 - static text
+
+#: Per batch, how many expected numbers still lack a result (batches lacking none are not listed).
+MISSING_COUNTS_SQL = f"""
+WITH {_EXPECTED_CTE},
+{_TALLY_CTE}
+SELECT batch_no, sum(expected) FROM tally WHERE expected > 0 AND NOT has GROUP BY batch_no
+"""  # noqa: S608 - static text
+
+_OURS_SQL = """
+SELECT batch_no FROM ops.number_check_submission
+WHERE vendor = 'nxcloud' AND batch_no = ANY(%(batches)s) AND status IN ('submitted', 'complete')"""
 
 
 @dataclass(frozen=True)
@@ -80,7 +112,7 @@ class ResultCount:
 
 def count_results(conn: psycopg.Connection, batch_nos: Sequence[str]) -> ResultCount:
     expected, results = conn.execute(COUNT_RESULTS_SQL, {"batches": list(batch_nos)}).fetchone()
-    return ResultCount(expected, results)
+    return ResultCount(int(expected), int(results))
 
 
 def missing_results(
@@ -91,6 +123,31 @@ def missing_results(
         MISSING_RESULTS_SQL + " LIMIT %(limit)s", {"batches": list(batch_nos), "limit": limit}
     )
     return [tuple(r) for r in rows]
+
+
+def missing_counts(conn: psycopg.Connection, batch_nos: Sequence[str]) -> dict[str, int | None]:
+    """Per batch, how many of its numbers still have no result, in one statement for the whole
+    list (a run's 200 batches, or a day's): None for a batch we hold no accepted submission
+    for, so what it lacks is not known."""
+    args = {"batches": list(batch_nos)}
+    counts: dict[str, int | None] = dict.fromkeys(batch_nos)
+    counts.update((batch_no, 0) for (batch_no,) in conn.execute(_OURS_SQL, args))
+    counts.update((batch_no, int(missing)) for batch_no, missing in conn.execute(MISSING_COUNTS_SQL, args))
+    return counts
+
+
+def missing_numbers(conn: psycopg.Connection, batch_no: str) -> frozenset[str] | None:
+    """The numbers of one batch we submitted that still have no result (empty: every push or
+    query row is in); None when we hold no accepted submission for it, so what it lacks is
+    not known."""
+    ours = conn.execute(
+        "SELECT 1 FROM ops.number_check_submission WHERE vendor = 'nxcloud' AND batch_no = %s "
+        "AND status IN ('submitted', 'complete')",
+        (batch_no,),
+    ).fetchone()
+    if ours is None:
+        return None
+    return frozenset(phone for _, phone in missing_results(conn, [batch_no]))
 
 
 @dataclass
@@ -116,6 +173,26 @@ def _submission_meta(conn: psycopg.Connection, batch_nos: Iterable[str]) -> dict
         (list(batch_nos),),
     )
     return {batch_no: (submission_id, level) for batch_no, submission_id, level in rows}
+
+
+def merge_results(conn: psycopg.Connection, rows: Sequence[dict[str, Any]]) -> loader.LoadResult:
+    """The one way a result reaches ``telco.nxcloud_number_check``, in the caller's transaction.
+
+    Every writer (the on-demand ``load``, the push processing DAG, ``reconcile`` and the daily
+    sync) hands its typed rows here: each gets ``submission_id`` and, where the answer carries no
+    documented level, ``check_level`` from our submission, then the loader's number-check merge
+    rule upserts them (:mod:`phonecheck.loader`). The rule ranks answers (a push above a query
+    row; the first push; the latest query row), so the final row is the same whatever order
+    pushes, query rows and daily syncs arrive in.
+    """
+    meta = _submission_meta(conn, {str(r["batch_no"]) for r in rows})
+    for row in rows:
+        submission_id, level = meta.get(str(row["batch_no"]), (None, None))
+        if row.get("submission_id") is None:
+            row["submission_id"] = submission_id
+        if row.get("check_level") not in DOCUMENTED_CHECK_LEVELS and level is not None:
+            row["check_level"] = level  # pushes carry none; query rows may carry an undocumented one
+    return loader.upsert(conn, TABLE, rows)
 
 
 def push_rows_from_inbox(
@@ -160,7 +237,7 @@ def load_pushes(conn: psycopg.Connection, batch_nos: Sequence[str]) -> LoadSumma
         rows, unreadable = push_rows_from_inbox(conn, [batch_no])
         summary.unreadable += unreadable
         if rows:
-            summary.add(loader.upsert(conn, TABLE, rows))
+            summary.add(merge_results(conn, rows))
         conn.commit()
     return summary
 
@@ -194,7 +271,7 @@ def query_rows(
 def _upsert_query_rows(conn: psycopg.Connection, rows: list[dict[str, Any]], unreadable: int) -> LoadSummary:
     summary = LoadSummary(unreadable=unreadable)
     if rows:
-        summary.add(loader.upsert(conn, TABLE, rows))
+        summary.add(merge_results(conn, rows))
     conn.commit()
     return summary
 

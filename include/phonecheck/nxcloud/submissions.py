@@ -10,12 +10,14 @@ The row is written BEFORE the call, with status ``pending`` and the deterministi
   ``pending`` with ``response.not_sent``; the client retried those itself, and a task retry
   sends at once;
 * the answer was lost after the request was sent (5xx, read timeout, connection closed mid-way)
-  → ``in_doubt`` (``in_doubt_since``): the vendor may well have charged. The batch is settled by
-  evidence: a result push for that ``batchNo`` in the inbox, a typed row, or the query API
-  listing it (on any candidate vendor date). Only when the documented push window plus our
-  margin (``NxCloudSettings.in_doubt_after_s``, 5 + 5 min by default) brought nothing is the
-  same ``batchNo`` submitted again. A task retry that finds ``pending`` or ``in_doubt`` does
-  the same (a crash between the call and the commit looks like ``pending``).
+  → ``in_doubt`` (``in_doubt_since``): the vendor may well have charged. :func:`submit_chunk`
+  does not wait: it reports the batch ``in_doubt`` and :mod:`phonecheck.nxcloud.in_doubt`
+  settles it by evidence (a result push for that ``batchNo`` in the inbox, a typed row, or the
+  query API listing it on any candidate vendor date), in the DAG from the triggerer. Only when
+  the documented push window plus our margin (``NxCloudSettings.in_doubt_after_s``, 5 + 5 min
+  by default) brought nothing is the same ``batchNo`` submitted again. A task retry that finds
+  ``pending`` (a crash between the call and the commit) or ``in_doubt`` makes it ``in_doubt``
+  and sends nothing.
 
 A ``submitted``/``complete`` row is never submitted again. ``pending`` and ``in_doubt`` rows count
 as "in flight" for the freshness skip, so a second run does not buy them either.
@@ -27,10 +29,9 @@ lists the batch within the window would be paid a second time for that one chunk
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 VENDOR = "nxcloud"
 
 
-#: How many times one call of :func:`submit_chunk` sends a batch whose answers keep getting lost.
+#: How many times one run sends a batch whose answers keep getting lost (the first send included).
 MAX_SUBMIT_ROUNDS = 3
 
 
@@ -64,7 +65,7 @@ class SubmitOutcome:
     batch_no: str
     submission_id: int
     region_code: str
-    status: str  # submitted (this call), already_submitted, recovered (an earlier send had landed)
+    status: str  # submitted (this call), already_submitted, in_doubt (answer lost: settled later)
     phone_count: int
     refused: int  # numbers the vendor refused at submit (2024 failNumber)
 
@@ -180,68 +181,64 @@ def _refused_numbers(answer: Mapping[str, Any]) -> list[Any]:
     return list(refused) if isinstance(refused, list) else [refused]
 
 
-def _batch_has_results(conn: psycopg.Connection, batch_no: str) -> bool:
-    """A push for ``batch_no`` in the inbox or a typed row: the vendor has the batch."""
-    return bool(
-        conn.execute(
-            """SELECT EXISTS (SELECT 1 FROM raw.webhook_event
-                              WHERE endpoint = 'nxcloud_number_check' AND payload->>'batchNo' = %(b)s)
-                   OR EXISTS (SELECT 1 FROM telco.nxcloud_number_check WHERE batch_no = %(b)s)""",
-            {"b": batch_no},
-        ).fetchone()[0]
+def mark_in_doubt(conn: psycopg.Connection, batch_no: str) -> None:
+    """A ``pending`` row that may have reached the vendor (a crash between the call and the
+    commit) becomes ``in_doubt``, its window counted from its last change; an ``in_doubt`` row
+    keeps its ``in_doubt_since``."""
+    conn.execute(
+        """UPDATE ops.number_check_submission
+           SET status = 'in_doubt', in_doubt_since = COALESCE(in_doubt_since, updated_at), updated_at = now()
+           WHERE vendor = %s AND batch_no = %s AND status IN ('pending', 'in_doubt')""",
+        (VENDOR, batch_no),
     )
+    conn.commit()
 
 
-def settle_in_doubt(
+def send_batch(
     conn: psycopg.Connection,
     client: SubmitClient,
     batch_no: str,
+    phones: Sequence[str],
     *,
-    since: datetime,
-    push_check_s: float = 2.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> str | None:
-    """Wait for evidence that the vendor has ``batch_no``: ``"push"`` or ``"query"``, or None
-    once ``since`` + the push window + our margin passed without any.
-
-    The inbox is read every ``push_check_s``; the query API is asked about every fifth of the
-    window (through the shared query limiter), and once more at the end. A query refusal only
-    postpones that probe: it never decides anything. If the query API keeps refusing past the
-    window, :class:`~phonecheck.nxcloud.errors.BatchInDoubt` is raised (the row stays
-    ``in_doubt``; a task retry asks again) rather than sending the batch on no answer.
-    """
-    from phonecheck.nxcloud.errors import BatchInDoubt, NxCloudError
-
-    window_s = float(client.settings.in_doubt_after_s)
-    since = since if since.tzinfo else since.replace(tzinfo=UTC)
-    deadline = since.timestamp() + window_s
-    give_up_at = deadline + window_s  # the final probe may be refused: keep asking this long
-    probe_every = max(window_s / 5, push_check_s)
-    next_probe = time.time()
-    while True:
-        conn.rollback()  # see rows other sessions committed since
-        if _batch_has_results(conn, batch_no):
-            return "push"
-        now = time.time()
-        final = now >= deadline
-        if now >= next_probe or final:
-            try:
-                known = client.batch_known_to_vendor(batch_no, since)
-            except NxCloudError as exc:
-                log.warning("batch %s in doubt: query probe refused (%s); waiting on", batch_no, exc)
-                if now >= give_up_at:  # never resend on an unanswered question: stay in doubt
-                    raise BatchInDoubt(
-                        "submit",
-                        f"NXCLOUD batch {batch_no} is in doubt and the query API did not answer: not sent "
-                        "again; a retry of this task asks again",
-                    ) from None
-            else:
-                if known:
-                    return "query"
-                if final:
-                    return None  # asked after the window, and the vendor does not list it
-            next_probe = now + probe_every
-        sleep(push_check_s if final else max(0.05, min(push_check_s, deadline - now, next_probe - now)))
+    check_level: int,
+    dr_url: str | None,
+) -> tuple[str, int]:
+    """ONE paid submit of a batch whose row exists, its outcome recorded before returning:
+    ``("submitted", refused)``, or ``("in_doubt", 0)`` when the answer was lost after sending.
+    Raises (after recording) when nothing reached the vendor (row ``pending`` with
+    ``response.not_sent``: a retry sends at once) or the vendor refused (row ``failed``)."""
+    conn.execute(  # counted before the call: a crash mid-call still counts the send
+        "UPDATE ops.number_check_submission SET send_count = send_count + 1 WHERE vendor = %s AND batch_no = %s",
+        (VENDOR, batch_no),
+    )
+    conn.commit()  # no transaction stays open across the paid call
+    try:
+        answer = client.submit_numbers(phones, batch_no=batch_no, check_level=check_level, dr_url=dr_url)
+    except NxCloudTransientError as exc:
+        if not exc.ambiguous:  # nothing reached the vendor: stays pending, a retry sends at once
+            _set_status(conn, batch_no, "pending", response={"not_sent": str(exc)})
+            raise
+        _set_status(conn, batch_no, "in_doubt", response={"lost_answer": str(exc)})
+        log.warning(
+            "batch %s: the submit answer was lost after sending (%s); in doubt: its pushes or query rows "
+            "are awaited (up to %.1f s, in the triggerer) before it is sent again",
+            batch_no, exc, client.settings.in_doubt_after_s,
+        )  # fmt: skip
+        return "in_doubt", 0
+    except NxCloudError as exc:
+        _set_status(conn, batch_no, "failed", response={"code": exc.code, "error": str(exc)})
+        raise
+    data = answer.get("data") if isinstance(answer.get("data"), Mapping) else {}
+    refused = _refused_numbers(answer)
+    _set_status(
+        conn,
+        batch_no,
+        "submitted",
+        response=answer,
+        request_id=data.get("messageId") or data.get("requestId"),
+        failed_numbers=refused or None,
+    )
+    return "submitted", len(refused)
 
 
 def submit_chunk(
@@ -257,7 +254,10 @@ def submit_chunk(
     run_id: str | None = None,
     submitted_by: str | None = None,
 ) -> SubmitOutcome:
-    """Submit one chunk at most once (see the module docstring)."""
+    """Submit one chunk at most once (see the module docstring). Never waits: a batch whose
+    answer is lost, or was possibly sent by an earlier attempt, comes back ``in_doubt`` and is
+    settled by :mod:`phonecheck.nxcloud.in_doubt` (in the DAG: the deferrable
+    ``settle_in_doubt`` task)."""
     existing = get_submission(conn, chunk.batch_no)
     if existing is not None and existing["status"] in ("submitted", "complete"):
         if sorted(existing["phones"]) != sorted(chunk.phones):
@@ -288,65 +288,38 @@ def submit_chunk(
         never_sent = (existing["response"] or {}).get("not_sent") is not None
         if existing["status"] == "in_doubt" or (existing["status"] == "pending" and not never_sent):
             # an earlier attempt may have reached the vendor (lost answer, or a crash before we
-            # recorded it): wait for evidence before anything is sent again
-            since = existing["in_doubt_since"] or existing["updated_at"]
-            if (how := settle_in_doubt(conn, client, chunk.batch_no, since=since)) is not None:
-                return _recovered(conn, chunk, submission_id, existing["phone_count"], how)
+            # recorded it): nothing is sent before evidence or the window says so
+            mark_in_doubt(conn, chunk.batch_no)
+            return SubmitOutcome(
+                chunk.batch_no, submission_id, chunk.region_code, "in_doubt", existing["phone_count"], 0
+            )
         if existing["status"] == "failed":
             _set_status(conn, chunk.batch_no, "pending")
-
-    for round_no in range(1, MAX_SUBMIT_ROUNDS + 1):
-        conn.commit()  # no transaction stays open across the paid call
-        try:
-            answer = client.submit_numbers(
-                chunk.phones, batch_no=chunk.batch_no, check_level=chunk.check_level, dr_url=dr_url
-            )
-        except NxCloudTransientError as exc:
-            if not exc.ambiguous:  # nothing reached the vendor: stays pending, a retry sends at once
-                _set_status(conn, chunk.batch_no, "pending", response={"not_sent": str(exc)})
-                raise
-            _set_status(conn, chunk.batch_no, "in_doubt", response={"lost_answer": str(exc)})
-            log.warning(
-                "batch %s: the submit answer was lost after sending (%s); in doubt: waiting up to %.1f s "
-                "for its pushes or query rows before sending it again",
-                chunk.batch_no, exc, client.settings.in_doubt_after_s,
-            )  # fmt: skip
-            row = get_submission(conn, chunk.batch_no)
-            if (
-                how := settle_in_doubt(conn, client, chunk.batch_no, since=row["in_doubt_since"])
-            ) is not None:
-                return _recovered(conn, chunk, submission_id, chunk.size, how)
-            if round_no == MAX_SUBMIT_ROUNDS:
-                raise
-            log.warning("batch %s: no trace at the vendor after the window; sending it again", chunk.batch_no)
-            continue
-        except NxCloudError as exc:
-            _set_status(conn, chunk.batch_no, "failed", response={"code": exc.code, "error": str(exc)})
-            raise
-        break
-    data = answer.get("data") if isinstance(answer.get("data"), Mapping) else {}
-    refused = _refused_numbers(answer)
-    _set_status(
-        conn,
-        chunk.batch_no,
-        "submitted",
-        response=answer,
-        request_id=data.get("messageId") or data.get("requestId"),
-        failed_numbers=refused or None,
+    status, refused = send_batch(
+        conn, client, chunk.batch_no, chunk.phones, check_level=chunk.check_level, dr_url=dr_url
     )
-    return SubmitOutcome(
-        chunk.batch_no, submission_id, chunk.region_code, "submitted", chunk.size, len(refused)
-    )
+    return SubmitOutcome(chunk.batch_no, submission_id, chunk.region_code, status, chunk.size, refused)
 
 
-def _recovered(
-    conn: psycopg.Connection, chunk: Chunk, submission_id: int, phone_count: int, how: str
-) -> SubmitOutcome:
+def mark_recovered(conn: psycopg.Connection, batch_no: str, how: str) -> None:
+    """The vendor has the batch (``how``: ``"push"`` or ``"query"``): ``submitted``, never sent again."""
     log.info(
-        "batch %s: an earlier send reached NXCLOUD (seen in its %s); not sending it again",
-        chunk.batch_no,
-        how,
+        "batch %s: an earlier send reached NXCLOUD (seen in its %s); not sending it again", batch_no, how
     )
     evidence = "result push in the inbox" if how == "push" else "batchNo listed by the query API"
-    _set_status(conn, chunk.batch_no, "submitted", response={"recovered": evidence})
-    return SubmitOutcome(chunk.batch_no, submission_id, chunk.region_code, "recovered", phone_count, 0)
+    _set_status(conn, batch_no, "submitted", response={"recovered": evidence})
+
+
+_RUN_COSTS = """SELECT currency, count(*), sum(price) FROM telco.nxcloud_number_check
+WHERE batch_no = ANY(%s) GROUP BY currency ORDER BY currency NULLS LAST"""
+
+
+def run_costs(conn: Any, batch_nos: Sequence[str]) -> tuple[int, dict[str, str]]:
+    """The result rows of these batches, and what they cost per currency (rows without a price
+    counted, not costed)."""
+    rows, costs = 0, {}
+    for currency, n, amount in conn.execute(_RUN_COSTS, (list(batch_nos),)):
+        rows += n
+        if currency is not None:
+            costs[currency] = str(amount)
+    return rows, costs

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -44,6 +44,7 @@ ROW_EXPIRY: tuple[tuple[str, str, str, str], ...] = (
     ("ops", "ops.receiver_spool_record", "replayed_at", ""),
     ("ops", "ops.run_number", "prepared_at", ""),  # the numbers a run was asked to check
     ("ops", "ops.run_intake", "prepared_at", ""),
+    ("ops", "ops.run_origin", "recorded_at", ""),
     (
         "ops",
         "ops.number_check_submission",
@@ -114,7 +115,9 @@ def enforce_retention(
                         result.dropped_partitions.append(name)
                     result.counts[f"raw.{name}"] = rows
                 if not dry_run:
-                    today = now.date()
+                    # partitions are UTC days: `now` may come in any timezone (the session's,
+                    # when read from the server), and its own date would skip or add a day
+                    today = now.astimezone(UTC).date()
                     result.created_partitions = conn.execute(
                         "SELECT raw.ensure_webhook_event_partitions(%s, %s)",
                         (today, today + timedelta(days=PARTITIONS_AHEAD)),

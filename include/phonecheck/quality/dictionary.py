@@ -63,10 +63,13 @@ def read_catalogue(conn: psycopg.Connection) -> tuple[dict[str, str | None], lis
         ).fetchall()
     )
     relations = conn.execute(
+        # A partition is documented by its parent: partitions come and go with the calendar (the
+        # inbox has one a day), and the dictionary must not change with the date it was made on.
         """SELECT c.oid, n.nspname, c.relname, CASE c.relkind WHEN 'v' THEN 'view'
-                  WHEN 'm' THEN 'materialized view' ELSE 'table' END, obj_description(c.oid, 'pg_class')
+                  WHEN 'm' THEN 'materialized view' WHEN 'p' THEN 'partitioned table' ELSE 'table' END,
+                  obj_description(c.oid, 'pg_class')
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p', 'v', 'm')
+           WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
            ORDER BY n.nspname, c.relname""",
         (list(WAREHOUSE_SCHEMAS),),
     ).fetchall()
@@ -76,7 +79,7 @@ def read_catalogue(conn: psycopg.Connection) -> tuple[dict[str, str | None], lis
                   col_description(a.attrelid, a.attnum)
            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
            JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p', 'v', 'm')
+           WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
              AND a.attnum > 0 AND NOT a.attisdropped
            ORDER BY a.attrelid, a.attnum""",
         (list(WAREHOUSE_SCHEMAS),),

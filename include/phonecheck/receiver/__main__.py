@@ -1,7 +1,11 @@
 """``python -m phonecheck.receiver`` (``make receiver``): the standalone webhook receiver.
 
-Environment: ``TELCO_WEBHOOK_TOKEN`` (required: at least 24 characters, not the sample value),
-``WAREHOUSE_DSN`` (unset → the embedded warehouse), ``RECEIVER_PORT`` (default 8090),
+Environment (docs/development.md, "Settings: one source each"): the webhook token, as the
+Airflow Variable's env form ``AIRFLOW_VAR_TELCO_WEBHOOK_TOKEN`` or ``TELCO_WEBHOOK_TOKEN``
+(required: at least 24 characters, not the sample value; both set and different → refused);
+the warehouse, as the ``warehouse`` connection's env form ``AIRFLOW_CONN_WAREHOUSE`` or
+``WAREHOUSE_DSN`` (which wins when both are set; neither → the embedded warehouse);
+``RECEIVER_PORT`` (default 8090),
 ``RECEIVER_HOST`` (default 127.0.0.1), ``RECEIVER_SPOOL_DIR``, ``RECEIVER_DB_POOL_SIZE``,
 ``RECEIVER_ACCESS_LOG`` (0 to silence the per-request log), and the limits of
 docs/receiver.md. Pending warehouse migrations are applied before the port is opened.
@@ -17,25 +21,32 @@ import uvicorn
 
 from phonecheck import warehouse
 from phonecheck.receiver.app import DEFAULT_PREFIX, ReceiverConfig, create_app
-from phonecheck.receiver.server import ServerLimits, guarded_protocol
-from phonecheck.webhook_urls import normalise_token, token_problem
+from phonecheck.receiver.server import ServerLimits, configure_logging, guarded_protocol
+from phonecheck.webhook_urls import WebhookSettingsError, normalise_token, resolve, token_problem
 
 log = logging.getLogger("phonecheck.receiver")
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    configured = os.environ.get("TELCO_WEBHOOK_TOKEN")
-    problem = token_problem(configured)
+    configure_logging(access_log=os.environ.get("RECEIVER_ACCESS_LOG", "1") != "0")
+    try:
+        settings = resolve()
+        problem = token_problem(settings.token)
+    except WebhookSettingsError as exc:
+        problem = str(exc)
     if problem:
-        print(f"{problem} (the secret path segment of every webhook URL; docs/receiver.md)", file=sys.stderr)
+        print(
+            f"receiver not started: {problem} (the secret path segment of every webhook URL, the "
+            "pipelines read the same setting; docs/receiver.md)",
+            file=sys.stderr,
+        )
         return 2
-    token = normalise_token(configured)
+    token = normalise_token(settings.token)
     limits = ServerLimits.from_env().fitted_to_fd_limit()
     port = int(os.environ.get("RECEIVER_PORT", "8090"))
     host = os.environ.get("RECEIVER_HOST", "127.0.0.1")
 
-    dsn = warehouse.resolve_dsn()  # starts the embedded server when WAREHOUSE_DSN is unset
+    dsn = warehouse.deployment_dsn()  # starts the embedded server when neither is set
     applied = warehouse.migrate(dsn)
     log.info("warehouse migrations applied now: %s", [f"V{m.version:04d}" for m in applied] or "none")
 

@@ -17,15 +17,16 @@ a delivery the warehouse refuses for good is quarantined locally and acknowledge
 down → every push type goes to the local fsynced spool and is acknowledged (voice receipts are
 pushed once and call records retried only twice: docs/receiver.md), replayed later;
 spool unwritable too → 503 with ``Retry-After`` and a loud error. No request answers 500.
+Push requests skip FastAPI's per-request stack (:mod:`phonecheck.receiver.asgi`).
 
 Nothing here connects at import or app creation: the pool and the spool replay loop start with
-the app's lifespan or, when the host does not run it, on the first request.
-"""
+the app's lifespan or, when the host does not run it, on the first request."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import os
@@ -36,24 +37,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from starlette.requests import ClientDisconnect
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope
 
-from phonecheck.receiver.intake import MAX_BODY_BYTES, Endpoint, InboxEvent, build_event
+from phonecheck.receiver import asgi
+from phonecheck.receiver.asgi import JSON, TEXT, ClientGone, Reply, SafeAccessLog
+from phonecheck.receiver.intake import Endpoint, InboxEvent, build_event
+from phonecheck.receiver.metrics import render_metrics
 from phonecheck.receiver.spool import Spool, SpoolRecord
 from phonecheck.receiver.store import InboxStore, PayloadRefused
-from phonecheck.webhook_urls import normalise_token, token_problem
+from phonecheck.webhook_urls import (
+    TOKEN_CHECK_HEADER,
+    TOKEN_CHECK_PATH,
+    WebhookSettingsError,
+    normalise_token,
+    resolve,
+    token_problem,
+)
 
 log = logging.getLogger("phonecheck.receiver")
-access_log = logging.getLogger("phonecheck.receiver.access")
 
 DEFAULT_PREFIX = "/telco-webhooks"
-# Bodies over the limit are drained (up to this much) so the client reads our 413 instead of
-# a reset connection; beyond it the connection is simply answered and closed.
-DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
 
 ROUTES: dict[Endpoint, tuple[str, tuple[str, ...]]] = {
     Endpoint.NXCLOUD_NUMBER_CHECK: ("/nxcloud/number-check/{token}", ("POST",)),
@@ -94,19 +100,21 @@ class ReceiverConfig:
 
     @classmethod
     def from_env(cls, **overrides) -> ReceiverConfig:
-        """``TELCO_WEBHOOK_TOKEN``, ``WAREHOUSE_DSN`` (unset → embedded warehouse),
-        ``RECEIVER_SPOOL_DIR``, ``RECEIVER_DB_POOL_SIZE``, ``RECEIVER_ACCESS_LOG`` (0/1),
-        ``RECEIVER_GROUP_COMMIT`` (0/1), ``RECEIVER_BODY_TIMEOUT_S``,
-        ``RECEIVER_QUARANTINE_ALERT``, ``RECEIVER_REPLAY_STUCK_S``."""
+        """The webhook token as :func:`phonecheck.webhook_urls.resolve` reads it (the Variable's
+        env form ``AIRFLOW_VAR_TELCO_WEBHOOK_TOKEN`` or ``TELCO_WEBHOOK_TOKEN``), the warehouse as
+        :func:`phonecheck.warehouse.deployment_dsn` does (``WAREHOUSE_DSN``, else
+        ``AIRFLOW_CONN_WAREHOUSE``; neither → embedded), ``RECEIVER_SPOOL_DIR``,
+        ``RECEIVER_DB_POOL_SIZE``, ``RECEIVER_ACCESS_LOG`` (0/1), ``RECEIVER_GROUP_COMMIT`` (0/1),
+        ``RECEIVER_BODY_TIMEOUT_S``, ``RECEIVER_QUARANTINE_ALERT``, ``RECEIVER_REPLAY_STUCK_S``."""
 
         def dsn() -> str:
-            from phonecheck.warehouse import resolve_dsn
+            from phonecheck.warehouse import deployment_dsn
 
-            return resolve_dsn()
+            return deployment_dsn()
 
         env = os.environ.get
         values = {
-            "token_provider": lambda: os.environ.get("TELCO_WEBHOOK_TOKEN"),
+            "token_provider": lambda: resolve().token,
             "dsn_provider": dsn,
             "pool_max_size": int(env("RECEIVER_DB_POOL_SIZE", "8")),
             "access_log": env("RECEIVER_ACCESS_LOG", "1") != "0",
@@ -123,21 +131,20 @@ _ACCUAUTH_OK_BODY = b'{"status":"OK"}'
 _NOT_FOUND_BODY = b'{"detail":"Not Found"}'
 
 
-# A fresh Response per request: host middlewares (the api-server's GZip) mutate header lists.
-def _ack(endpoint: Endpoint) -> Response:
+def _ack(endpoint: Endpoint) -> Reply:
     if endpoint is Endpoint.ACCUAUTH_PHONE_NUMBER:
-        return Response(_ACCUAUTH_OK_BODY, media_type="application/json")
+        return Reply(200, _ACCUAUTH_OK_BODY, JSON)
     # NXCLOUD: HTTP 200 is the ack; voice receipts also need the body to say success
-    return PlainTextResponse("success")
+    return Reply(200, b"success", TEXT)
 
 
-def _not_found() -> Response:
-    return Response(_NOT_FOUND_BODY, status_code=404, media_type="application/json")
+def _not_found() -> Reply:
+    return Reply(404, _NOT_FOUND_BODY, JSON)
 
 
-def _unavailable(endpoint: Endpoint) -> Response:
-    body = "error" if endpoint is Endpoint.NXCLOUD_VOICE else "cannot store the delivery now, retry later"
-    return PlainTextResponse(body, status_code=503, headers={"Retry-After": "60"})
+def _unavailable(endpoint: Endpoint) -> Reply:
+    body = b"error" if endpoint is Endpoint.NXCLOUD_VOICE else b"cannot store the delivery now, retry later"
+    return Reply(503, body, TEXT, ((b"retry-after", b"60"),))
 
 
 @dataclass
@@ -173,8 +180,11 @@ class Receiver:
         if self._token is None:
             if self._token_refused:
                 return False
-            configured = self.config.token_provider()
-            problem = token_problem(configured)
+            try:
+                configured = self.config.token_provider()
+                problem = token_problem(configured)
+            except WebhookSettingsError as exc:  # both spellings set, to different values
+                configured, problem = None, str(exc)
             if problem:
                 self._token_refused = True
                 log.error("%s: the receiver refuses every push (404) until it is fixed", problem)
@@ -287,35 +297,34 @@ class Receiver:
         return not problems, body
 
     # -- one delivery ------------------------------------------------------------------------
-    async def handle(self, endpoint: Endpoint, request: Request, token: str) -> Response:
+    async def handle(self, endpoint: Endpoint, scope: Scope, receive: Receive, token: str) -> Reply:
         if not self.token_matches(token):
             self.metrics[(endpoint.value, "bad_token")] += 1
             return _not_found()
         self.ensure_background()
         received_at = datetime.now(UTC)
+        content_type, content_length = asgi.request_headers(scope)
         try:
             if self.config.body_timeout_s is None:
-                body = await _read_body(request)
+                body = await asgi.read_body(receive, content_length)
             else:
                 async with asyncio.timeout(self.config.body_timeout_s):
-                    body = await _read_body(request)
-        except ClientDisconnect:
+                    body = await asgi.read_body(receive, content_length)
+        except ClientGone:
             self.metrics[(endpoint.value, "client_gone")] += 1
-            return Response(status_code=400)
+            return Reply(400, b"", TEXT)
         except TimeoutError:
             self.metrics[(endpoint.value, "body_timeout")] += 1
-            return PlainTextResponse(
-                "request body too slow", status_code=408, headers={"Connection": "close"}
-            )
+            return Reply(408, b"request body too slow", TEXT, ((b"connection", b"close"),))
         if body is None:
             self.metrics[(endpoint.value, "too_large")] += 1
-            return PlainTextResponse("body larger than 1 MiB", status_code=413)
+            return Reply(413, b"body larger than 1 MiB", TEXT)
 
         event = build_event(
             endpoint,
             body=body,
-            query_string=request.scope.get("query_string", b""),
-            content_type=request.headers.get("content-type"),
+            query_string=scope.get("query_string", b""),
+            content_type=content_type,
             received_at=received_at,
         )
         try:
@@ -330,7 +339,7 @@ class Receiver:
         self.metrics[(endpoint.value, outcome)] += 1
         return _ack(endpoint)
 
-    async def _spool_delivery(self, endpoint: Endpoint, event: InboxEvent, cause: BaseException) -> Response:
+    async def _spool_delivery(self, endpoint: Endpoint, event: InboxEvent, cause: BaseException) -> Reply:
         try:
             await asyncio.to_thread(self.spool.append, event)
         except Exception as exc:  # noqa: BLE001
@@ -350,7 +359,7 @@ class Receiver:
         log.warning("%s: warehouse unavailable (%s), delivery spooled", endpoint.value, _short(cause))
         return _ack(endpoint)
 
-    async def _quarantine(self, endpoint: Endpoint, event: InboxEvent, reason: str) -> Response:
+    async def _quarantine(self, endpoint: Endpoint, event: InboxEvent, reason: str) -> Reply:
         import uuid
 
         record = SpoolRecord(record_id=uuid.uuid4().hex, event=event)
@@ -369,136 +378,11 @@ class Receiver:
         return _ack(endpoint)
 
     def render_metrics(self, gauges: dict[str, int] | None = None) -> str:
-        lines = [
-            "# HELP phonecheck_receiver_requests_total Webhook deliveries by endpoint and outcome.",
-            "# TYPE phonecheck_receiver_requests_total counter",
-        ]
-        for key, count in sorted(self.metrics.items(), key=str):
-            if isinstance(key, tuple):
-                lines.append(
-                    f'phonecheck_receiver_requests_total{{endpoint="{key[0]}",outcome="{key[1]}"}} {count}'
-                )
-        for name, help_text in (
-            ("spool_replayed", "Spooled deliveries replayed into the warehouse."),
-            (
-                "spool_write_failures",
-                "Spool (or quarantine) writes that failed: deliveries refused with 503.",
-            ),
-            ("quarantined", "Records (or unreadable regions) put in quarantine."),
-            ("replay_failures", "Spool replay passes that failed."),
-        ):
-            lines.append(f"# HELP phonecheck_receiver_{name}_total {help_text}")
-            lines.append(f"# TYPE phonecheck_receiver_{name}_total counter")
-            lines.append(f"phonecheck_receiver_{name}_total {self.metrics[name]}")
-        for name, value in (gauges or {}).items():
-            lines.append(f"# TYPE phonecheck_receiver_{name} gauge")
-            lines.append(f"phonecheck_receiver_{name} {value}")
-        return "\n".join(lines) + "\n"
+        return render_metrics(self.metrics, gauges)
 
 
 def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}"
-
-
-async def _read_body(request: Request) -> bytes | None:
-    """The body, or None when it exceeds ``MAX_BODY_BYTES`` (counted as it arrives)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > DRAIN_LIMIT_BYTES:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            if size > DRAIN_LIMIT_BYTES:
-                return None
-            continue  # keep draining so the client gets to read the 413
-        chunks.append(chunk)
-    if size > MAX_BODY_BYTES:
-        return None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-class SafeAccessLog:
-    """ASGI middleware: request log with the route template (never the token, never the query
-    string: AccuAuth callbacks and voice GETs carry phone numbers there), no bodies, and no 500
-    ever reaches the vendor.
-
-    It also rewrites ``scope["path"]`` to the template and empties ``scope["query_string"]`` as
-    the response starts and again once it is done, so outer access logs (uvicorn's, read at
-    response start; the Airflow api-server's ``HttpAccessLogMiddleware``, read afterwards) print
-    neither the token nor a phone number.
-    """
-
-    def __init__(self, app: ASGIApp, enabled: bool = True) -> None:
-        self.app = app
-        self.enabled = enabled
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 0
-
-        redacted = False
-
-        def redact() -> None:
-            nonlocal redacted
-            redacted = True
-            route = scope.get("route")
-            # Only our own routes: a host app's Mount also sits in scope["route"].
-            template = route.path if isinstance(route, Route) else "/(unmatched)"
-            scope["path"] = scope.get("root_path", "") + template
-            scope["raw_path"] = scope["path"].encode("ascii", "replace")
-            scope["query_string"] = b""
-
-        async def capture(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                redact()
-            await send(message)
-
-        try:
-            await self.app(scope, receive, capture)
-        except Exception:
-            log.exception("unhandled error in the receiver")
-            if status == 0:  # nothing sent yet: 503 invites a retry, a 500 would be a bug report
-                status = 503
-                redact()
-                await send({"type": "http.response.start", "status": 503, "headers": []})
-                await send({"type": "http.response.body", "body": b""})
-        finally:
-            if not redacted:  # no response went out through capture
-                redact()
-            if self.enabled:
-                access_log.info(
-                    "%s %s %d %.1fms",
-                    scope.get("method"),
-                    scope["path"],
-                    status,
-                    (time.perf_counter() - start) * 1000,
-                )
-
-
-class PushEndpoint:
-    """The ASGI app of one push route: Starlette routing only, no FastAPI request handler.
-
-    The push paths are the hot path and take no typed parameters (the token is a plain path
-    segment, the body is stored as received), so FastAPI's dependency solving, parameter
-    validation and per-request exit stacks cost CPU for nothing (measured: bench/receiver_load.py,
-    receiver CPU per request). The contract is unchanged: same paths, methods, answers and log.
-    """
-
-    def __init__(self, receiver: Receiver, endpoint: Endpoint) -> None:
-        self.receiver = receiver
-        self.endpoint = endpoint
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        response = await self.receiver.handle(self.endpoint, request, scope["path_params"]["token"])
-        await response(scope, receive, send)
 
 
 def create_app(mount_prefix: str = DEFAULT_PREFIX, config: ReceiverConfig | None = None) -> FastAPI:
@@ -513,7 +397,7 @@ def create_app(mount_prefix: str = DEFAULT_PREFIX, config: ReceiverConfig | None
         finally:
             await receiver.close()
 
-    app = FastAPI(
+    app = asgi.ReceiverApp(
         title="telco-phonecheck webhook receiver",
         lifespan=lifespan,
         docs_url=None,
@@ -523,9 +407,10 @@ def create_app(mount_prefix: str = DEFAULT_PREFIX, config: ReceiverConfig | None
     app.state.receiver = receiver
 
     for endpoint, (path, methods) in ROUTES.items():
-        route = Route(mount_prefix + path, PushEndpoint(receiver, endpoint), name=f"receive_{endpoint.value}")
+        handler = functools.partial(receiver.handle, endpoint)
+        route = Route(mount_prefix + path, asgi.PushEndpoint(handler), name=f"receive_{endpoint.value}")
         route.methods = set(methods)  # exactly these: Starlette would add HEAD to a GET route
-        app.router.routes.append(route)
+        app.add_push_route(route, frozenset(methods), access_log=receiver.config.access_log)
 
     async def healthz() -> Response:
         ok, body = await receiver.health()
@@ -540,6 +425,13 @@ def create_app(mount_prefix: str = DEFAULT_PREFIX, config: ReceiverConfig | None
         }
         return PlainTextResponse(receiver.render_metrics(gauges), media_type="text/plain; version=0.0.4")
 
+    async def token_check(token: str) -> Response:
+        # Lets the pipelines check, before a paid submit, that this receiver takes their token:
+        # 204 yes, 404 no; the header tells our answer from any other server's 404.
+        ok = receiver.token_matches(token)
+        return Response(status_code=204 if ok else 404, headers={TOKEN_CHECK_HEADER: "1"})
+
+    app.add_api_route(mount_prefix + TOKEN_CHECK_PATH, token_check, methods=["GET"])
     app.add_api_route(mount_prefix + "/healthz", healthz, methods=["GET"])
     app.add_api_route(mount_prefix + "/metrics", metrics, methods=["GET"])
     app.add_middleware(SafeAccessLog, enabled=receiver.config.access_log)

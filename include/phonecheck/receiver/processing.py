@@ -38,6 +38,16 @@ DEFAULT_BATCH_SIZE = 1000
 _ROW_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.ProgramLimitExceeded)
 
 
+def _upsert(conn: psycopg.Connection, table: str, rows: list[dict]) -> None:
+    """Number-check rows go through the one merge every writer of that table uses."""
+    if table == "telco.nxcloud_number_check":
+        from phonecheck.nxcloud.results import merge_results
+
+        merge_results(conn, rows)
+    else:
+        loader.upsert(conn, table, rows)
+
+
 def _number_check(payload: Any, received_at: datetime) -> dict:
     row = nxcloud.parse_number_check_push(payload)
     row["pushed_at"] = received_at
@@ -123,7 +133,7 @@ def process_batch(conn: psycopg.Connection, limit: int = DEFAULT_BATCH_SIZE) -> 
     for table, items in rows_by_table.items():
         try:
             with conn.transaction():  # savepoint: a table that refuses the batch spoils nothing else
-                loader.upsert(conn, table, [row for _, row in items])
+                _upsert(conn, table, [row for _, row in items])
             done.extend(event_id for event_id, _ in items)
             counts.loaded[table] = len(items)
         except _ROW_ERRORS:
@@ -132,7 +142,7 @@ def process_batch(conn: psycopg.Connection, limit: int = DEFAULT_BATCH_SIZE) -> 
             for event_id, row in items:
                 try:
                     with conn.transaction():
-                        loader.upsert(conn, table, [row])
+                        _upsert(conn, table, [row])
                     done.append(event_id)
                     loaded += 1
                 except _ROW_ERRORS as exc:

@@ -27,7 +27,7 @@ NXCLOUD, connection host ``http://HOST:PORT/nxcloud`` (hooks append the vendor p
   Each number gets ONE result push to ``drUrl`` (NXCLOUD result-push doc shape, JSON POST), retried on any
   non-200 every vendor minute for 60 vendor minutes (61 attempts), then given up; one vendor
   minute = ``vendor_minute_s`` real seconds (1 s by default, 0.05 s in tests). Pushes run as
-  asyncio tasks with at most ``push_concurrency`` in flight. Header ``X-Sandbox-Push-Shape:
+  a stream with at most ``push_concurrency`` in flight (:mod:`phonecheck.sandbox.pushes`). Header ``X-Sandbox-Push-Shape:
   2024`` on a submit (or setting ``push_shape``) switches that batch to the 2024 protocol
   (``requestId``/``message``, flat ``data``, ``failNumber`` for malformed numbers, ``traceId``).
   Query: ``page``, ``pageSize`` 1..100, ``date`` yyyy-MM-dd 0..14 days before the sandbox's UTC
@@ -36,8 +36,9 @@ NXCLOUD, connection host ``http://HOST:PORT/nxcloud`` (hooks append the vendor p
   reason in ``msg`` (bad date: ``Incorrect date format [yyyy-MM-dd]`` as in NXCLOUD query-API doc), 202, 210.
   Rows (NXCLOUD query-API doc fields, plus early/answered/response for checkLevel 4) come in submit order
   and carry the same values as the pushes, including for pushes that were dropped or given up.
-  Rate limit (``query_min_interval_s``, default 0 = off; the newer docs say 3 s): a query too
-  soon after the previous one of the same accessKey is answered HTTP 200 code 88 ``Request too
+  Rate limit (``query_min_interval_s``, default 0 = off; under the strict profile at least
+  ``strict_query_min_interval_s``, default 3 s as the newer docs say): a query too soon after
+  the previous accepted one of the same accessKey is answered HTTP 200 code 88 ``Request too
   frequent: at most one query every 3 s``.
   A repeated ``batchNo`` (same appkey) is answered like its first submit and not charged again;
   every charged number is in the charge ledger (``GET /_sandbox/charges``).

@@ -40,13 +40,21 @@ class SandboxConfig:
     vendor_minute_s: float = 1.0
     push_retry_minutes: int = 60  # retry every vendor minute for this many vendor minutes
     push_delay_s: float = 0.0  # real seconds between submit and the first push attempt
+    # While true no push attempt starts (first attempts and retries wait, in order): a test
+    # holds the pushes until the client is where it wants the results to find it, instead of
+    # guessing a delay that a slow machine outruns.
+    pushes_held: bool = False
     push_concurrency: int = 32  # push attempts in flight at once
     push_timeout_s: float = 10.0
     push_shape: PushShape = "2023"  # default shape of number-check pushes (per batch: header)
 
     ts_window_s: float = 60.0
     query_window_days: int = 14
-    query_min_interval_s: float = 0.0  # newer docs: one query every 3 s; 0 = no limit
+    # Seconds between two query calls of one accessKey; a faster call is refused with code 88.
+    # Default profile: this setting (0 = no limit). Strict profile: at least
+    # strict_query_min_interval_s, the documented one call every 3 s (docs/vendors/nxcloud.md).
+    query_min_interval_s: float = 0.0
+    strict_query_min_interval_s: float = 3.0
     max_numbers_per_submit: int = 5000
 
     # AccuAuth pending tasks: None = per number (outcomes.accuauth_pending_polls).

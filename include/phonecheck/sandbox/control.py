@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from phonecheck.sandbox import nxcloud
+from phonecheck.sandbox import pns
 from phonecheck.sandbox.wire import PHONE_RE, Sandbox, is_http_url, json_object
 
 router = APIRouter(prefix="/_sandbox")
@@ -40,6 +40,12 @@ async def health(state: Sandbox) -> dict[str, Any]:
         "now_ms": state.clock.now_ms(),
         "in_flight_pushes": state.in_flight,
         "pending_tasks": pending,
+        # the run's vendor calls per event and the query calls refused as too frequent: cheap
+        # counters for benchmarks (the call log holds at most log_limit entries)
+        "calls": dict(state.call_counts),
+        "query_min_interval_s": state.query_min_interval_s,
+        "query_refusals": state.query_refusals,
+        "pushes_sent": state.pushes_sent,
     }
 
 
@@ -112,7 +118,9 @@ async def set_settings(request: Request, state: Sandbox) -> Response:
         changes = json_object(await request.body()) or {}
         state.config = state.config.replace(changes)
         if "push_concurrency" in changes:  # applies to pushes scheduled from now on
-            state.push_slots = asyncio.Semaphore(state.config.push_concurrency)
+            state.sender.set_concurrency(state.config.push_concurrency)
+        if "pushes_held" in changes:
+            state.sender.wake()
     except (TypeError, ValueError) as exc:
         return JSONResponse({"error": str(exc)}, status_code=422)
     return JSONResponse(state.config.public())
@@ -155,5 +163,5 @@ async def pns_call(request: Request, state: Sandbox) -> Response:
     caller, callee = str(spec.get("caller", "85235757583")), str(spec.get("callee", "85238533300"))
     if not (PHONE_RE.match(caller) and PHONE_RE.match(callee)):
         return JSONResponse({"error": "caller and callee must be digits"}, status_code=422)
-    record = nxcloud.push_pns_call_record(state, url, spec, caller, callee)
+    record = pns.push_pns_call_record(state, url, spec, caller, callee)
     return JSONResponse({"callId": record["callId"], "record": record})

@@ -12,6 +12,7 @@ import datetime as dt
 import hmac
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
@@ -22,16 +23,14 @@ from fastapi.responses import Response
 from phonecheck import signing
 from phonecheck.sandbox import outcomes
 from phonecheck.sandbox.faults import Decision, FaultRule
-from phonecheck.sandbox.state import PushJob, SandboxState, StoredResult
+from phonecheck.sandbox.ledger import NumberCheckBatch, select_rows
+from phonecheck.sandbox.state import PushJob, SandboxState
 from phonecheck.sandbox.wire import PHONE_RE, Sandbox, VendorCall, is_http_url, json_object
 
 NUMBER_CHECK_BIZ_TYPE, NUMBER_CHECK_ACTION = "1", "numbercheck"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # The strict profile's vendor day (query ``date``, stored results): the vendor is in China.
 _SHANGHAI = ZoneInfo("Asia/Shanghai")
-# PNS call records under the strict profile: the 2024 revision retries twice, 5 minutes apart.
-PNS_STRICT_RETRIES = 2
-PNS_STRICT_RETRY_MINUTES = 5.0
 
 router = APIRouter(prefix="/nxcloud")
 
@@ -191,37 +190,24 @@ def submit_batch(
 
     request_id = state.new_hex_id()
     now = state.clock.now()
-    today = vendor_day(state, now).isoformat()
-    visible_at = now + (cfg.strict_query_lag_minutes * cfg.vendor_minute_s if state.strict else 0.0)
-    fail_numbers = []
-    for index, phone in enumerate(phones, start=1):
-        message_id = outcomes.message_id_for(request_id, index, len(phones))
-        if shape == "2024" and outcomes.nxcloud_failure_code(phone, level) == 114:
-            fail_numbers.append({"number": phone, "reason": outcomes.FAILURE_MESSAGES[114]})
-            continue
-        state.charges.append(
-            {"vendor": "nxcloud", "batch_no": batch_no, "phone": phone, "check_level": level, "at_ms": state.clock.now_ms(),
-             "request_id": request_id}
-        )  # fmt: skip
-        row = outcomes.nxcloud_query_row(phone, level, batch_no=batch_no, message_id=message_id)
-        if state.strict:  # the vendor's own example rows: checkLevel 2, empty live flags, price 0
-            row.update(checkLevel=2, validity="", reachable="", roaming="", price=0)
-        state.results.append(
-            StoredResult(today, payload["appkey"], batch_no, message_id, phone, row, visible_at)
-        )
-        if not dr_url:
-            continue
-        if shape == "2024":
-            push = outcomes.nxcloud_result_2024(phone, level, batch_no=batch_no, request_id=message_id)
-        else:
-            push = outcomes.nxcloud_result(phone, level, batch_no=batch_no, message_id=message_id)
-        job = json_push(
-            "number_check",
-            dr_url,
-            push,
-            meta={"batch_no": batch_no, "phone": phone, "message_id": message_id},
-        )
-        state.schedule_push(job, cfg.push_delay_s)
+    skipped = frozenset(
+        index
+        for index, phone in enumerate(phones, start=1)
+        if shape == "2024" and outcomes.nxcloud_failure_code(phone, level) == 114
+    )
+    fail_numbers = [
+        {"number": phones[index - 1], "reason": outcomes.FAILURE_MESSAGES[114]} for index in sorted(skipped)
+    ]
+    batch = NumberCheckBatch(
+        date=vendor_day(state, now).isoformat(), appkey=payload["appkey"], batch_no=batch_no,
+        request_id=request_id, level=level, phones=phones, skipped=skipped,
+        visible_at=now + (cfg.strict_query_lag_minutes * cfg.vendor_minute_s if state.strict else 0.0),
+        at_ms=state.clock.now_ms(), example_rows=state.strict,
+    )  # fmt: skip
+    state.charges.append(batch)  # one entry per accepted number (GET /_sandbox/charges)
+    state.results.append(batch)  # what the query API lists
+    if dr_url and (count := len(phones) - len(skipped)):
+        state.schedule_pushes(_result_pushes(dr_url, batch, shape), count, cfg.push_delay_s)
     if shape == "2024":
         data = {"requestId": request_id, "batchNo": batch_no, "failNumber": fail_numbers}
         accepted = {"code": 0, "message": "Success", "data": data, "traceId": state.new_hex_id()}
@@ -229,6 +215,18 @@ def submit_batch(
         accepted = {"code": 0, "msg": "success", "data": {"messageId": request_id, "batchNo": batch_no}}
     state.batches.setdefault((payload["appkey"], batch_no), accepted)
     return None, accepted
+
+
+def _result_pushes(dr_url: str, batch: NumberCheckBatch, shape: str) -> Iterator[PushJob]:
+    """The batch's result pushes, each built only when the sender takes it (memory stays flat)."""
+    level, batch_no = batch.level, batch.batch_no
+    for phone, message_id in batch.numbers():
+        if shape == "2024":
+            push = outcomes.nxcloud_result_2024(phone, level, batch_no=batch_no, request_id=message_id)
+        else:
+            push = outcomes.nxcloud_result(phone, level, batch_no=batch_no, message_id=message_id)
+        meta = {"batch_no": batch_no, "phone": phone, "message_id": message_id}
+        yield json_push("number_check", dr_url, push, meta=meta)
 
 
 @router.post("/api/number/query")
@@ -245,14 +243,18 @@ async def number_check_query(request: Request, state: Sandbox) -> Response:
 def query_results(state: SandboxState, access_key: str, body: bytes) -> dict[str, Any]:
     """The query API's answer to a signed request: a code 88 refusal or a page of rows."""
     cfg = state.config
-    if cfg.query_min_interval_s > 0:
+    interval = state.query_min_interval_s
+    if interval > 0:
+        # measured between arrivals of accepted calls, per accessKey; a refused call does not
+        # move the window (the vendor documents the limit, not how it counts refusals)
         now = asyncio.get_running_loop().time()
         last = state.last_query_at.get(access_key)
-        if last is not None and now - last < cfg.query_min_interval_s:
+        if last is not None and now - last < interval:
+            state.query_refusals += 1
             return refusal_88(
                 state,
-                f"Request too frequent: at most one query every {cfg.query_min_interval_s:g} s",
-                f"请求过于频繁，每{cfg.query_min_interval_s:g}秒最多查询一次",
+                f"Request too frequent: at most one query every {interval:g} s",
+                f"请求过于频繁，每{interval:g}秒最多查询一次",
             )
         state.last_query_at[access_key] = now
     payload = json_object(body)
@@ -288,23 +290,14 @@ def query_results(state: SandboxState, access_key: str, body: bytes) -> dict[str
     appkey = payload.get("appkey")
     if appkey not in (None, "") and (problem := appkey_problem(state, appkey)) is not None:
         return problem
-    phone = payload.get("phone") or None
-    now = state.clock.now()
-    rows = [
-        r.row
-        for r in state.results
-        if r.date == date
-        and r.visible_at <= now
-        and (batch_no is None or r.batch_no == batch_no)
-        and (message_id is None or r.message_id == message_id or r.message_id.startswith(f"{message_id}-"))
-        and (phone is None or r.phone == phone)
-        and (not appkey or r.appkey == appkey)
-    ]
-    start = (page - 1) * page_size
+    rows, total = select_rows(
+        state.results, date=date, now=state.clock.now(), batch_no=batch_no, message_id=message_id,
+        phone=payload.get("phone") or None, appkey=appkey, page=page, page_size=page_size,
+    )  # fmt: skip
     data = {
-        "result": rows[start : start + page_size],
-        "totalSize": len(rows),
-        "totalPage": math.ceil(len(rows) / page_size),
+        "result": rows,
+        "totalSize": total,
+        "totalPage": math.ceil(total / page_size),
         "pageSize": page_size,
         "page": page,
     }
@@ -425,95 +418,3 @@ def voice_receipt(
     elif ext is not None:
         fields["ext"] = ext
     return fields
-
-
-# ---- PNS call records (pushed after a simulated call: POST /_sandbox/pns/call) --------------
-def push_pns_call_record(
-    state: SandboxState, url: str, spec: dict[str, Any], caller: str, callee: str
-) -> dict:
-    """Schedule the call record of a simulated privacy-number call to ``url``; returns the record."""
-    record = pns_record(state, spec, caller, callee)
-    job = json_push(
-        "pns_call_record",
-        url,
-        record,
-        # strict: the 2024 PNS revision's schedule, two retries 5 minutes apart
-        # (docs/receiver.md); default: every vendor minute like the other pushes
-        retries=PNS_STRICT_RETRIES if state.strict else None,
-        retry_interval_minutes=PNS_STRICT_RETRY_MINUTES if state.strict else 1.0,
-        meta={"call_id": record["callId"], "phone": callee},
-    )
-    state.schedule_push(job, state.config.push_delay_s)
-    return record
-
-
-def pns_record(state: SandboxState, spec: dict[str, Any], caller: str, callee: str) -> dict[str, Any]:
-    """The NXCLOUD call-record doc's record (``shape: "legList"``: its 2024 shape); the outcome
-    is a pure function of the callee (:func:`phonecheck.sandbox.outcomes.pns_outcome`)."""
-    outcome = outcomes.pns_outcome(callee)
-    start = int(state.clock.now())
-    answered = outcome["callStatus"] == 1
-    answer_at = start + 2 if answered else 0
-    hangup_at = (answer_at + outcome["duration"]) if answered else start + 5
-    call_id = str(spec.get("callId") or state.rng.randrange(10**18, 10**19))
-    bind_id = str(spec.get("bindId") or state.new_hex_id())
-    did = str(spec.get("did", "85235757584"))
-    record_file = f"https://sandbox.invalid/pns/{call_id}.mp3" if answered else ""
-    if spec.get("shape") == "legList":
-        legs = []
-        for call_type, (leg_caller, leg_callee) in enumerate(((caller, did), (did, callee)), start=1):
-            legs.append(
-                {
-                    "callType": call_type,
-                    "caller": leg_caller,
-                    "callee": leg_callee,
-                    "callStartAt": start,
-                    "callAnswerAt": answer_at,
-                    "callFinishAt": hangup_at,
-                    "duration": outcome["duration"],
-                    "callRecordFile": record_file,
-                    "hangupType": outcome["hangup"],
-                    "hangupCause": outcome["hangupCause"],
-                    "hangupCode": outcome["hangupCode"],
-                    "uuid": state.new_hex_id(),
-                    "ringDuration": 2 if answered else 5,
-                    "fsCallStatus": outcome["callStatus"],
-                    "fsCallStatusMsg": "",
-                }
-            )
-        return {
-            "bindId": bind_id,
-            "customerBindId": str(spec.get("customerBindId", "1")),
-            "callId": call_id,
-            "caller": caller,
-            "did": did,
-            "didX": did,
-            "didY": "",
-            "extensionX": "",
-            "callee": callee,
-            "pnsType": "axb",
-            "callStatus": str(outcome["callStatus"]),
-            "callStatusMsg": "",
-            "ext": str(spec.get("ext", "")),
-            "legList": legs,
-        }
-    return {
-        "id": int(spec.get("id") or state.next_seq()),
-        "businessId": str(spec.get("businessId", "sandbox_busi")),
-        "customerBindId": str(spec.get("customerBindId", "1")),
-        "bindId": bind_id,
-        "callId": call_id,
-        "did": did,
-        "caller": caller,
-        "callee": callee,
-        "callStatus": outcome["callStatus"],
-        "callStatusMsg": "",
-        "duration": outcome["duration"],
-        "startAt": start,
-        "answerAt": answer_at,
-        "hangupAt": hangup_at,
-        "hangupCause": outcome["hangupCause"],
-        "hangupCode": outcome["hangupCode"],
-        "hangup": outcome["hangup"],
-        "recordFile": record_file,
-    }

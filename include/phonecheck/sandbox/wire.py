@@ -52,6 +52,7 @@ class VendorCall:
         body_text = self.body.decode("utf-8", errors="replace")
         if "secretkey=" in body_text:
             body_text = re.sub(r"(^|&)secretkey=[^&]*", rf"\1secretkey={MASKED}", body_text)
+        self.state.call_counts[self.event] += 1
         self.state.calls.append(
             {
                 "seq": self.state.next_seq(),

@@ -18,7 +18,7 @@ import psycopg
 from phonecheck.spend.ledger import MonthPosition
 
 LEVEL_NAMES = {1: "basic", 4: "call", 5: "HLR"}
-DECISIONS = ("auto_approved", "approved", "rejected", "timed_out")
+DECISIONS = ("awaiting", "auto_approved", "approved", "rejected", "timed_out")
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,45 @@ def needs_approval(
     return False, f"estimate {amount} {threshold_currency} is within the auto-approve threshold {threshold}"
 
 
+def tightened_threshold(
+    configured: Decimal | None, configured_source: str, requested: Decimal | None
+) -> tuple[Decimal | None, str]:
+    """The threshold a run uses: the deployment's ``configured`` one, or the run's ``requested``
+    one when that is stricter (lower). A form may tighten a control, never loosen it: a requester
+    who may trigger must not be able to wave their own run through. ``configured`` None = the
+    deployment never waits, so any requested threshold is stricter."""
+    if requested is None:
+        return configured, configured_source
+    if configured is None or requested <= configured:
+        return requested, f"the run's approval_threshold, stricter than {configured_source}"
+    return configured, (
+        f"{configured_source}; the run asked for {requested}, but a run may only lower the threshold"
+    )
+
+
+def floored_price(
+    configured: Decimal | None, configured_source: str, requested: Decimal | None
+) -> tuple[Decimal, str]:
+    """The unit price a run states its cost at: the form's, but never below the deployment's
+    configured contract price. A lower form price would shrink the estimate the approval threshold
+    and the monthly budget judge: a form may only make the cost look higher."""
+    if configured is None:
+        return requested or Decimal(0), "the run's unit_price"
+    if requested is None or requested < configured:
+        note = "" if requested is None else f"; the run's unit_price {requested} is lower and was not used"
+        return configured, f"{configured_source}{note}"
+    return requested, f"the run's unit_price, not below {configured_source}"
+
+
+def answer_refused(requested_by: str | None, answered_by: str | None, *, self_approval_allowed: bool) -> bool:
+    """Four eyes: the person who triggered a run may not answer its approval, unless the deployment
+    allows it. Compared by Airflow user name (the only name a run keeps of who triggered it);
+    an answer without a person (the timeout default) or a run nobody triggered is never refused."""
+    if self_approval_allowed or not requested_by or not answered_by:
+        return False
+    return requested_by == answered_by
+
+
 def _money(amount: Decimal | None, currency: str) -> str:
     return "no limit" if amount is None else f"{amount:,.4f} {currency}"
 
@@ -96,6 +135,8 @@ def approval_markdown(
     threshold_source: str,
     reason: str,
     timeout_text: str,
+    requested_by: str | None = None,
+    self_approval_allowed: bool = False,
 ) -> str:
     """The Markdown body of the approval form: cost breakdown, numbers skipped, the month's spend."""
     total = totals(lines)
@@ -141,10 +182,22 @@ def approval_markdown(
         "",
         f"Auto-approve threshold: {_money(threshold, threshold_currency)} ({threshold_source}).",
         "",
+        _requester_line(requested_by, self_approval_allowed),
+        "",
         "**Approve**: the run reserves the estimate against the monthly budget and submits. "
         f"**Reject** (or no answer {timeout_text}): nothing is submitted and the rest of the run is skipped.",
     ]
     return "\n".join(out)
+
+
+def _requester_line(requested_by: str | None, self_approval_allowed: bool) -> str:
+    if not requested_by:
+        return "**Requested by:** nobody in person (a scheduled or system run)."
+    if self_approval_allowed:
+        return (
+            f"**Requested by:** {requested_by} (this deployment lets a requester answer their own approval)."
+        )
+    return f"**Requested by:** {requested_by}, who cannot answer this approval (four eyes): another approver must."
 
 
 def record_decision(
@@ -161,25 +214,33 @@ def record_decision(
     currency: str,
     positions: Sequence[MonthPosition] = (),
     requested_at: datetime | None = None,
+    requested_by: str | None = None,
+    requested_via: str | None = None,
+    self_approval_allowed: bool = False,
 ) -> None:
-    """Record (or, for a retried task, replace) the decision of one run."""
+    """Record (or, for a retried task or a question answered, replace) the decision of one run.
+    ``awaiting`` = asked, no answer yet; its ``requested_at`` is kept by the answer."""
     if decision not in DECISIONS:
         raise ValueError(f"unknown decision {decision!r}")
     month_spend = {p.currency: str(p.committed) for p in positions}
     conn.execute(
         """
         INSERT INTO ops.spend_approval (vendor, dag_id, run_id, decision, decided_by, decided_by_name, estimated,
-                                        threshold, currency, month_spend, requested_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                        threshold, currency, month_spend, requested_at, requested_by,
+                                        requested_via, self_approval_allowed)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (vendor, dag_id, run_id) DO UPDATE SET
             decision = EXCLUDED.decision, decided_by = EXCLUDED.decided_by,
             decided_by_name = EXCLUDED.decided_by_name, estimated = EXCLUDED.estimated,
             threshold = EXCLUDED.threshold, currency = EXCLUDED.currency, month_spend = EXCLUDED.month_spend,
-            requested_at = COALESCE(EXCLUDED.requested_at, ops.spend_approval.requested_at), decided_at = now()
+            requested_at = COALESCE(EXCLUDED.requested_at, ops.spend_approval.requested_at),
+            requested_by = COALESCE(EXCLUDED.requested_by, ops.spend_approval.requested_by),
+            requested_via = COALESCE(EXCLUDED.requested_via, ops.spend_approval.requested_via),
+            self_approval_allowed = EXCLUDED.self_approval_allowed, decided_at = now()
         """,
         (
             vendor, dag_id, run_id, decision, decided_by, decided_by_name,
             json.dumps({c: str(a) for c, a in total.items()}), threshold, currency, json.dumps(month_spend),
-            requested_at,
+            requested_at, requested_by, requested_via, self_approval_allowed,
         ),
     )  # fmt: skip

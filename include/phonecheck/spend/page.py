@@ -6,10 +6,9 @@ reads the warehouse and writes HTML. See docs/operations.md.
 
 from __future__ import annotations
 
-import html
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ from urllib.parse import quote
 
 import psycopg
 
-DAILY_DAYS = 30
+from phonecheck.spend.charts import DAILY_DAYS, _e, budget_bar_svg, daily_spend_svg, outcome_svg
+from phonecheck.spend.money import for_display, format_money
 
 
 @dataclass
@@ -33,6 +33,39 @@ class PageData:
     receiver: list[dict[str, Any]] = field(default_factory=list)
     quarantined: int = 0
     spool_files: int | None = None
+    query_pages: list[dict[str, Any]] = field(default_factory=list)
+    origins: dict[str, str] = field(default_factory=dict)  # run key -> where it ran (ops.run_origin)
+
+    def run_pairs(self) -> set[tuple[str, str]]:
+        """The (dag_id, run_id) of every run the page names."""
+        return {
+            (r["dag_id"], r["run_id"])
+            for r in self.waiting + self.approvals + self.dq_failures + self.query_pages
+            if r["dag_id"]
+        }
+
+
+#: The state of a waiting submission. NXCLOUD pushes results within minutes and retries a push
+#: for up to 60 minutes; its query API lists a batch for 14 days (docs/vendors/nxcloud.md); one
+#: more day because the vendor's "date" may be in another time zone. An AccuAuth task id answers
+#: for 24 hours (docs/vendors/accuauth.md). Past both, nothing will ever arrive.
+NEVER_ANSWERED = "vendor never answered"
+WAITING_LIMITS = {"push_window": timedelta(minutes=65), "query_window": timedelta(days=15),
+                  "task_ttl": timedelta(hours=24)}  # fmt: skip
+WAITING_SQL = """
+SELECT vendor, status, state, dag_id, run_id, count(*) AS submissions, sum(phone_count) AS numbers,
+       min(submitted_at) AS oldest, now() - min(submitted_at) AS age
+FROM (
+    SELECT *, CASE
+        WHEN vendor = 'nxcloud' AND submitted_at > now() - %(push_window)s THEN 'waiting for pushes'
+        WHEN vendor = 'nxcloud' AND submitted_at > now() - %(query_window)s
+            THEN 'pushes overdue: the query API can still list it'
+        WHEN vendor = 'accuauth' AND submitted_at > now() - %(task_ttl)s THEN 'waiting for the answer'
+        ELSE %(never)s END AS state
+    FROM ops.number_check_submission WHERE status IN ('pending', 'submitted')
+) s
+GROUP BY 1, 2, 3, 4, 5 ORDER BY oldest LIMIT 50
+"""
 
 
 def _rows(conn: psycopg.Connection, query: str, params: Any = None) -> list[dict[str, Any]]:
@@ -41,12 +74,16 @@ def _rows(conn: psycopg.Connection, query: str, params: Any = None) -> list[dict
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def load_page_data(conn: psycopg.Connection, spool_dir: Path | None = None) -> PageData:
-    now = datetime.now(UTC)
+def load_page_data(
+    conn: psycopg.Connection, spool_dir: Path | None = None, now: datetime | None = None
+) -> PageData:
+    """``now``: the page's clock (default: the current time); "this month" is its UTC month."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     month = now.date().replace(day=1)
     data = PageData(now=now)
-    # spend vs budget: the ledger's month, plus the prices of results received this month; results
-    # without a currency (AccuAuth's answers carry no price, a vendor row may lack one) make no card
+    # spend vs budget: the ledger's month, plus the prices of results received this month (AccuAuth:
+    # its contract unit price per check, see mart.phone_check_result); results without a currency
+    # make no card
     data.budgets = _rows(
         conn,
         """
@@ -86,15 +123,7 @@ def load_page_data(conn: psycopg.Connection, spool_dir: Path | None = None) -> P
         """,
         (DAILY_DAYS,),
     )
-    data.waiting = _rows(
-        conn,
-        """
-        SELECT vendor, status, dag_id, run_id, count(*) AS submissions, sum(phone_count) AS numbers,
-               min(submitted_at) AS oldest, now() - min(submitted_at) AS age
-        FROM ops.number_check_submission WHERE status IN ('pending', 'submitted')
-        GROUP BY 1, 2, 3, 4 ORDER BY oldest LIMIT 50
-        """,
-    )
+    data.waiting = _rows(conn, WAITING_SQL, {**WAITING_LIMITS, "never": NEVER_ANSWERED})
     data.in_doubt = conn.execute(
         "SELECT count(*) FROM ops.accuauth_submit_claim WHERE state = 'sending'"
     ).fetchone()[0]
@@ -107,7 +136,7 @@ def load_page_data(conn: psycopg.Connection, spool_dir: Path | None = None) -> P
         conn,
         """
         SELECT validation_run_id, suite_name, table_name, expectation_type, column_name, unexpected_count,
-               dag_id, airflow_run_id, validated_at
+               dag_id, airflow_run_id, airflow_run_id AS run_id, validated_at
         FROM dq.validation_result WHERE NOT success ORDER BY validated_at DESC, result_id DESC LIMIT 10
         """,
     )
@@ -116,9 +145,27 @@ def load_page_data(conn: psycopg.Connection, spool_dir: Path | None = None) -> P
         "SELECT endpoint, max(received_at) AS last_push, count(*) FILTER (WHERE received_at > now() - interval '1 day') "
         "AS last_24h FROM raw.webhook_event GROUP BY 1 ORDER BY 1",
     )
+    # the NXCLOUD query API is the fallback for numbers the pushes did not bring: every page it
+    # answered is kept in raw.vendor_answer with the run that asked, so its cost per run shows here
+    data.query_pages = _rows(
+        conn,
+        """
+        SELECT dag_id, run_id, count(*) AS pages, max(received_at) AS last_at
+        FROM raw.vendor_answer
+        WHERE vendor = 'nxcloud' AND api = 'number_check_query' AND received_at > now() - interval '1 day'
+        GROUP BY 1, 2 ORDER BY last_at DESC LIMIT 20
+        """,
+    )
     data.quarantined = conn.execute(
         "SELECT count(*) FROM raw.webhook_event WHERE parse_status = 'error' OR process_error IS NOT NULL"
     ).fetchone()[0]
+    run_ids = sorted({run_id for _, run_id in data.run_pairs()})
+    data.origins = {
+        f"{dag_id}/{run_id}": origin
+        for dag_id, run_id, origin in conn.execute(
+            "SELECT dag_id, run_id, origin FROM ops.run_origin WHERE run_id = ANY(%s)", (run_ids,)
+        )
+    }
     if spool_dir is not None:  # configured but not created yet: nothing was ever spooled
         data.spool_files = sum(1 for p in spool_dir.rglob("*") if p.is_file()) if spool_dir.is_dir() else 0
     return data
@@ -135,17 +182,9 @@ th{color:#475569;font-weight:600} td.n{text-align:right;font-variant-numeric:tab
 .cards{display:flex;gap:12px;flex-wrap:wrap} .card{border:1px solid #e5e7eb;border-radius:8px;padding:10px 14px;min-width:220px}
 .card b{font-size:1.3rem} a{color:#2563eb}
 """
-PALETTE = ["#2563eb", "#16a34a", "#f59e0b", "#dc2626", "#7c3aed", "#0891b2", "#db2777", "#65a30d"]
 
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
-
-
-def _money(value: Any, currency: str | None) -> str:
-    if value is None:
-        return "–"
-    return f"{Decimal(value):,.2f} {currency or ''}".strip()
+_money = format_money  # exact amounts in, rounded once to the currency's minor unit for display
 
 
 def _age(delta: timedelta | None) -> str:
@@ -166,93 +205,6 @@ def run_link(ui_base: str, dag_id: str | None, run_id: str | None) -> str:
     return f'<a href="{_e(href)}" target="_top">{_e(run_id)}</a>'
 
 
-def budget_bar_svg(used: Decimal, budget: Decimal | None, width: int = 220) -> str:
-    if not budget:
-        return ""
-    share = min(float(used / budget), 1.0) if budget > 0 else 1.0
-    colour = "#dc2626" if share >= 0.9 else "#f59e0b" if share >= 0.7 else "#16a34a"
-    return (
-        f'<svg width="{width}" height="12" role="img" aria-label="{share:.0%} of budget">'
-        f'<rect width="{width}" height="12" fill="#e5e7eb" rx="3"/>'
-        f'<rect width="{width * share:.1f}" height="12" fill="{colour}" rx="3"/></svg>'
-    )
-
-
-def daily_spend_svg(daily: list[dict[str, Any]], today: date, width: int = 720, height: int = 180) -> str:
-    """Stacked bars: spend per day and vendor (one currency per chart: the most common one)."""
-    if not daily:
-        return '<p class="muted">No priced results in the last 30 days.</p>'
-    currencies: dict[str, Decimal] = {}
-    for row in daily:
-        if row["currency"] and row["spend"] is not None:
-            currencies[row["currency"]] = currencies.get(row["currency"], Decimal(0)) + Decimal(row["spend"])
-    if not currencies:
-        return '<p class="muted">No priced results in the last 30 days.</p>'
-    currency = max(currencies, key=lambda c: currencies[c])
-    days = [today - timedelta(days=DAILY_DAYS - 1 - i) for i in range(DAILY_DAYS)]
-    vendors = sorted({r["vendor"] for r in daily if r["currency"] == currency})
-    per = {(r["day"], r["vendor"]): Decimal(r["spend"] or 0) for r in daily if r["currency"] == currency}
-    totals = [sum((per.get((d, v), Decimal(0)) for v in vendors), Decimal(0)) for d in days]
-    top = max(totals) or Decimal(1)
-    left, bottom = 56, 20
-    plot_w, plot_h = width - left - 8, height - bottom - 10
-    bar_w = plot_w / len(days)
-    parts = [
-        f'<svg width="{width}" height="{height}" role="img" aria-label="daily spend in {_e(currency)}">',
-        f'<line x1="{left}" y1="{10 + plot_h}" x2="{width - 8}" y2="{10 + plot_h}" stroke="#94a3b8"/>',
-        f'<text x="{left - 4}" y="16" font-size="10" text-anchor="end">{top:,.2f}</text>',
-        f'<text x="{left - 4}" y="{10 + plot_h}" font-size="10" text-anchor="end">0</text>',
-    ]
-    for i, day in enumerate(days):
-        y = 10 + plot_h
-        for j, vendor in enumerate(vendors):
-            amount = per.get((day, vendor), Decimal(0))
-            if not amount:
-                continue
-            h = float(amount / top) * plot_h
-            y -= h
-            parts.append(
-                f'<rect x="{left + i * bar_w + 1:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" '
-                f'fill="{PALETTE[j % len(PALETTE)]}"><title>{day} {_e(vendor)}: {amount:,.4f} {_e(currency)}'
-                f"</title></rect>"
-            )
-        if i % 7 == 0 and i + 3 < len(days) or i == len(days) - 1:
-            parts.append(
-                f'<text x="{left + i * bar_w:.1f}" y="{height - 4}" font-size="10">{day:%m-%d}</text>'
-            )
-    legend = " ".join(
-        f'<span style="color:{PALETTE[j % len(PALETTE)]}">■</span> {_e(v)}' for j, v in enumerate(vendors)
-    )
-    parts.append("</svg>")
-    return "".join(parts) + f'<div class="muted">Spend per day in {_e(currency)}: {legend}</div>'
-
-
-def outcome_svg(outcomes: list[dict[str, Any]], width: int = 520) -> str:
-    if not outcomes:
-        return '<p class="muted">No results in the last 30 days.</p>'
-    out = []
-    for vendor in sorted({r["vendor"] for r in outcomes}):
-        rows = [r for r in outcomes if r["vendor"] == vendor]
-        total = sum(r["checks"] for r in rows)
-        x = 0.0
-        bar = [f'<svg width="{width}" height="18" role="img" aria-label="outcome mix {_e(vendor)}">']
-        legend = []
-        for j, row in enumerate(rows):
-            w = width * row["checks"] / total
-            colour = PALETTE[j % len(PALETTE)]
-            bar.append(
-                f'<rect x="{x:.1f}" width="{w:.1f}" height="18" fill="{colour}">'
-                f"<title>{_e(row['outcome'])}: {row['checks']}</title></rect>"
-            )
-            legend.append(f'<span style="color:{colour}">■</span> {_e(row["outcome"])} {row["checks"]:,}')
-            x += w
-        bar.append("</svg>")
-        out.append(
-            f"<p><b>{_e(vendor)}</b> ({total:,} results)<br>{''.join(bar)}<br>{' · '.join(legend)}</p>"
-        )
-    return "".join(out)
-
-
 def data_docs_href(docs_dir: Path, suite: str, validation_run_id: str, base: str) -> str | None:
     folder = docs_dir / "validations" / suite / validation_run_id
     pages = sorted(folder.rglob("*.html")) if folder.is_dir() else []
@@ -263,8 +215,23 @@ def data_docs_href(docs_dir: Path, suite: str, validation_run_id: str, base: str
 
 
 def render_page(
-    data: PageData, *, ui_base: str = "", page_base: str = "", docs_dir: Path | None = None
+    data: PageData,
+    *,
+    ui_base: str = "",
+    page_base: str = "",
+    docs_dir: Path | None = None,
+    known_runs: set[tuple[str, str]] | None = None,
 ) -> str:
+    """The page. ``known_runs``: the (dag_id, run_id) pairs this Airflow holds; other runs are
+    shown unlinked, labelled with where they came from (None: link every run)."""
+
+    def runs(dag_id: str | None, run_id: str | None) -> str:
+        if known_runs is None or (dag_id, run_id) in known_runs or not dag_id or not run_id:
+            return run_link(ui_base, dag_id, run_id)
+        origin = data.origins.get(f"{dag_id}/{run_id}")
+        where = f"from {origin}" if origin else "not in this Airflow"
+        return f'<span class="foreign-run">{_e(run_id)}</span> <span class="muted">({_e(where)})</span>'
+
     h: list[str] = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Phone checks</title>",
         f"<style>{CSS}</style></head><body>",
@@ -277,13 +244,16 @@ def render_page(
         h.append('<div class="cards">')
         for b in data.budgets:
             committed = Decimal(b["committed"] or 0)
+            # the card adds up as shown: held = the headline minus the charges, both rounded once
+            held = for_display(committed, b["currency"]) - for_display(b["charged"] or 0, b["currency"])
             h.append(
                 f'<div class="card" data-vendor="{_e(b["vendor"])}" data-currency="{_e(b["currency"])}"><div>{_e(b["vendor"])} · {_e(b["currency"])}</div>'
                 f'<b class="spend">{_money(committed, b["currency"])}</b> of '
                 f"{_money(b['budget'], b['currency']) if b['budget'] is not None else 'no budget set'}<br>"
                 f"{budget_bar_svg(committed, b['budget'])}"
-                f'<div class="muted">charged {_money(b["charged"], b["currency"])}, held by open runs '
-                f"{_money(b['reserved'], b['currency'])}; {b['runs']} run(s), {b['refused_runs']} refused over "
+                f'<div class="muted">charged <span class="charged">{_money(b["charged"] or 0, b["currency"])}</span>'
+                f' + held <span class="held">{_money(held, b["currency"])}</span> (runs still open, numbers '
+                f"still without a result); {b['runs']} run(s), {b['refused_runs']} refused over "
                 f"budget; results priced this month {_money(b['result_spend'], b['currency'])} "
                 f"({b['checks']:,} checks)</div></div>"
             )
@@ -294,23 +264,41 @@ def render_page(
     h.append(daily_spend_svg(data.daily, data.now.date()))
     h.append("<h2>Outcome mix (last 30 days)</h2>")
     h.append(outcome_svg(data.outcomes))
-    pending = sum(int(w["numbers"] or 0) for w in data.waiting)
+    pending = sum(int(w["numbers"] or 0) for w in data.waiting if w["state"] != NEVER_ANSWERED)
+    silent = sum(int(w["numbers"] or 0) for w in data.waiting if w["state"] == NEVER_ANSWERED)
     h.append(f'<h2>Checks waiting: <span id="pending-count">{pending}</span> number(s)</h2>')
+    if silent:
+        h.append(
+            f'<p class="bad"><span id="never-answered-count">{silent}</span> number(s): {NEVER_ANSWERED}, '
+            "the push window and the query API have both passed (docs/operations.md says what to do).</p>"
+        )
     if data.waiting:
         h.append(
-            "<table><tr><th>vendor</th><th>status</th><th>run</th><th>submissions</th><th>numbers</th>"
-            "<th>oldest</th><th>age</th></tr>"
+            "<table><tr><th>vendor</th><th>status</th><th>state</th><th>run</th><th>submissions</th>"
+            "<th>numbers</th><th>oldest</th><th>age</th></tr>"
         )
         for w in data.waiting:
             h.append(
-                f"<tr><td>{_e(w['vendor'])}</td><td>{_e(w['status'])}</td>"
-                f"<td>{run_link(ui_base, w['dag_id'], w['run_id'])}</td><td class='n'>{w['submissions']}</td>"
-                f"<td class='n'>{w['numbers']}</td><td>{w['oldest']:%Y-%m-%d %H:%M}</td><td>{_age(w['age'])}</td></tr>"
+                f"<tr class='waiting'><td>{_e(w['vendor'])}</td><td>{_e(w['status'])}</td>"
+                f"<td class='state'>{_e(w['state'])}</td><td>{runs(w['dag_id'], w['run_id'])}</td>"
+                f"<td class='n'>{w['submissions']}</td><td class='n'>{w['numbers']}</td>"
+                f"<td>{w['oldest']:%Y-%m-%d %H:%M}</td><td>{_age(w['age'])}</td></tr>"
             )
         h.append("</table>")
     h.append(
         f'<p class="muted">AccuAuth submits whose outcome is unknown (in doubt, not resent): {data.in_doubt}</p>'
     )
+    h.append("<h2>NXCLOUD query API (last 24 h)</h2>")
+    if data.query_pages:
+        h.append("<table><tr><th>run</th><th>pages read for numbers without a push</th><th>last</th></tr>")
+        for q in data.query_pages:
+            h.append(
+                f"<tr><td>{runs(q['dag_id'], q['run_id'])}</td><td class='n'>{q['pages']:,}</td>"
+                f"<td>{q['last_at']:%Y-%m-%d %H:%M}</td></tr>"
+            )
+        h.append("</table>")
+    else:
+        h.append('<p class="ok">No query call: every result came from its push.</p>')
     h.append("<h2>Approvals</h2>")
     if data.approvals:
         h.append(
@@ -320,7 +308,7 @@ def render_page(
             est = ", ".join(f"{v} {c}" for c, v in (a["estimated"] or {}).items())
             h.append(
                 f"<tr><td>{a['decided_at']:%Y-%m-%d %H:%M}</td><td>{_e(a['vendor'])}</td>"
-                f"<td>{run_link(ui_base, a['dag_id'], a['run_id'])}</td><td>{_e(a['decision'])}</td>"
+                f"<td>{runs(a['dag_id'], a['run_id'])}</td><td>{_e(a['decision'])}</td>"
                 f"<td>{_e(a['decided_by_name'] or '–')}</td><td>{_e(est)}</td></tr>"
             )
         h.append("</table>")
@@ -345,7 +333,7 @@ def render_page(
                 f"<tr class='dq-failure'><td>{f['validated_at']:%Y-%m-%d %H:%M}</td><td>{_e(f['table_name'])}</td>"
                 f"<td class='bad'>{_e(f['expectation_type'])}</td><td>{_e(f['column_name'])}</td>"
                 f"<td class='n'>{_e(f['unexpected_count'])}</td>"
-                f"<td>{run_link(ui_base, f['dag_id'], f['airflow_run_id'])}</td><td>{link}</td></tr>"
+                f"<td>{runs(f['dag_id'], f['airflow_run_id'])}</td><td>{link}</td></tr>"
             )
         h.append("</table>")
     else:

@@ -5,7 +5,6 @@ from phonecheck_airflow.notifiers.alerts import (
     EmailAlertNotifier,
     WebhookNotifier,
     alert_notifiers,
-    deadline_missed,
 )
 
 __all__ = [
@@ -13,5 +12,4 @@ __all__ = [
     "EmailAlertNotifier",
     "WebhookNotifier",
     "alert_notifiers",
-    "deadline_missed",
 ]

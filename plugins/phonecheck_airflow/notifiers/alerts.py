@@ -1,7 +1,8 @@
 """Alert notifiers, configured by connection (docs/operations.md).
 
 * :class:`WebhookNotifier` posts one JSON message (``text`` plus the event, DAG, run, task and a
-  link to the run) to the URL of an HTTP connection, ``phonecheck_alerts_webhook`` by default:
+  link to the run) through the http provider's ``HttpNotifier`` to the URL of an HTTP
+  connection, ``phonecheck_alerts_webhook`` by default:
   chat tools (Slack/Mattermost/Teams incoming webhooks) read ``text``; anything else can use the
   fields. Extra ``headers`` (a JSON object) are sent too.
 * :class:`EmailAlertNotifier` sends the same message by mail with the smtp provider's
@@ -10,8 +11,8 @@
 
 Both do nothing (one log line) while their connection or recipients are not configured, so a
 deployment without alerting runs unchanged, and an alert that cannot be delivered never fails a
-run. :func:`alert_notifiers` gives the pair for an event; :func:`deadline_missed` is the async
-callback of the daily reconciliation's deadline alert (it runs in the triggerer).
+run. :func:`alert_notifiers` gives the pair for an event; the daily reconciliation's deadline check
+(``phonecheck_airflow.tasks.deadline``) posts ``deadline_missed`` through :class:`WebhookNotifier`.
 """
 
 from __future__ import annotations
@@ -48,11 +49,6 @@ def _url(conn: Any) -> str:
     return f"{scheme}://{host}{port}{endpoint}"
 
 
-def _headers(conn: Any) -> dict[str, str]:
-    headers = (conn.extra_dejson or {}).get("headers") or {}
-    return {"Content-Type": "application/json", **{str(k): str(v) for k, v in headers.items()}}
-
-
 def _run_url(context: Any) -> str | None:
     from airflow.configuration import conf
 
@@ -66,7 +62,15 @@ def _run_url(context: Any) -> str | None:
 
 
 class WebhookNotifier(BaseNotifier):
-    """Post an alert as JSON to the URL of an HTTP connection.
+    """Post an alert as JSON to the URL of an HTTP connection, through the http provider's
+    ``HttpNotifier``.
+
+    What this class adds to ``HttpNotifier``: the message fields from the context, silence while
+    the connection does not exist, a delivery failure logged instead of raised (an alert never
+    fails a run), and the connection shape of docs/operations.md (extra ``headers`` as a JSON
+    object, extra ``endpoint``, https when no schema), which ``HttpHook`` would otherwise send
+    as headers named ``headers`` and ``endpoint``. The provider is imported when an alert is
+    sent, not when a DAG file builds its callbacks.
 
     :param text: the message (templated).
     :param event: what happened (``task_failed``, ``dq_failed``, ``deadline_missed``...).
@@ -110,39 +114,55 @@ class WebhookNotifier(BaseNotifier):
             return None
 
     def notify(self, context: Any) -> None:
-        import requests
-
         conn = self._connection()
         if conn is None:
             return
+        from airflow.providers.http.notifications.http import HttpNotifier
+
+        sender = HttpNotifier(
+            http_conn_id=self.webhook_conn_id,
+            json=self.payload(context),
+            extra_options={"timeout": self.timeout},
+        )
+        sender.hook = _hook_over(as_http_hook_reads_it(conn))  # replaces the cached property
         try:
-            answer = requests.post(
-                _url(conn),
-                data=json.dumps(self.payload(context)),
-                headers=_headers(conn),
-                timeout=self.timeout,
-            )
-            answer.raise_for_status()
-        except requests.RequestException as exc:  # an undeliverable alert never fails the run
+            sender.notify(context)
+        except Exception as exc:  # noqa: BLE001 - an undeliverable alert never fails the run
             log.warning("alert %s could not be delivered to %r: %s", self.event, self.webhook_conn_id, exc)
 
     async def async_notify(self, context: Any) -> None:
-        import aiohttp
-        from airflow.sdk import BaseHook
+        import asyncio
 
-        try:
-            conn = await BaseHook.aget_connection(self.webhook_conn_id)
-        except Exception:  # noqa: BLE001
-            log.info("alert %s not sent: no connection %r", self.event, self.webhook_conn_id)
-            return
-        try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
-                async with session.post(
-                    _url(conn), data=json.dumps(self.payload(context)), headers=_headers(conn)
-                ) as answer:
-                    answer.raise_for_status()
-        except aiohttp.ClientError as exc:
-            log.warning("alert %s could not be delivered to %r: %s", self.event, self.webhook_conn_id, exc)
+        await asyncio.to_thread(self.notify, context)
+
+
+def as_http_hook_reads_it(conn: Any) -> Any:
+    """The connection in ``HttpHook``'s shape: the whole URL as host, every extra that is no
+    request option a header (the extra ``headers`` object spread out, ``endpoint`` gone)."""
+    from airflow.sdk import Connection
+
+    extra = dict(conn.extra_dejson or {})
+    headers = extra.pop("headers", None) or {}
+    extra.pop("endpoint", None)
+    extra.update({str(k): str(v) for k, v in headers.items()})
+    return Connection(
+        conn_id=conn.conn_id,
+        conn_type="http",
+        host=_url(conn),
+        login=conn.login,
+        password=conn.password,
+        extra=json.dumps(extra) if extra else None,
+    )
+
+
+def _hook_over(conn: Any):
+    from airflow.providers.http.hooks.http import HttpHook
+
+    class _Hook(HttpHook):
+        def get_connection(self, conn_id: str) -> Any:  # type: ignore[override]
+            return conn
+
+    return _Hook(method="POST", http_conn_id=conn.conn_id)
 
 
 class EmailAlertNotifier(BaseNotifier):
@@ -183,14 +203,3 @@ def alert_notifiers(event: str) -> list[BaseNotifier]:
     """The webhook and email notifiers for ``event`` (``task_failed`` or ``dq_failed``)."""
     text = MESSAGES[event]
     return [WebhookNotifier(text=text, event=event), EmailAlertNotifier(text=text, event=event)]
-
-
-async def deadline_missed(text: str, webhook_conn_id: str = WEBHOOK_CONN_ID, context: Any = None) -> None:
-    """Deadline-alert callback (runs in the triggerer with the run's context): post ``text`` to the
-    alerts webhook."""
-    context = dict(context or {})
-    dag_run = context.get("dag_run") or {}
-    run_id = dag_run.get("run_id") if isinstance(dag_run, dict) else getattr(dag_run, "run_id", None)
-    context.setdefault("run_id", run_id)
-    notifier = WebhookNotifier(text=text, event="deadline_missed", webhook_conn_id=webhook_conn_id)
-    await notifier.async_notify(context)

@@ -11,21 +11,32 @@ configured auth manager): same login as the UI, 401 without one. The HTML comes 
 
 from __future__ import annotations
 
-import os
-
 from airflow.plugins_manager import AirflowPlugin
 
 URL_PREFIX = "/phone-checks"
 
 
 def _warehouse_dsn() -> str:
-    if os.environ.get("WAREHOUSE_DSN"):
-        return os.environ["WAREHOUSE_DSN"]
-    from airflow.models.connection import Connection
+    """The ``warehouse`` connection through ``PostgresHook``, as every task reads it."""
+    from phonecheck_airflow.warehouse import warehouse_dsn
 
-    from phonecheck_airflow.warehouse import WAREHOUSE_CONN_ID, dsn_from_connection
+    return warehouse_dsn()
 
-    return dsn_from_connection(Connection.get_connection_from_secrets(WAREHOUSE_CONN_ID))
+
+def _runs_in_this_airflow(pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of ``pairs`` (dag_id, run_id) this Airflow's metadata database holds: only those get
+    a link (a run of another Airflow on the same warehouse, e.g. make demo's, would answer 404)."""
+    if not pairs:
+        return set()
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        found = session.execute(
+            select(DagRun.dag_id, DagRun.run_id).where(DagRun.run_id.in_({run_id for _, run_id in pairs}))
+        ).all()
+    return {(dag_id, run_id) for dag_id, run_id in found} & pairs
 
 
 def create_app():
@@ -46,7 +57,13 @@ def create_app():
 
         with psycopg.connect(_warehouse_dsn(), connect_timeout=10) as conn:
             data = load_page_data(conn, spool_dir_from_env())
-        return render_page(data, ui_base="", page_base=URL_PREFIX, docs_dir=data_docs_dir())
+        return render_page(
+            data,
+            ui_base="",
+            page_base=URL_PREFIX,
+            docs_dir=data_docs_dir(),
+            known_runs=_runs_in_this_airflow(data.run_pairs()),
+        )
 
     @app.get("/", response_class=HTMLResponse)
     async def page(user=Depends(get_user)) -> HTMLResponse:  # noqa: B008 - FastAPI's dependency idiom

@@ -40,13 +40,17 @@ class PhonecheckTrigger(BaseTrigger):
     ``float(...)`` of a rendered template string), and the triggerer rebuilds an equal trigger
     from the pair. A parameter without an attribute fails loudly at ``serialize()``.
 
-    **Loop.** The default :meth:`run` is the common shape: ask :meth:`check` (one read-only
-    look), yield its event if it returned one, else give up at ``deadline`` with
-    :meth:`timeout_event`, else sleep ``poll_interval`` seconds. A failing look (warehouse
-    restarting) is logged by type and retried on the next round; the deadline still holds. A task
-    trigger (``fires_once = True``) returns after its first event; an event trigger (used by an
-    ``AssetWatcher``) keeps watching. A trigger whose wait has another shape (the AccuAuth one
-    polls thousands of tasks from one coroutine) overrides :meth:`run` and keeps the naming.
+    **Loop.** :meth:`run` is every trigger's: it finds the warehouse (an unknown connection is
+    one ``error`` event for a task trigger) and hands over to :meth:`wait`. The default
+    :meth:`wait` is the common shape: ask :meth:`check` (one read-only look), yield its event if
+    it returned one, else give up at ``deadline`` with :meth:`timeout_event`, else sleep
+    ``poll_interval`` seconds. A failing look (warehouse restarting) is logged by type and
+    retried on the next round; the deadline still holds. A task trigger (``fires_once = True``)
+    returns after its first event; an event trigger (used by an ``AssetWatcher``) keeps
+    watching. So a subclass says only what to check. The two whose wait has another shape (the
+    AccuAuth one polls thousands of tasks with per-task backoff from one coroutine; the NXCLOUD
+    in-doubt one keeps a window per batch) override :meth:`wait`, keep ``run()``, the naming and
+    the deadline.
 
     :param warehouse_conn_id: the warehouse (postgres) connection.
     :param poll_interval: seconds between two looks.
@@ -73,11 +77,26 @@ class PhonecheckTrigger(BaseTrigger):
 
     @classmethod
     def serialized_fields(cls) -> tuple[str, ...]:
-        """The names ``serialize()`` writes: the parameters of ``cls.__init__``, in order."""
-        parameters = inspect.signature(cls.__init__).parameters.values()
-        return tuple(
-            p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        )
+        """The names ``serialize()`` writes: the parameters of ``cls.__init__``, in order, and,
+        where that ``__init__`` passes ``**kwargs`` on, those of the parent's (down to, not
+        including, this base: a subclass names the shared parameters it accepts)."""
+        names: list[str] = []
+        for klass in cls.__mro__:
+            if klass is PhonecheckTrigger or not issubclass(klass, PhonecheckTrigger):
+                break
+            if "__init__" not in vars(klass):
+                continue
+            parameters = inspect.signature(klass.__init__).parameters.values()
+            names += [
+                p.name
+                for p in parameters
+                if p.name != "self"
+                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                and p.name not in names
+            ]
+            if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+                break
+        return tuple(names)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         cls = type(self)  # the subclass: its classpath is what the triggerer imports
@@ -107,6 +126,7 @@ class PhonecheckTrigger(BaseTrigger):
         return {"status": "timeout"}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Find the warehouse, then :meth:`wait`. The one entry point of every trigger here."""
         try:
             dsn = await self.warehouse_dsn()
         except Exception as exc:
@@ -117,7 +137,14 @@ class PhonecheckTrigger(BaseTrigger):
                 {"status": "error", "message": f"warehouse connection: {type(exc).__name__}: {exc}"}
             )
             return
+        async for event in self.wait(dsn):
+            yield event
+
+    async def wait(self, dsn: str) -> AsyncIterator[TriggerEvent]:
+        """The check-or-sleep loop. ``looks`` counts the looks (a timeout event may report it)."""
+        self.looks = 0
         while True:
+            self.looks += 1
             try:
                 payload = await self.check(dsn)
             except Exception as exc:  # noqa: BLE001 - a transient warehouse error: keep waiting, say so

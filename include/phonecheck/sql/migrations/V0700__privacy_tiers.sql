@@ -387,7 +387,14 @@ BEGIN
         GRANT USAGE ON SCHEMA analyst TO analyst;
         GRANT SELECT ON ALL TABLES IN SCHEMA analyst TO analyst;
         ALTER DEFAULT PRIVILEGES IN SCHEMA analyst GRANT SELECT ON TABLES TO analyst;
-        COMMENT ON ROLE analyst IS 'Analysts: SELECT on the pseudonymised views of schema analyst only; statement timeout; no temporary objects.';
+        -- A role's comment needs CREATEROLE: the owner of a warehouse whose roles an administrator
+        -- created (docker/postgres/10-warehouse.sh) has none, and the migration goes on without it.
+        BEGIN
+            COMMENT ON ROLE analyst IS 'Analysts: SELECT on the pseudonymised views of schema analyst only; statement timeout; no temporary objects.';
+        EXCEPTION
+            WHEN insufficient_privilege THEN
+                RAISE WARNING 'role analyst: comment not set (%): ask an administrator', SQLERRM;
+        END;
     END IF;
 END
 $$;

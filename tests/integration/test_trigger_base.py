@@ -3,8 +3,8 @@ tests: every project trigger serialises to its exact classpath and kwargs throug
 the triggerer rebuilds an equal one from them; the base's check-or-sleep loop fires each of its
 events (found, timeout, error) exactly once, against the real PostgreSQL warehouse.
 
-Each trigger's own event paths: tests/unit/test_accuauth_trigger.py,
-tests/unit/test_inbox_trigger.py, tests/integration/test_nxcloud_wait.py."""
+Each trigger's own event paths: tests/integration/test_accuauth_trigger.py,
+tests/integration/test_inbox_trigger.py, tests/integration/test_nxcloud_wait.py."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from phonecheck_airflow.triggers.base import PhonecheckTrigger
 from phonecheck_airflow.triggers.inbox import WebhookInboxTrigger
 from phonecheck_airflow.triggers.nxcloud import NxCloudResultsTrigger
 
+pytestmark = pytest.mark.integration
+
 SERIALISED = [
     pytest.param(
         AccuAuthTaskTrigger(run_id="manual__2026", max_submission_id="42", poll_interval="0.5", dag_id="d"),
@@ -38,6 +40,7 @@ SERIALISED = [
             "max_in_flight": 16,
             "warehouse_check_interval": 30.0,
             "dag_id": "d",
+            "deadline": None,
         },
         id="accuauth",
     ),
@@ -118,11 +121,10 @@ class RowsTrigger(PhonecheckTrigger):
     ) -> None:
         super().__init__(warehouse_conn_id=warehouse_conn_id, poll_interval=poll_interval, deadline=deadline)
         self.rows = rows
-        self.looks = 0
+        self.looks = 0  # counted by the base loop
         self.last: int | None = None
 
     async def check(self, dsn: str) -> dict[str, Any] | None:
-        self.looks += 1
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=5) as conn:
             cur = await conn.execute("SELECT count(*) FROM raw.webhook_event")
             (self.last,) = await cur.fetchone()
@@ -180,15 +182,37 @@ def test_an_unknown_connection_is_one_error_event_for_a_task_trigger(fresh_wareh
 
 
 def test_a_failing_look_is_retried_until_the_deadline(monkeypatch, capsys):
-    """A warehouse that refuses connections: every look fails, is logged, and the deadline ends it."""
+    """A warehouse that refuses connections: every look fails, is logged, and the deadline ends it.
+    The deadline passes after the third look, whatever the machine's pace (no wall-clock window)."""
+
+    class ThreeLooks(RowsTrigger):
+        def deadline_passed(self) -> bool:
+            return self.looks >= 3
+
     monkeypatch.setenv(
         "AIRFLOW_CONN_DEAD_WAREHOUSE",
         json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "x", "schema": "x"}),
     )
-    trigger = RowsTrigger(rows=1, warehouse_conn_id="dead_warehouse", deadline=time.time() + 0.3)
+    trigger = ThreeLooks(rows=1, warehouse_conn_id="dead_warehouse", deadline=time.time() + 3600)
     (event,) = asyncio.run(events_of(trigger))
-    assert event == {"status": "timeout", "rows": None, "looks": trigger.looks} and trigger.looks >= 2
+    assert event == {"status": "timeout", "rows": None, "looks": 3}
     logged = capsys.readouterr().out  # Airflow's structured log goes to stdout
-    assert (
-        logged.count("RowsTrigger: warehouse look failed (OperationalError); trying again") == trigger.looks
-    )
+    assert logged.count("ThreeLooks: warehouse look failed (OperationalError); trying again") == 3
+
+
+def test_a_subclass_passing_kwargs_on_serialises_its_parents_parameters_too():
+    """The NXCLOUD in-doubt trigger names only its own parameters and passes the run's on."""
+    from phonecheck_airflow.triggers.nxcloud import NxCloudInDoubtTrigger
+
+    trigger = NxCloudInDoubtTrigger("d/r", window_s="90", warehouse_conn_id="wh", deadline=5)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "phonecheck_airflow.triggers.nxcloud.NxCloudInDoubtTrigger"
+    assert kwargs == {
+        "run_key": "d/r",
+        "window_s": 90.0,
+        "nxcloud_conn_id": "nxcloud_default",
+        "warehouse_conn_id": "wh",
+        "poll_interval": 5.0,
+        "deadline": 5.0,
+    }
+    assert NxCloudInDoubtTrigger(**json.loads(json.dumps(kwargs))).serialize() == (classpath, kwargs)

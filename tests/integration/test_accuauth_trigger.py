@@ -21,6 +21,8 @@ from phonecheck.sandbox import outcomes
 from phonecheck_airflow.sensors.accuauth import AccuAuthTasksSensor
 from phonecheck_airflow.triggers.accuauth import AccuAuthTaskTrigger
 
+pytestmark = pytest.mark.integration
+
 CLASSPATH = "phonecheck_airflow.triggers.accuauth.AccuAuthTaskTrigger"
 FAST = {"poll_interval": 0.05, "max_poll_interval": 0.2, "max_requests_per_second": 200.0}
 
@@ -47,6 +49,7 @@ def test_serialize_gives_the_exact_classpath_and_kwargs():
         "max_in_flight": 4,
         "warehouse_check_interval": 30.0,
         "dag_id": "accuauth_phone_check",
+        "deadline": None,
     }
     assert AccuAuthTaskTrigger(**kwargs).serialize() == (classpath, kwargs)  # what the triggerer rebuilds
 
@@ -113,6 +116,19 @@ def test_an_account_wide_vendor_answer_yields_one_error_event(
     assert sandbox.credentials.accuauth_api_secret not in json.dumps(payload)
 
 
+def test_a_passed_deadline_yields_one_timeout_event(vendor_connections, fresh_warehouse_dsn):
+    sandbox, dsn = vendor_connections, fresh_warehouse_dsn
+    sandbox.control.settings(accuauth_seconds_per_poll=3600.0, accuauth_pending_polls=1000)
+    report = submit(dsn, sandbox, ["525512000071"], run_key="unit/deadline")
+    events = fire(AccuAuthTaskTrigger("unit/deadline", report.max_submission_id, deadline=1.0, **FAST))
+    assert events == [
+        {
+            "status": "timeout",
+            "selector": {"run_id": "unit/deadline", "max_submission_id": report.max_submission_id},
+        }
+    ]
+
+
 def test_an_unreachable_warehouse_fails_the_trigger_instead_of_firing(vendor_connections, monkeypatch):
     """A warehouse outage is no vendor verdict: no event, the trigger fails (the task retries)."""
     monkeypatch.setenv(
@@ -137,11 +153,27 @@ def test_the_sensor_resumes_with_the_selector_and_counts():
         "selector": {"run_id": "manual__2026", "max_submission_id": 42},
         "stats": {"polls": 3},
     }
-    assert sensor().execute_complete(context={}, event=event) == event
+    assert sensor().execute_complete(context={}, event=event) == {**event, "timed_out": False}
 
 
-def test_the_sensor_fails_without_retry_on_an_error_event_and_on_no_event():
+def test_the_sensor_hands_over_at_the_deadline_or_fails_if_asked_to():
+    from airflow.sdk.exceptions import AirflowSensorTimeout
+
+    event = {"status": "timeout", "selector": {"run_id": "manual__2026", "max_submission_id": 42}}
+    assert sensor().execute_complete(context={}, event=event) == {**event, "stats": {}, "timed_out": True}
+    strict = AccuAuthTasksSensor(task_id="wait", selector=event["selector"], timeout=60, fail_on_timeout=True)
+    with pytest.raises(AirflowSensorTimeout, match="not done after 60 s"):
+        strict.execute_complete(context={}, event=event)
+
+
+def test_the_sensor_fails_without_retry_on_a_vendor_error_and_with_retry_otherwise():
     with pytest.raises(AirflowFailException, match="KEY_EXPIRED"):
-        sensor().execute_complete(context={}, event={"status": "error", "message": "AccuAuth KEY_EXPIRED"})
-    with pytest.raises(AirflowException, match="without an event"):
+        sensor().execute_complete(
+            context={}, event={"status": "error", "error": "KEY_EXPIRED", "message": "AccuAuth KEY_EXPIRED"}
+        )
+    # an unknown warehouse connection is no vendor verdict: a retry (once it exists) may help
+    with pytest.raises(AirflowException, match="warehouse connection") as failed:
+        sensor().execute_complete(context={}, event={"status": "error", "message": "warehouse connection: x"})
+    assert not isinstance(failed.value, AirflowFailException)
+    with pytest.raises(AirflowException, match="no event"):
         sensor().execute_complete(context={}, event=None)

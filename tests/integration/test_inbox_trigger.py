@@ -15,6 +15,8 @@ from airflow.triggers.base import BaseEventTrigger
 
 from phonecheck_airflow.triggers.inbox import WebhookInboxTrigger
 
+pytestmark = pytest.mark.integration
+
 CLASSPATH = "phonecheck_airflow.triggers.inbox.WebhookInboxTrigger"
 
 
