@@ -352,12 +352,17 @@ def four_eyes(
               "include_downstream": True, "only_failed": False, "reset_dag_runs": True},
     )  # fmt: skip
     assert cleared.status_code == 200, cleared.text
-    deadline = time.monotonic() + 180
+    # A deadline, not a timing check: the deferral race may strike the retry too (up_for_retry,
+    # 30 s retry delay, 10 s first look), and a loaded CI machine is slow at each of those steps.
+    deadline = time.monotonic() + 300
     while task_state(admin, run_id, "submit") != "success":  # the retry acts on the answer given
         ti = admin.get(f"{run_path}/taskInstances/approve_spend").json()
         assert not (ti["state"] == "awaiting_input" and ti["try_number"] > asked_in), f"asked again: {ti}"
         assert ti["state"] != "failed" or ti["try_number"] == asked_in, ti
-        assert time.monotonic() < deadline, (ti, stack.cluster.tails())
+        assert time.monotonic() < deadline, (
+            f"approve_spend {ti['state']} (try {ti['try_number']}, asked in {asked_in}), "
+            f"submit {task_state(admin, run_id, 'submit')}\n{stack.cluster.tails()}"
+        )
         stack.cluster.check_alive()
         time.sleep(1)
     assert admin.get(f"{run_path}/taskInstances/approve_spend").json()["try_number"] > asked_in
