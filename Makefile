@@ -10,11 +10,12 @@ PYTEST_ARGS ?=
 # make test runs on this many pytest-xdist workers (docs/development.md); 0 = in this process.
 TEST_WORKERS ?= 2
 
-.PHONY: help test test-fast faults lint lock demo sandbox receiver airflow env bench migrate clean-local venv data-dictionary compose-test
+.PHONY: help test test-clock-edges test-fast faults lint lock demo sandbox receiver airflow env bench migrate clean-local venv data-dictionary compose-test
 
 help:
 	@echo "make demo      run the main job end to end on embedded defaults"
 	@echo "make test      run the test suite (unit + integration, real PostgreSQL and sandbox)"
+	@echo "make test-clock-edges  the clock-sensitive tests just before 00:00 UTC on a month's last day and 16:00 UTC"
 	@echo "make lint      ruff"
 	@echo "make lock      regenerate requirements.txt and requirements-dev.txt from their .in files"
 	@echo "make sandbox   run the vendor sandbox (NXCLOUD + AccuAuth) on its own"
@@ -38,6 +39,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# libfaketime over each test process and all it starts (docs/development.md); not part of make test.
+test-clock-edges: $(STAMP)
+	$(BIN)/python -m tests.clock_edges $(ARGS)
 
 faults: $(STAMP)
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
