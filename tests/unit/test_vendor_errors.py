@@ -54,13 +54,6 @@ def test_one_classifier_for_both_vendors(exc, free, paid):
     assert classify(exc, paid=True) is paid
 
 
-def test_nxcloud_keeps_ambiguous_as_the_name_the_in_doubt_code_reads():
-    err = NxCloudServerError("submit", "x")
-    assert not err.ambiguous
-    err.ambiguous = True
-    assert err.may_have_landed and classify(err, paid=True) is Failure.MAYBE_CHARGED
-
-
 @pytest.fixture
 def refusing_port():
     """A port this process holds bound but not listening: connecting to it is refused, and no

@@ -78,16 +78,6 @@ class NxCloudTransientError(NxCloudError):
 
     retryable = True
 
-    @property
-    def ambiguous(self) -> bool:
-        """``may_have_landed`` under its older name: the vendor may have acted on the request
-        (5xx after it was sent, read timeout), so a paid submit must not be repeated blindly."""
-        return self.may_have_landed
-
-    @ambiguous.setter
-    def ambiguous(self, value: bool) -> None:
-        self.may_have_landed = value
-
 
 class NxCloudRateLimited(NxCloudTransientError):
     """HTTP 429 or a vendor rate-limit code: the call was not processed."""

@@ -41,6 +41,7 @@ from psycopg.types.json import Jsonb
 
 from phonecheck.nxcloud.errors import NxCloudError, NxCloudTransientError
 from phonecheck.nxcloud.planning import Chunk
+from phonecheck.vendor_errors import Failure, classify
 
 log = logging.getLogger(__name__)
 VENDOR = "nxcloud"
@@ -215,7 +216,8 @@ def send_batch(
     try:
         answer = client.submit_numbers(phones, batch_no=batch_no, check_level=check_level, dr_url=dr_url)
     except NxCloudTransientError as exc:
-        if not exc.ambiguous:  # nothing reached the vendor: stays pending, a retry sends at once
+        if classify(exc, paid=True) is not Failure.MAYBE_CHARGED:
+            # nothing reached the vendor: it stays pending, and a retry sends at once
             _set_status(conn, batch_no, "pending", response={"not_sent": str(exc)})
             raise
         _set_status(conn, batch_no, "in_doubt", response={"lost_answer": str(exc)})
