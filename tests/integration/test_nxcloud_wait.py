@@ -256,3 +256,25 @@ def test_sensor_in_reschedule_mode_frees_its_slot_until_the_next_poke_and_hands_
     assert again.execute({"ti": later_try}) == {
         "run_key": key("run-s-resched"), "expected": 2, "results": 1, "timed_out": True,
     }  # fmt: skip
+
+
+def test_trigger_and_hook_space_query_calls_of_one_account_alike(
+    vendor_connections, fresh_warehouse_dsn, monkeypatch
+):
+    """The in-doubt trigger's probes and the tasks' hook share the account's query slot in
+    the warehouse: both space calls by the vendor's interval plus the arrival margin, so neither
+    sends a call the vendor may count as too soon after the other's."""
+    from phonecheck import warehouse
+    from phonecheck_airflow.hooks.nxcloud import NxCloudHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", warehouse.airflow_connection_json(fresh_warehouse_dsn))
+    from phonecheck_airflow.triggers.nxcloud import NxCloudInDoubtTrigger
+
+    trigger = NxCloudInDoubtTrigger(key("spacing"), window_s=600)
+    trigger_client = asyncio.run(trigger._client(fresh_warehouse_dsn))
+    hook_client = NxCloudHook(warehouse_conn_id="warehouse").get_client()
+    settings = hook_client.settings
+    assert trigger_client.query_limiter.min_interval_s == hook_client.query_limiter.min_interval_s
+    assert (
+        hook_client.query_limiter.min_interval_s == settings.query_spacing_s > settings.query_min_interval_s
+    )

@@ -12,7 +12,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from phonecheck.nxcloud.settings import NxCloudSettings
 
 
 class IntervalLimiter:
@@ -137,6 +140,13 @@ class WarehouseIntervalLimiter:
         self._conn = None
         self.waited_s = 0.0
         self.grants: deque[tuple[int, int]] = deque(maxlen=10_000)
+
+    @classmethod
+    def for_account(cls, dsn: str, settings: NxCloudSettings, **kwargs: Any) -> WarehouseIntervalLimiter:
+        """The limiter of ``settings``' access key as every caller builds it (tasks through the hook,
+        the results trigger): spaced by ``settings.query_spacing_s``, the vendor's interval plus
+        the arrival margin, so that no caller of the shared slot spaces its calls closer."""
+        return cls(dsn, settings.access_key, settings.query_spacing_s, **kwargs)
 
     def _connection(self):
         import psycopg

@@ -105,9 +105,7 @@ class NxCloudHook(VendorHook["NxCloudClient"]):
         if self.warehouse_conn_id is not None:
             from phonecheck_airflow.warehouse import warehouse_dsn
 
-            limiter = WarehouseIntervalLimiter(
-                warehouse_dsn(self.warehouse_conn_id), s.access_key, s.query_spacing_s
-            )
+            limiter = WarehouseIntervalLimiter.for_account(warehouse_dsn(self.warehouse_conn_id), s)
         return NxCloudClient(s, query_limiter=limiter, **self.client_kwargs)
 
     def get_client(self) -> NxCloudClient:

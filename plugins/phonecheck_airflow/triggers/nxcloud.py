@@ -119,7 +119,7 @@ class NxCloudInDoubtTrigger(NxCloudRunTrigger):
 
         conn = await BaseHook.aget_connection(self.nxcloud_conn_id)
         settings = settings_from_connection(conn, self.nxcloud_conn_id)
-        limiter = WarehouseIntervalLimiter(dsn, settings.access_key, settings.query_min_interval_s)
+        limiter = WarehouseIntervalLimiter.for_account(dsn, settings)
         return NxCloudClient(settings, query_limiter=limiter)
 
     @staticmethod
