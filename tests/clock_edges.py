@@ -12,7 +12,9 @@ Every process the tests start (the embedded PostgreSQL, the sandbox, Airflow) in
 relative offset, so they agree on the time; timed waits keep the real monotonic clock
 (``FAKETIME_DONT_FAKE_MONOTONIC``). Each run gets its own ``PHONECHECK_LOCAL_DIR``, so the embedded
 warehouse is started under the faked clock, never borrowed from a server running on the real one.
-``--each-test`` gives every test its own process (and its own crossing) instead of every file.
+A file whose run ends before the edge (a short one) runs once more, its lead 60 % of the first
+run's length, so that the edge falls among its tests. ``--each-test`` gives every test its own
+process (and its own crossing) instead of every file.
 Not part of ``make test``: it needs the PyPI ``libfaketime`` build (the dev lock has it) and about
 half an hour.
 """
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -102,11 +105,29 @@ def collect(paths: list[str]) -> list[str]:
     return [line for line in out.stdout.splitlines() if "::" in line]
 
 
-def run_one(target: str, edge_name: str, lead_s: float, extra: list[str]) -> tuple[bool, float, str]:
+@dataclass(frozen=True)
+class EdgeRun:
+    edge: str
+    target: str
+    passed: bool
+    took_s: float
+    started_at: datetime
+    ended_at: datetime
+    crossed: bool
+
+    def line(self) -> str:
+        return (
+            f"  {'passed' if self.passed else 'FAILED'}  {self.edge:<10} {self.took_s:6.0f} s  {self.target} "
+            f"from {self.started_at:%Y-%m-%d %H:%M:%S} to {self.ended_at:%H:%M:%S} UTC"
+            f"{'' if self.crossed else ' (did not reach the edge)'}"
+        )
+
+
+def run_one(target: str, edge_name: str, lead_s: float, extra: list[str]) -> EdgeRun:
     edge = EDGES[edge_name](datetime.now(UTC))
     with tempfile.TemporaryDirectory(prefix="phonecheck-clock-") as local_dir:
         env = faked_env(edge, lead_s, Path(local_dir))
-        seen = clock_seen(env)
+        started_at = clock_seen(env)
         started = time.monotonic()
         result = subprocess.run(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", target, *extra],
@@ -114,14 +135,19 @@ def run_one(target: str, edge_name: str, lead_s: float, extra: list[str]) -> tup
             env=env,
         )
         ended_at = clock_seen(env)
-    took = time.monotonic() - started
-    crossed = seen < edge <= ended_at
-    return (
-        result.returncode == 0,
-        took,
-        f"{target} from {seen:%Y-%m-%d %H:%M:%S} to {ended_at:%H:%M:%S} UTC"
-        f"{'' if crossed else ' (did not reach the edge)'}",
-    )
+    return EdgeRun(
+        edge_name, target, result.returncode == 0, time.monotonic() - started, started_at, ended_at,
+        started_at < edge <= ended_at,
+    )  # fmt: skip
+
+
+def run_across(target: str, edge_name: str, lead_s: float, extra: list[str]) -> list[EdgeRun]:
+    """One run ``lead_s`` before the edge; when it ended before the edge (a short file), one
+    more whose lead is 60 % of that run's length, so that the edge falls inside its tests."""
+    runs = [run_one(target, edge_name, lead_s, extra)]
+    if not runs[0].crossed:
+        runs.append(run_one(target, edge_name, 0.6 * runs[0].took_s, extra))
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,11 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.each_test:
         targets = collect(targets)
     edges = list(EDGES) if args.edge == "all" else [args.edge]
-    results = [(edge, *run_one(target, edge, args.lead, extra)) for edge in edges for target in targets]
+    runs = [run for edge in edges for target in targets for run in run_across(target, edge, args.lead, extra)]
     print("\nclock edges:")
-    for edge, ok, took, what in results:
-        print(f"  {'passed' if ok else 'FAILED'}  {edge:<10} {took:6.0f} s  {what}")
-    return 0 if all(ok for _, ok, _, _ in results) else 1
+    for run in runs:
+        print(run.line())
+    return 0 if all(run.passed for run in runs) else 1
 
 
 if __name__ == "__main__":
