@@ -144,7 +144,7 @@ class WarehouseIntervalLimiter:
     @classmethod
     def for_account(cls, dsn: str, settings: NxCloudSettings, **kwargs: Any) -> WarehouseIntervalLimiter:
         """The limiter of ``settings``' access key as every caller builds it (tasks through the hook,
-        the results trigger): spaced by ``settings.query_spacing_s``, the vendor's interval plus
+        the in-doubt trigger's probes): spaced by ``settings.query_spacing_s``, the vendor's interval plus
         the arrival margin, so that no caller of the shared slot spaces its calls closer."""
         return cls(dsn, settings.access_key, settings.query_spacing_s, **kwargs)
 
